@@ -1,0 +1,1 @@
+//! A local Import.io API server (`importfs emulator`).
