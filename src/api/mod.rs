@@ -1,3 +1,25 @@
 //! The Import.io API v2: models shared with the emulator, and the client.
+//!
+//! - [`models`]: tolerant serde models of every schema (both dialects).
+//! - [`Client`]: the 22 operations, pagination, downloads, retries with
+//!   deadlines, a shared concurrency bound and counters ([`Client::stats`]).
+//! - [`Error`]: one error type with its errno; its text never holds the key.
+//!
+//! Nothing here knows about files or FUSE.
 
+mod client;
+mod download;
+mod error;
 pub mod models;
+mod ops;
+mod retry;
+mod stats;
+
+pub use client::{Client, ClientConfig, FileRef, USER_AGENT};
+pub use error::{ApiKey, Error};
+pub use models::{
+    Crawlrun, CrawlrunFile, Credentials, Extractor, Inputs, InputsDialect, Report, ReportRun,
+    ReportRunFile, RunState, StartResponse, Subscription, User,
+};
+pub use ops::{Idempotency, Operation};
+pub use stats::Stats;

@@ -1,0 +1,1012 @@
+//! The Import.io client: configuration, the request machinery, the 22
+//! operations and pagination.
+//!
+//! What is subtle here:
+//! - **The key goes to the API host only.** reqwest's own redirect following
+//!   is off; [`Client::send_following`] follows 3xx itself and adds
+//!   `_apikey` only when the target has the API's scheme, host and port,
+//!   stripping any `_apikey` a Location carries to another host. A signed
+//!   storage URL never sees the key.
+//! - **Bodies are decompressed here, not by reqwest.** JSON calls ask for
+//!   gzip and are inflated after the raw bytes were checked against
+//!   Content-Length; downloads ask for identity so that byte ranges mean
+//!   file offsets (see `download.rs`). reqwest's transparent gzip would hide
+//!   the Content-Length, and with it truncation.
+//! - **Timeouts are ours.** The reqwest client has only a connect timeout;
+//!   each JSON attempt is bounded by `attempt_timeout` (headers and body), the
+//!   whole call (slot wait, attempts, sleeps) by `call_deadline`.
+//! - **Concurrency.** One semaphore of `max_concurrent` slots is shared by
+//!   every clone. A slot is held for one attempt, never across a backoff
+//!   sleep. Downloads hold a slot for as long as they stream, so they also
+//!   take one of `max_concurrent_downloads` first: metadata calls (an `ls`)
+//!   always find a free slot however many files are being read.
+//! - **Listings stop.** Pages are requested until one is empty or shorter
+//!   than `_perpage`, repeats the previous page, or brings no object not
+//!   already seen; and never more than `max_pages` pages.
+
+use super::error::{ApiKey, Error, Redactor};
+use super::models::{
+    Crawlrun, Credentials, ErrorBody, Extractor, Inputs, InputsDialect, Report, ReportRun,
+    StartResponse, Subscription, User,
+};
+use super::ops::Operation;
+use super::retry::{self, RetryPolicy};
+use super::stats::{Counters, Stats};
+use bytes::Bytes;
+use reqwest::header::{self, HeaderMap, HeaderValue};
+use reqwest::{Method, StatusCode, Url};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use std::collections::HashSet;
+use std::fmt;
+use std::io::Read as _;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Semaphore;
+use tokio::time::{timeout, timeout_at, Instant};
+
+/// The User-Agent of every request.
+pub const USER_AGENT: &str = concat!("importfs/", env!("CARGO_PKG_VERSION"));
+
+/// The largest JSON answer read (a page of 1,000 extractors is about 1 MB).
+const MAX_JSON_BODY: usize = 64 << 20;
+/// The most of an error body read for its message.
+const MAX_ERROR_BODY: usize = 64 << 10;
+
+/// How the client talks to the API.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// The API root. Default `https://api.import.io`, the production service.
+    pub base_url: String,
+    /// Sent as `_apikey` to the API host only; Debug prints `<redacted>`.
+    pub api_key: ApiKey,
+    /// One attempt of a JSON call, headers and body. Default 10 s: the
+    /// service answers in well under a second, a 1,000-object page in a few;
+    /// 10 s is patient with a slow page yet leaves room for two more
+    /// attempts inside the call deadline when an attempt hangs. For a
+    /// download it bounds the wait for the headers and for each next chunk
+    /// (a stall), not the whole transfer.
+    pub attempt_timeout: Duration,
+    /// The most a call may take, all attempts and waits included. Default
+    /// 30 s: DESIGN.md promises that a hung API gives EIO, never a hung `ls`;
+    /// 30 s rides out a short outage (a deploy, a burst of 503s) and is
+    /// about as long as a person waits before pressing Ctrl-C. For a
+    /// download it is the longest time without a single new byte.
+    pub call_deadline: Duration,
+    /// Attempts per call, the first included. Default 5: with the default
+    /// backoff that is about 3 s of waiting, enough for a blip, without
+    /// hammering a service that is really down.
+    pub max_attempts: u32,
+    /// Requests in flight at once, over all clones. Default 8: enough to
+    /// overlap a listing with a few downloads; browsers use 6 per host, and
+    /// more would invite 429s from one mount.
+    pub max_concurrent: usize,
+    /// Of those, how many may be long downloads. Default 4 (half), so an
+    /// `ls` never waits behind file transfers.
+    pub max_concurrent_downloads: usize,
+    /// Establishing a TCP/TLS connection. Default 5 s: a healthy host
+    /// connects in milliseconds; an unreachable one should fail soon enough
+    /// to retry inside the deadline. A connect error is retried for every
+    /// method, since nothing was sent.
+    pub connect_timeout: Duration,
+    /// First backoff step. Default 200 ms, doubled per failure.
+    pub backoff_base: Duration,
+    /// Backoff cap. Default 5 s: longer waits only burn the call deadline.
+    pub backoff_max: Duration,
+    /// `_perpage` of listings. Default 1,000: few calls for big accounts
+    /// (2,500 extractors in 3), pages of about 1 MB.
+    pub page_size: u32,
+    /// The most pages one listing fetches. Default 1,000 (a million objects
+    /// at 1,000 a page): a last stop for a server that never ends a listing.
+    pub max_pages: u32,
+    /// Redirect hops followed per request. Default 5, as browsers do roughly.
+    pub max_redirects: u32,
+}
+
+impl Default for ClientConfig {
+    fn default() -> ClientConfig {
+        ClientConfig {
+            base_url: "https://api.import.io".to_owned(),
+            api_key: ApiKey::new(""),
+            attempt_timeout: Duration::from_secs(10),
+            call_deadline: Duration::from_secs(30),
+            max_attempts: 5,
+            max_concurrent: 8,
+            max_concurrent_downloads: 4,
+            connect_timeout: Duration::from_secs(5),
+            backoff_base: Duration::from_millis(200),
+            backoff_max: Duration::from_secs(5),
+            page_size: 1000,
+            max_pages: 1000,
+            max_redirects: 5,
+        }
+    }
+}
+
+impl ClientConfig {
+    /// The defaults, with this API root and key.
+    pub fn new(base_url: impl Into<String>, api_key: impl Into<ApiKey>) -> ClientConfig {
+        ClientConfig {
+            base_url: base_url.into(),
+            api_key: api_key.into(),
+            ..ClientConfig::default()
+        }
+    }
+}
+
+/// A result file of a crawl run or a report run.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum FileRef {
+    Crawlrun(String, super::models::CrawlrunFile),
+    ReportRun(String, super::models::ReportRunFile),
+}
+
+impl FileRef {
+    pub fn operation(&self) -> Operation {
+        match self {
+            FileRef::Crawlrun(..) => Operation::GetCrawlrunFile,
+            FileRef::ReportRun(..) => Operation::GetReportRunFile,
+        }
+    }
+
+    /// The run's id.
+    pub fn run_id(&self) -> &str {
+        match self {
+            FileRef::Crawlrun(id, _) | FileRef::ReportRun(id, _) => id,
+        }
+    }
+
+    /// The file's name in the mount (`data.csv`, ...).
+    pub fn file_name(&self) -> &'static str {
+        match self {
+            FileRef::Crawlrun(_, f) => f.file_name(),
+            FileRef::ReportRun(_, f) => f.file_name(),
+        }
+    }
+
+    pub(crate) fn segments(&self) -> [&str; 3] {
+        match self {
+            FileRef::Crawlrun(id, f) => ["crawlruns", id, f.api_name()],
+            FileRef::ReportRun(id, f) => ["reportruns", id, f.api_name()],
+        }
+    }
+}
+
+/// The Import.io API client. Cheap to clone: clones share one connection
+/// pool, one concurrency bound and one set of counters.
+#[derive(Clone)]
+pub struct Client {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) http: reqwest::Client,
+    pub(crate) base: Url,
+    pub(crate) key: ApiKey,
+    pub(crate) redactor: Redactor,
+    pub(crate) cfg: ClientConfig,
+    pub(crate) policy: RetryPolicy,
+    pub(crate) slots: Semaphore,
+    pub(crate) download_slots: Semaphore,
+    pub(crate) counters: Counters,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("base_url", &self.inner.base.as_str())
+            .field("api_key", &self.inner.key)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A successful answer to a JSON call.
+pub(crate) struct Answer {
+    pub content_type: Option<String>,
+    pub body: Bytes,
+}
+
+/// The request body of a PUT or POST.
+#[derive(Clone)]
+pub(crate) struct Payload {
+    pub bytes: Bytes,
+    pub content_type: &'static str,
+}
+
+/// Objects that listings deduplicate by guid.
+trait Guid {
+    fn guid(&self) -> &str;
+}
+
+macro_rules! impl_guid {
+    ($($t:ty),*) => {$(impl Guid for $t { fn guid(&self) -> &str { &self.guid } })*};
+}
+impl_guid!(Extractor, Crawlrun, Report, ReportRun);
+
+impl Client {
+    pub fn new(cfg: ClientConfig) -> Result<Client, Error> {
+        let base =
+            Url::parse(cfg.base_url.trim()).map_err(|e| Error::Config(format!("base URL: {e}")))?;
+        if !matches!(base.scheme(), "http" | "https") || base.cannot_be_a_base() {
+            return Err(Error::Config("base URL must be http or https".into()));
+        }
+        if base.query().is_some() {
+            return Err(Error::Config("base URL must have no query".into()));
+        }
+        if cfg.api_key.is_empty() {
+            return Err(Error::Config("the API key is empty".into()));
+        }
+        if cfg.max_attempts == 0
+            || cfg.max_concurrent == 0
+            || cfg.max_concurrent_downloads == 0
+            || cfg.page_size == 0
+            || cfg.max_pages == 0
+        {
+            return Err(Error::Config(
+                "max_attempts, max_concurrent, max_concurrent_downloads, page_size and max_pages must be at least 1"
+                    .into(),
+            ));
+        }
+        if cfg.attempt_timeout.is_zero() || cfg.call_deadline.is_zero() {
+            return Err(Error::Config("timeouts must be positive".into()));
+        }
+        let redactor = Redactor::new(&cfg.api_key);
+        let http = reqwest::Client::builder()
+            .user_agent(USER_AGENT)
+            .redirect(reqwest::redirect::Policy::none())
+            .retry(reqwest::retry::never())
+            .no_gzip()
+            .connect_timeout(cfg.connect_timeout)
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build()
+            .map_err(|e| Error::Config(redactor.describe(e)))?;
+        let policy = RetryPolicy {
+            max_attempts: cfg.max_attempts,
+            backoff_base: cfg.backoff_base,
+            backoff_max: cfg.backoff_max,
+        };
+        let downloads = cfg.max_concurrent_downloads.min(cfg.max_concurrent);
+        Ok(Client {
+            inner: Arc::new(Inner {
+                http,
+                key: cfg.api_key.clone(),
+                redactor,
+                policy,
+                slots: Semaphore::new(cfg.max_concurrent),
+                download_slots: Semaphore::new(downloads),
+                counters: Counters::default(),
+                base,
+                cfg,
+            }),
+        })
+    }
+
+    /// The configuration this client was built with.
+    pub fn config(&self) -> &ClientConfig {
+        &self.inner.cfg
+    }
+
+    /// What the client has done so far (all clones together).
+    pub fn stats(&self) -> Stats {
+        self.inner.counters.snapshot()
+    }
+
+    // ----- the operations -----
+
+    /// `getCurrentUser`.
+    pub async fn current_user(&self) -> Result<User, Error> {
+        self.get_object(Operation::GetCurrentUser, &["users", "current"])
+            .await
+    }
+
+    /// `getCurrentUserSubscription`.
+    pub async fn subscription(&self) -> Result<Subscription, Error> {
+        self.get_object(
+            Operation::GetCurrentUserSubscription,
+            &["users", "current", "subscription"],
+        )
+        .await
+    }
+
+    /// `listExtractors`, every page. Archived extractors are included (the
+    /// filesystem decides what to show).
+    pub async fn list_extractors(&self) -> Result<Vec<Extractor>, Error> {
+        self.list_all(Operation::ListExtractors, &["extractors", ""], &[])
+            .await
+    }
+
+    /// `getExtractor`.
+    pub async fn get_extractor(&self, id: &str) -> Result<Extractor, Error> {
+        let op = Operation::GetExtractor;
+        self.get_object(op, &["extractors", check_id(op, id)?])
+            .await
+    }
+
+    /// `deleteExtractor` (archives it). Retried only when surely not applied.
+    pub async fn delete_extractor(&self, id: &str) -> Result<Extractor, Error> {
+        let op = Operation::DeleteExtractor;
+        let answer = self
+            .call(op, &["extractors", check_id(op, id)?], &[], None)
+            .await?;
+        let mut e: Extractor = self.decode_or_default(op, &answer.body);
+        if e.guid.is_empty() {
+            e.guid = id.to_owned();
+        }
+        Ok(e)
+    }
+
+    /// `getExtractorInputs`, in whichever dialect the server speaks; the
+    /// returned [`Inputs::dialect`] remembers it for the next PUT.
+    pub async fn get_inputs(&self, id: &str) -> Result<Inputs, Error> {
+        let op = Operation::GetExtractorInputs;
+        let answer = self
+            .call(op, &["extractors", check_id(op, id)?, "inputs"], &[], None)
+            .await?;
+        let text = String::from_utf8_lossy(&answer.body);
+        let mut inputs = Inputs::parse(&text).map_err(|e| Error::Decode {
+            op,
+            detail: self.inner.redactor.redact(&e.to_string()),
+        })?;
+        // One JSON line looks like the spec's object: the content type tells.
+        if answer
+            .content_type
+            .as_deref()
+            .is_some_and(|ct| ct.contains("ndjson") || ct.contains("jsonl"))
+        {
+            inputs.dialect = InputsDialect::Lines;
+        }
+        Ok(inputs)
+    }
+
+    /// `updateExtractorInputs`, sent in `inputs.dialect`. A PUT of the whole
+    /// list is idempotent, so it is retried like a GET.
+    pub async fn put_inputs(&self, id: &str, inputs: &Inputs) -> Result<(), Error> {
+        let op = Operation::UpdateExtractorInputs;
+        let (body, content_type) = inputs.to_body();
+        let payload = Payload {
+            bytes: Bytes::from(body),
+            content_type,
+        };
+        self.call(
+            op,
+            &["extractors", check_id(op, id)?, "inputs"],
+            &[],
+            Some(payload),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// `startExtractor`. Never sent twice: a timeout or a 500 is reported,
+    /// not retried. A 400 means a run is already in progress (EBUSY is the
+    /// caller's mapping; see [`Error::status`]).
+    pub async fn start_extractor(&self, id: &str) -> Result<StartResponse, Error> {
+        let op = Operation::StartExtractor;
+        let answer = self
+            .call(op, &["extractors", check_id(op, id)?, "start"], &[], None)
+            .await?;
+        Ok(self.decode_or_default(op, &answer.body))
+    }
+
+    /// `stopExtractor`.
+    pub async fn stop_extractor(&self, id: &str) -> Result<(), Error> {
+        let op = Operation::StopExtractor;
+        self.call(op, &["extractors", check_id(op, id)?, "stop"], &[], None)
+            .await?;
+        Ok(())
+    }
+
+    /// `duplicateExtractor`: the new extractor.
+    pub async fn duplicate_extractor(&self, id: &str) -> Result<Extractor, Error> {
+        let op = Operation::DuplicateExtractor;
+        let answer = self
+            .call(
+                op,
+                &["extractors", check_id(op, id)?, "duplicate"],
+                &[],
+                None,
+            )
+            .await?;
+        Ok(self.decode_or_default(op, &answer.body))
+    }
+
+    /// `updateExtractorCredentials`. The password is in the body only, and
+    /// bodies are never logged.
+    pub async fn update_credentials(&self, id: &str, creds: &Credentials) -> Result<(), Error> {
+        let op = Operation::UpdateExtractorCredentials;
+        let body = serde_json::to_vec(creds).map_err(|e| Error::Decode {
+            op,
+            detail: e.to_string(),
+        })?;
+        let payload = Payload {
+            bytes: Bytes::from(body),
+            content_type: "application/json",
+        };
+        self.call(
+            op,
+            &["extractors", check_id(op, id)?, "credentials"],
+            &[],
+            Some(payload),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// `listCrawlruns`, every page. With an extractor id, asks the server to
+    /// filter (`extractorId=`) and filters the answer too, since a server
+    /// may ignore the parameter.
+    pub async fn list_crawlruns(&self, extractor_id: Option<&str>) -> Result<Vec<Crawlrun>, Error> {
+        let op = Operation::ListCrawlruns;
+        match extractor_id {
+            None => self.list_all(op, &["crawlruns", ""], &[]).await,
+            Some(id) => {
+                let id = check_id(op, id)?;
+                let mut runs: Vec<Crawlrun> = self
+                    .list_all(op, &["crawlruns", ""], &[("extractorId", id)])
+                    .await?;
+                runs.retain(|r| r.extractor_id == id);
+                Ok(runs)
+            }
+        }
+    }
+
+    /// `getCrawlrun`.
+    pub async fn get_crawlrun(&self, id: &str) -> Result<Crawlrun, Error> {
+        let op = Operation::GetCrawlrun;
+        self.get_object(op, &["crawlruns", check_id(op, id)?]).await
+    }
+
+    /// `listReports`, every page.
+    pub async fn list_reports(&self) -> Result<Vec<Report>, Error> {
+        self.list_all(Operation::ListReports, &["reports", ""], &[])
+            .await
+    }
+
+    /// `getReport`.
+    pub async fn get_report(&self, id: &str) -> Result<Report, Error> {
+        let op = Operation::GetReport;
+        self.get_object(op, &["reports", check_id(op, id)?]).await
+    }
+
+    /// `deleteReport`. Retried only when surely not applied.
+    pub async fn delete_report(&self, id: &str) -> Result<(), Error> {
+        let op = Operation::DeleteReport;
+        self.call(op, &["reports", check_id(op, id)?], &[], None)
+            .await?;
+        Ok(())
+    }
+
+    /// `startReport`: whatever the server answered (`Value::Null` when the
+    /// body was empty or not JSON). Never sent twice.
+    pub async fn start_report(&self, id: &str) -> Result<Value, Error> {
+        let op = Operation::StartReport;
+        let answer = self
+            .call(op, &["reports", check_id(op, id)?, "start"], &[], None)
+            .await?;
+        Ok(self.decode_or_default(op, &answer.body))
+    }
+
+    /// `listReportRunsForReport`, every page.
+    pub async fn list_report_runs_for_report(&self, id: &str) -> Result<Vec<ReportRun>, Error> {
+        let op = Operation::ListReportRunsForReport;
+        self.list_all(op, &["reports", check_id(op, id)?, "reportruns"], &[])
+            .await
+    }
+
+    /// `listReportRuns`, every page.
+    pub async fn list_report_runs(&self) -> Result<Vec<ReportRun>, Error> {
+        self.list_all(Operation::ListReportRuns, &["reportruns", ""], &[])
+            .await
+    }
+
+    /// `getReportRun`.
+    pub async fn get_report_run(&self, id: &str) -> Result<ReportRun, Error> {
+        let op = Operation::GetReportRun;
+        self.get_object(op, &["reportruns", check_id(op, id)?])
+            .await
+    }
+
+    // ----- the machinery -----
+
+    /// The URL of an API path, without the key.
+    pub(crate) fn url(&self, segments: &[&str], query: &[(&str, &str)]) -> Url {
+        let mut url = self.inner.base.clone();
+        if let Ok(mut path) = url.path_segments_mut() {
+            path.pop_if_empty().extend(segments);
+        }
+        if !query.is_empty() {
+            url.query_pairs_mut().extend_pairs(query);
+        }
+        url
+    }
+
+    /// Whether `url` is on the API host (same scheme, host and port), the only
+    /// place the key may go.
+    pub(crate) fn is_api_origin(&self, url: &Url) -> bool {
+        let base = &self.inner.base;
+        url.scheme() == base.scheme()
+            && url.host_str() == base.host_str()
+            && url.port_or_known_default() == base.port_or_known_default()
+    }
+
+    async fn get_object<T: DeserializeOwned>(
+        &self,
+        op: Operation,
+        segments: &[&str],
+    ) -> Result<T, Error> {
+        let answer = self.call(op, segments, &[], None).await?;
+        self.decode(op, &answer.body)
+    }
+
+    pub(crate) fn decode<T: DeserializeOwned>(
+        &self,
+        op: Operation,
+        body: &[u8],
+    ) -> Result<T, Error> {
+        serde_json::from_slice(body).map_err(|e| Error::Decode {
+            op,
+            detail: self.inner.redactor.redact(&e.to_string()),
+        })
+    }
+
+    /// The answer to a mutation: the action happened (2xx), so an empty or
+    /// odd body must not turn it into a failure the user would "fix" by
+    /// doing it again.
+    fn decode_or_default<T: DeserializeOwned + Default>(&self, op: Operation, body: &[u8]) -> T {
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return T::default();
+        }
+        match serde_json::from_slice(body) {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!(%op, error = %self.inner.redactor.redact(&e.to_string()), "unreadable answer to a successful call, ignored");
+                T::default()
+            }
+        }
+    }
+
+    /// One JSON call, with retries, inside its deadline.
+    pub(crate) async fn call(
+        &self,
+        op: Operation,
+        segments: &[&str],
+        query: &[(&str, &str)],
+        payload: Option<Payload>,
+    ) -> Result<Answer, Error> {
+        let url = self.url(segments, query);
+        let inner = &self.inner;
+        let deadline = Instant::now() + inner.cfg.call_deadline;
+        let attempts = retry::run(
+            op,
+            &inner.policy,
+            deadline,
+            || inner.counters.retry(),
+            |_| self.attempt_json(op, &url, payload.clone()),
+        );
+        let result = match timeout_at(deadline, attempts).await {
+            Ok(r) => r,
+            Err(_) => Err(Error::Timeout {
+                op,
+                after: inner.cfg.call_deadline,
+            }),
+        };
+        if let Err(e) = &result {
+            inner.counters.error(op);
+            log_failure(e);
+        }
+        result
+    }
+
+    /// One attempt of a JSON call: a connection slot, the request (following
+    /// redirects), the whole body, all within `attempt_timeout`.
+    async fn attempt_json(
+        &self,
+        op: Operation,
+        url: &Url,
+        payload: Option<Payload>,
+    ) -> Result<Answer, Error> {
+        let _slot = self.inner.slots.acquire().await.map_err(|_| closed(op))?;
+        let _in_flight = self.inner.counters.call_started();
+        let mut headers = HeaderMap::new();
+        headers.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
+        headers.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("gzip"));
+        let attempt = async {
+            let resp = self
+                .send_following(op, op.method(), url.clone(), headers, payload)
+                .await?;
+            let content_type = resp
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            let body = self.read_body(op, resp, MAX_JSON_BODY).await?;
+            Ok(Answer { content_type, body })
+        };
+        match timeout(self.inner.cfg.attempt_timeout, attempt).await {
+            Ok(r) => r,
+            Err(_) => Err(Error::Timeout {
+                op,
+                after: self.inner.cfg.attempt_timeout,
+            }),
+        }
+    }
+
+    /// Send one request and follow redirects by hand: `_apikey` only to the
+    /// API host, never to another. Returns a 2xx response; any other final
+    /// status becomes [`Error::Status`].
+    pub(crate) async fn send_following(
+        &self,
+        op: Operation,
+        method: Method,
+        mut url: Url,
+        headers: HeaderMap,
+        payload: Option<Payload>,
+    ) -> Result<reqwest::Response, Error> {
+        let inner = &self.inner;
+        let mut hops = 0u32;
+        loop {
+            strip_key(&mut url);
+            let on_api = self.is_api_origin(&url);
+            let mut rb = inner
+                .http
+                .request(method.clone(), url.clone())
+                .headers(headers.clone());
+            if on_api {
+                rb = rb.query(&[("_apikey", inner.key.expose())]);
+                inner.counters.call(op);
+            } else {
+                inner.counters.redirect();
+            }
+            if let Some(p) = &payload {
+                rb = rb
+                    .header(header::CONTENT_TYPE, p.content_type)
+                    .body(p.bytes.clone());
+            }
+            let started = Instant::now();
+            let resp = rb.send().await.map_err(|e| self.transport_error(op, e))?;
+            let status = resp.status();
+            tracing::debug!(
+                %op,
+                %method,
+                host = if on_api { "api" } else { url.host_str().unwrap_or("") },
+                path = url.path(),
+                status = status.as_u16(),
+                elapsed = ?started.elapsed(),
+                "answer"
+            );
+            if is_followed_redirect(status) && (method == Method::GET || method == Method::HEAD) {
+                let Some(location) = resp
+                    .headers()
+                    .get(header::LOCATION)
+                    .and_then(|v| v.to_str().ok())
+                else {
+                    return Err(Error::Protocol {
+                        op,
+                        detail: format!("HTTP {status} without a Location"),
+                    });
+                };
+                hops += 1;
+                if hops > inner.cfg.max_redirects {
+                    return Err(Error::Protocol {
+                        op,
+                        detail: format!("more than {} redirects", inner.cfg.max_redirects),
+                    });
+                }
+                url = url.join(location).map_err(|_| Error::Protocol {
+                    op,
+                    detail: "a redirect to an unreadable Location".into(),
+                })?;
+                if !matches!(url.scheme(), "http" | "https") {
+                    return Err(Error::Protocol {
+                        op,
+                        detail: "a redirect to a non-HTTP URL".into(),
+                    });
+                }
+                continue;
+            }
+            if !status.is_success() {
+                return Err(self.status_error(op, resp).await);
+            }
+            return Ok(resp);
+        }
+    }
+
+    /// A reqwest failure as an [`Error`] of the right kind, key-free.
+    pub(crate) fn transport_error(&self, op: Operation, e: reqwest::Error) -> Error {
+        let connect = e.is_connect();
+        let timed_out = e.is_timeout();
+        let detail = self.inner.redactor.describe(e);
+        if connect {
+            Error::Connect { op, detail }
+        } else if timed_out {
+            Error::Timeout {
+                op,
+                after: self.inner.cfg.attempt_timeout,
+            }
+        } else {
+            Error::Transport { op, detail }
+        }
+    }
+
+    /// An error status, with the message of its Error body and its Retry-After.
+    pub(crate) async fn status_error(&self, op: Operation, resp: reqwest::Response) -> Error {
+        let status = resp.status().as_u16();
+        let retry_after = resp
+            .headers()
+            .get(header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(retry::parse_retry_after);
+        // The body is only a nicety: a broken one must not hide the status.
+        let body = match timeout(
+            Duration::from_secs(2),
+            self.read_body(op, resp, MAX_ERROR_BODY),
+        )
+        .await
+        {
+            Ok(Ok(b)) => b,
+            _ => Bytes::new(),
+        };
+        let message = serde_json::from_slice::<ErrorBody>(&body)
+            .ok()
+            .and_then(|b| b.message.or(b.error))
+            .or_else(|| {
+                let text = String::from_utf8_lossy(&body);
+                let line = text.lines().next().unwrap_or("").trim();
+                (!line.is_empty()).then(|| line.to_owned())
+            })
+            .map(|m| self.inner.redactor.message(&m));
+        Error::Status {
+            op,
+            status,
+            message,
+            retry_after,
+        }
+    }
+
+    /// The whole body, checked against Content-Length and inflated if gzip.
+    async fn read_body(
+        &self,
+        op: Operation,
+        mut resp: reqwest::Response,
+        limit: usize,
+    ) -> Result<Bytes, Error> {
+        let expected = content_length(resp.headers());
+        let encoding = content_encoding(resp.headers());
+        let mut raw = Vec::with_capacity(expected.unwrap_or(0).min(limit as u64) as usize);
+        loop {
+            match resp.chunk().await {
+                Ok(Some(chunk)) => {
+                    if raw.len() + chunk.len() > limit {
+                        return Err(Error::Protocol {
+                            op,
+                            detail: format!("answer larger than {limit} bytes"),
+                        });
+                    }
+                    raw.extend_from_slice(&chunk);
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    return Err(match expected {
+                        Some(expected) => Error::Truncated {
+                            op,
+                            got: raw.len() as u64,
+                            expected,
+                        },
+                        None => self.transport_error(op, e),
+                    })
+                }
+            }
+        }
+        if let Some(expected) = expected {
+            if (raw.len() as u64) < expected {
+                return Err(Error::Truncated {
+                    op,
+                    got: raw.len() as u64,
+                    expected,
+                });
+            }
+        }
+        match encoding {
+            Encoding::Identity => Ok(Bytes::from(raw)),
+            Encoding::Gzip => {
+                let mut out = Vec::new();
+                flate2::read::MultiGzDecoder::new(&raw[..])
+                    .take(limit as u64 + 1)
+                    .read_to_end(&mut out)
+                    .map_err(|e| Error::Decode {
+                        op,
+                        detail: format!("gzip: {e}"),
+                    })?;
+                if out.len() > limit {
+                    return Err(Error::Protocol {
+                        op,
+                        detail: format!("answer larger than {limit} bytes"),
+                    });
+                }
+                Ok(Bytes::from(out))
+            }
+            Encoding::Other(name) => Err(Error::Protocol {
+                op,
+                detail: format!(
+                    "unsupported Content-Encoding {:?}",
+                    self.inner.redactor.message(&name)
+                ),
+            }),
+        }
+    }
+
+    /// Every page of a listing (see the module docs for when it stops).
+    async fn list_all<T: DeserializeOwned + Guid>(
+        &self,
+        op: Operation,
+        segments: &[&str],
+        filter: &[(&str, &str)],
+    ) -> Result<Vec<T>, Error> {
+        let per_page = self.inner.cfg.page_size;
+        let per_page_text = per_page.to_string();
+        let mut all = Vec::new();
+        let mut seen: HashSet<String> = HashSet::new();
+        let mut previous: Option<Vec<String>> = None;
+        for page in 1..=self.inner.cfg.max_pages {
+            let page_text = page.to_string();
+            let mut query: Vec<(&str, &str)> = filter.to_vec();
+            query.push(("_page", &page_text));
+            query.push(("_perpage", &per_page_text));
+            let answer = self.call(op, segments, &query, None).await?;
+            let items: Vec<T> = self.decode_list(op, &answer.body)?;
+            if items.is_empty() {
+                break;
+            }
+            let guids: Vec<String> = items.iter().map(|i| i.guid().to_owned()).collect();
+            if previous.as_ref() == Some(&guids) {
+                tracing::warn!(%op, page, "the server repeated a page: listing ends here");
+                break;
+            }
+            let count = items.len();
+            let mut fresh = 0usize;
+            for item in items {
+                let guid = item.guid();
+                if guid.is_empty() || seen.insert(guid.to_owned()) {
+                    all.push(item);
+                    fresh += 1;
+                }
+            }
+            if fresh == 0 {
+                tracing::warn!(%op, page, "a page with nothing new: listing ends here");
+                break;
+            }
+            if count < per_page as usize {
+                break;
+            }
+            if page == self.inner.cfg.max_pages {
+                tracing::warn!(%op, pages = page, "page limit reached: the listing may be incomplete");
+            }
+            previous = Some(guids);
+        }
+        Ok(all)
+    }
+
+    /// A page: a JSON array, or an object wrapping one. An element that is not
+    /// an object of the expected shape is skipped, not fatal.
+    fn decode_list<T: DeserializeOwned>(
+        &self,
+        op: Operation,
+        body: &[u8],
+    ) -> Result<Vec<T>, Error> {
+        let value: Value = self.decode(op, body)?;
+        let items = match value {
+            Value::Array(items) => items,
+            Value::Object(mut map) => ["items", "data", "results", "hits", "content"]
+                .iter()
+                .find_map(|k| match map.remove(*k) {
+                    Some(Value::Array(a)) => Some(a),
+                    _ => None,
+                })
+                .ok_or_else(|| Error::Decode {
+                    op,
+                    detail: "expected a JSON array".into(),
+                })?,
+            Value::Null => Vec::new(),
+            _ => {
+                return Err(Error::Decode {
+                    op,
+                    detail: "expected a JSON array".into(),
+                })
+            }
+        };
+        let mut out = Vec::with_capacity(items.len());
+        let mut skipped = 0usize;
+        for item in items {
+            match serde_json::from_value(item) {
+                Ok(v) => out.push(v),
+                Err(_) => skipped += 1,
+            }
+        }
+        if skipped > 0 {
+            tracing::warn!(%op, skipped, "listing entries of an unexpected shape skipped");
+        }
+        Ok(out)
+    }
+}
+
+/// Reject ids that cannot name an object and would change the path's
+/// meaning (`""` would turn `/extractors/{id}` into the listing).
+pub(crate) fn check_id(op: Operation, id: &str) -> Result<&str, Error> {
+    if id.is_empty() || id == "." || id == ".." {
+        return Err(Error::InvalidId { op });
+    }
+    Ok(id)
+}
+
+fn closed(op: Operation) -> Error {
+    Error::Protocol {
+        op,
+        detail: "client shut down".into(),
+    }
+}
+
+fn is_followed_redirect(s: StatusCode) -> bool {
+    matches!(s.as_u16(), 301 | 302 | 303 | 307 | 308)
+}
+
+/// Remove any `_apikey` a URL already carries (a Location copied from
+/// the request): the key is added per hop, and only for the API host.
+fn strip_key(url: &mut Url) {
+    if url.query().is_none() {
+        return;
+    }
+    let pairs: Vec<(String, String)> = url
+        .query_pairs()
+        .filter(|(k, _)| k != "_apikey")
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    let had_key = url.query_pairs().any(|(k, _)| k == "_apikey");
+    if !had_key {
+        return;
+    }
+    if pairs.is_empty() {
+        url.set_query(None);
+    } else {
+        url.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+}
+
+pub(crate) fn content_length(h: &HeaderMap) -> Option<u64> {
+    h.get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Encoding {
+    Identity,
+    Gzip,
+    Other(String),
+}
+
+pub(crate) fn content_encoding(h: &HeaderMap) -> Encoding {
+    let Some(v) = h
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return Encoding::Identity;
+    };
+    let v = v.trim().to_ascii_lowercase();
+    match v.as_str() {
+        "" | "identity" => Encoding::Identity,
+        "gzip" | "x-gzip" => Encoding::Gzip,
+        _ => Encoding::Other(v),
+    }
+}
+
+/// Log a failed call at the level it deserves: a missing object is routine.
+pub(crate) fn log_failure(e: &Error) {
+    match e.status() {
+        Some(404 | 410) => tracing::debug!(error = %e, "call failed"),
+        Some(401) => tracing::error!(error = %e, "the API key was refused"),
+        _ => tracing::warn!(error = %e, "call failed"),
+    }
+}

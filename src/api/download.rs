@@ -1,0 +1,465 @@
+//! Result files: their exact size (HEAD), and streaming them into a file.
+//!
+//! What is subtle here:
+//! - **Never short.** A download succeeds only when the bytes written equal
+//!   the size the server promised (Content-Length of a 200, or the total of
+//!   a 206's Content-Range). A body that ends early — a dropped connection,
+//!   a truncated response — is resumed, never handed over as the file.
+//! - **Resume with Range.** Bytes are written at their offsets as they
+//!   arrive, always contiguously, so after a failure the file holds a prefix
+//!   and the next attempt asks `Range: bytes=<have>-`. A server that answers
+//!   the range with a plain 200 is fine too: the bytes already held are
+//!   skipped. The download always re-enters at the API URL, so an expired
+//!   signed storage URL is replaced by a fresh redirect.
+//! - **gzip.** Downloads ask for identity, so that ranges are file offsets.
+//!   A server that compresses anyway is inflated on the fly; ranges are then
+//!   not used (they would count compressed bytes) and a retry starts from the
+//!   beginning, skipping the inflated bytes already held. The gzip trailer
+//!   (CRC and length) is the completeness check in that case.
+//! - **Deadlines that suit long transfers.** A 10 GB file may take minutes,
+//!   so there is no limit on a whole download; instead each wait (headers,
+//!   next chunk) is bounded by `attempt_timeout`, and the call fails once
+//!   `call_deadline` passes without a single new byte or after
+//!   `max_attempts` consecutive attempts without progress. An attempt that
+//!   brought bytes resets both budgets.
+//! - **Slots.** A download holds a connection slot while streaming, so it
+//!   first takes a download slot: at most `max_concurrent_downloads` run at
+//!   once, leaving the other slots to metadata calls.
+
+use super::client::{content_encoding, content_length, log_failure, Client, Encoding, FileRef};
+use super::error::Error;
+use super::ops::Operation;
+use super::retry::{self, Backoff};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use reqwest::header::{self, HeaderMap, HeaderValue};
+use reqwest::{Method, StatusCode, Url};
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::time::Duration;
+use tokio::time::{timeout, timeout_at, Instant};
+
+/// What a download has so far, across attempts.
+struct Progress<'a> {
+    out: &'a std::fs::File,
+    report: &'a (dyn Fn(u64) + Send + Sync),
+    /// Bytes of the file written, contiguous from offset 0.
+    have: u64,
+    /// The size the server promised, once known.
+    expected: Option<u64>,
+    /// Whether a retry may ask a Range (false once the server sent gzip).
+    ranges: bool,
+    /// When the call fails if no byte arrives before then.
+    stall_deadline: Instant,
+}
+
+impl Progress<'_> {
+    /// Write `data`, which starts at file offset `at`, keeping only what
+    /// extends the contiguous prefix.
+    fn put(&mut self, client: &Client, op: Operation, at: u64, data: &[u8]) -> Result<(), Error> {
+        let end = at + data.len() as u64;
+        if end <= self.have {
+            return Ok(());
+        }
+        if at > self.have {
+            return Err(Error::Protocol {
+                op,
+                detail: format!("bytes from offset {at} when {} were expected", self.have),
+            });
+        }
+        let data = &data[(self.have - at) as usize..];
+        if let Some(expected) = self.expected {
+            if self.have + data.len() as u64 > expected {
+                return Err(Error::Protocol {
+                    op,
+                    detail: format!("more than the {expected} bytes promised"),
+                });
+            }
+        }
+        self.out
+            .write_all_at(data, self.have)
+            .map_err(|source| Error::Io { op, source })?;
+        self.have += data.len() as u64;
+        client.inner.counters.bytes(data.len() as u64);
+        self.stall_deadline = Instant::now() + client.inner.cfg.call_deadline;
+        (self.report)(self.have);
+        Ok(())
+    }
+
+    /// The moment the current wait must end: the attempt's own timeout or the
+    /// call's stall deadline, whichever comes first.
+    fn wait_until(&self, client: &Client) -> (Instant, Duration) {
+        let cfg = &client.inner.cfg;
+        let attempt = Instant::now() + cfg.attempt_timeout;
+        if attempt <= self.stall_deadline {
+            (attempt, cfg.attempt_timeout)
+        } else {
+            (self.stall_deadline, cfg.call_deadline)
+        }
+    }
+}
+
+/// Inflates a gzip body as it streams, handing out what is ready.
+struct Inflater {
+    decoder: flate2::write::MultiGzDecoder<Vec<u8>>,
+}
+
+impl Inflater {
+    fn new() -> Inflater {
+        Inflater {
+            decoder: flate2::write::MultiGzDecoder::new(Vec::new()),
+        }
+    }
+
+    fn feed(&mut self, op: Operation, chunk: &[u8]) -> Result<Vec<u8>, Error> {
+        self.decoder
+            .write_all(chunk)
+            .map_err(|e| gzip_error(op, e))?;
+        Ok(std::mem::take(self.decoder.get_mut()))
+    }
+
+    fn finish(mut self, op: Operation) -> Result<Vec<u8>, Error> {
+        self.decoder.try_finish().map_err(|e| gzip_error(op, e))?;
+        Ok(std::mem::take(self.decoder.get_mut()))
+    }
+}
+
+/// A broken gzip stream is most likely a cut one: retryable like a transport error.
+fn gzip_error(op: Operation, e: std::io::Error) -> Error {
+    Error::Transport {
+        op,
+        detail: format!("gzip: {e}"),
+    }
+}
+
+impl Client {
+    /// The exact size of a result file, from a HEAD's Content-Length; `None`
+    /// when the server gives none (chunked) or only a compressed length.
+    /// 404 (no such run, or the run has not finished) is an error.
+    pub async fn file_size(&self, f: &FileRef) -> Result<Option<u64>, Error> {
+        let op = f.operation();
+        let segments = f.segments();
+        super::client::check_id(op, segments[1])?;
+        let url = self.url(&segments, &[]);
+        let inner = &self.inner;
+        let deadline = Instant::now() + inner.cfg.call_deadline;
+        let attempts = retry::run(
+            op,
+            &inner.policy,
+            deadline,
+            || inner.counters.retry(),
+            |_| self.head_attempt(op, &url),
+        );
+        let result = match timeout_at(deadline, attempts).await {
+            Ok(r) => r,
+            Err(_) => Err(Error::Timeout {
+                op,
+                after: inner.cfg.call_deadline,
+            }),
+        };
+        if let Err(e) = &result {
+            inner.counters.error(op);
+            log_failure(e);
+        }
+        result
+    }
+
+    async fn head_attempt(&self, op: Operation, url: &Url) -> Result<Option<u64>, Error> {
+        let _slot = self.inner.slots.acquire().await.map_err(|_| closed(op))?;
+        let _in_flight = self.inner.counters.call_started();
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::ACCEPT_ENCODING,
+            HeaderValue::from_static("identity"),
+        );
+        let head = self.send_following(op, Method::HEAD, url.clone(), headers, None);
+        let resp = match timeout(self.inner.cfg.attempt_timeout, head).await {
+            Ok(r) => r?,
+            Err(_) => {
+                return Err(Error::Timeout {
+                    op,
+                    after: self.inner.cfg.attempt_timeout,
+                })
+            }
+        };
+        if content_encoding(resp.headers()) != Encoding::Identity {
+            return Ok(None);
+        }
+        Ok(content_length(resp.headers()))
+    }
+
+    /// Download a result file into `out`, writing each byte at its offset and
+    /// calling `progress` with the number of bytes held (contiguous from 0) as
+    /// they land, so readers can start early. Resumes with Range after a
+    /// failure; returns the total size only once every promised byte is
+    /// written, and cuts `out` to that size.
+    pub async fn download(
+        &self,
+        f: &FileRef,
+        out: &std::fs::File,
+        progress: &(dyn Fn(u64) + Send + Sync),
+    ) -> Result<u64, Error> {
+        let op = f.operation();
+        let segments = f.segments();
+        super::client::check_id(op, segments[1])?;
+        let url = self.url(&segments, &[]);
+        let inner = &self.inner;
+        let _in_flight = inner.counters.download_started();
+        let mut state = Progress {
+            out,
+            report: progress,
+            have: 0,
+            expected: None,
+            ranges: true,
+            stall_deadline: Instant::now() + inner.cfg.call_deadline,
+        };
+        let mut backoff = Backoff::new(inner.cfg.backoff_base, inner.cfg.backoff_max);
+        let mut failures = 0u32;
+        let result = loop {
+            let before = state.have;
+            let err = match self.download_attempt(op, &url, &mut state).await {
+                Ok(total) => break Ok(total),
+                Err(e) => e,
+            };
+            if state.have > before {
+                failures = 0;
+                backoff.reset();
+            }
+            failures += 1;
+            match retry::next_wait(
+                op,
+                &err,
+                failures,
+                &inner.policy,
+                &mut backoff,
+                state.stall_deadline,
+            ) {
+                Some(wait) => {
+                    inner.counters.retry();
+                    tokio::time::sleep(wait).await;
+                }
+                None => break Err(err),
+            }
+        };
+        let result = result.and_then(|total| {
+            out.set_len(total)
+                .map_err(|source| Error::Io { op, source })?;
+            Ok(total)
+        });
+        match &result {
+            Ok(total) => {
+                inner.counters.download_completed();
+                tracing::debug!(%op, run = f.run_id(), file = f.file_name(), bytes = total, "downloaded");
+            }
+            Err(e) => {
+                inner.counters.error(op);
+                log_failure(e);
+            }
+        }
+        result
+    }
+
+    /// One attempt: slots, request (with Range when resuming), stream to the file.
+    async fn download_attempt(
+        &self,
+        op: Operation,
+        url: &Url,
+        st: &mut Progress<'_>,
+    ) -> Result<u64, Error> {
+        let inner = &self.inner;
+        let (until, after) = (st.stall_deadline, inner.cfg.call_deadline);
+        let slots = async {
+            let d = inner.download_slots.acquire().await;
+            let s = inner.slots.acquire().await;
+            (d, s)
+        };
+        let (dslot, slot) = timeout_at(until, slots)
+            .await
+            .map_err(|_| Error::Timeout { op, after })?;
+        let (_dslot, _slot) = (
+            dslot.map_err(|_| closed(op))?,
+            slot.map_err(|_| closed(op))?,
+        );
+        let _in_flight = inner.counters.call_started();
+
+        let resume_from = (st.ranges && st.have > 0).then_some(st.have);
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::ACCEPT_ENCODING,
+            HeaderValue::from_static("identity"),
+        );
+        if let Some(from) = resume_from {
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes={from}-")) {
+                headers.insert(header::RANGE, v);
+            }
+        }
+        let (until, after) = st.wait_until(self);
+        let send = self.send_following(op, Method::GET, url.clone(), headers, None);
+        let resp = match timeout_at(until, send).await {
+            Err(_) => return Err(Error::Timeout { op, after }),
+            Ok(Err(e)) => {
+                // Asked for bytes past the end: we already have them all.
+                if e.status() == Some(416) && resume_from.is_some() && st.expected == Some(st.have)
+                {
+                    return Ok(st.have);
+                }
+                return Err(e);
+            }
+            Ok(Ok(resp)) => resp,
+        };
+
+        let status = resp.status();
+        let encoding = content_encoding(resp.headers());
+        let length = content_length(resp.headers());
+        let (start, total) = match (status, &encoding) {
+            (StatusCode::PARTIAL_CONTENT, Encoding::Identity) if resume_from.is_some() => {
+                let range = resp
+                    .headers()
+                    .get(header::CONTENT_RANGE)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(parse_content_range)
+                    .ok_or_else(|| Error::Protocol {
+                        op,
+                        detail: "a 206 without a readable Content-Range".into(),
+                    })?;
+                (range.0, range.1)
+            }
+            (StatusCode::PARTIAL_CONTENT, _) => {
+                return Err(Error::Protocol {
+                    op,
+                    detail: "a partial answer that was not asked for".into(),
+                })
+            }
+            (_, Encoding::Identity) => (0, length),
+            (_, Encoding::Gzip) => {
+                st.ranges = false;
+                (0, None)
+            }
+            (_, Encoding::Other(name)) => {
+                return Err(Error::Protocol {
+                    op,
+                    detail: format!(
+                        "unsupported Content-Encoding {:?}",
+                        self.inner.redactor.message(name)
+                    ),
+                })
+            }
+        };
+        if start > st.have {
+            return Err(Error::Protocol {
+                op,
+                detail: format!("a range from {start} when {} was asked", st.have),
+            });
+        }
+        if let Some(total) = total {
+            match st.expected {
+                Some(expected) if expected != total => {
+                    return Err(Error::Protocol {
+                        op,
+                        detail: format!("the file changed size ({expected} then {total} bytes)"),
+                    })
+                }
+                _ => st.expected = Some(total),
+            }
+        }
+
+        let mut inflater = (encoding == Encoding::Gzip).then(Inflater::new);
+        let mut stream = resp.bytes_stream();
+        let mut offset = start;
+        let mut received = 0u64;
+        loop {
+            let (until, after) = st.wait_until(self);
+            let next = match timeout_at(until, stream.next()).await {
+                Err(_) => return Err(Error::Timeout { op, after }),
+                Ok(next) => next,
+            };
+            let chunk: Bytes = match next {
+                None => break,
+                Some(Ok(chunk)) => chunk,
+                Some(Err(e)) => {
+                    let e = self.transport_error(op, e);
+                    return Err(match (length, &inflater) {
+                        (Some(expected), None) => Error::Truncated {
+                            op,
+                            got: received,
+                            expected,
+                        },
+                        _ => e,
+                    });
+                }
+            };
+            received += chunk.len() as u64;
+            let data = match &mut inflater {
+                Some(inf) => inf.feed(op, &chunk)?,
+                None => chunk.to_vec(),
+            };
+            st.put(self, op, offset, &data)?;
+            offset += data.len() as u64;
+        }
+        if let Some(inf) = inflater.take() {
+            let tail = inf.finish(op)?;
+            st.put(self, op, offset, &tail)?;
+        }
+        if let Some(length) = length {
+            if received < length {
+                return Err(Error::Truncated {
+                    op,
+                    got: received,
+                    expected: length,
+                });
+            }
+        }
+        match st.expected {
+            Some(expected) if st.have < expected => Err(Error::Truncated {
+                op,
+                got: st.have,
+                expected,
+            }),
+            _ => Ok(st.have),
+        }
+    }
+}
+
+fn closed(op: Operation) -> Error {
+    Error::Protocol {
+        op,
+        detail: "client shut down".into(),
+    }
+}
+
+/// `bytes START-END/TOTAL` → (START, TOTAL), TOTAL `None` when `*`.
+fn parse_content_range(v: &str) -> Option<(u64, Option<u64>)> {
+    let rest = v.trim().strip_prefix("bytes")?.trim_start();
+    let (range, total) = rest.split_once('/')?;
+    let (start, end) = range.split_once('-')?;
+    let start: u64 = start.trim().parse().ok()?;
+    let end: u64 = end.trim().parse().ok()?;
+    if end < start {
+        return None;
+    }
+    let total = match total.trim() {
+        "*" => None,
+        t => Some(t.parse::<u64>().ok()?),
+    };
+    if total.is_some_and(|t| end >= t) {
+        return None;
+    }
+    Some((start, total))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_range_forms() {
+        assert_eq!(
+            parse_content_range("bytes 10-99/100"),
+            Some((10, Some(100)))
+        );
+        assert_eq!(parse_content_range("bytes 0-0/*"), Some((0, None)));
+        assert_eq!(parse_content_range("bytes 10-100/100"), None);
+        assert_eq!(parse_content_range("bytes */100"), None);
+        assert_eq!(parse_content_range("items 1-2/3"), None);
+    }
+}
