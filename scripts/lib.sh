@@ -1,0 +1,55 @@
+# Shared helpers of the scripts: install what is missing on a fresh
+# Debian/Ubuntu machine. Sourced, not run.
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="$ROOT/.venv"
+
+as_root() {
+    if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
+        echo "need root to run: $*" >&2; return 1; fi
+}
+
+apt_updated=0
+# ensure_pkg COMMAND PACKAGE: install PACKAGE when COMMAND is missing.
+ensure_pkg() {
+    local cmd="$1" pkg="$2"
+    command -v "$cmd" >/dev/null 2>&1 && return 0
+    echo "installing $pkg (for $cmd)" >&2
+    if [ "$apt_updated" = 0 ]; then as_root apt-get update -qq; apt_updated=1; fi
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$pkg" >/dev/null
+}
+
+ensure_system() {
+    ensure_pkg fusermount3 fuse3
+    ensure_pkg rsync rsync
+    ensure_pkg curl curl
+    ensure_pkg sha256sum coreutils
+    ensure_pkg vim.tiny vim-tiny
+    ensure_pkg python3 python3
+    if [ ! -e /dev/fuse ]; then
+        as_root modprobe fuse 2>/dev/null || true
+    fi
+}
+
+# A Python venv with what the conformance and file checks need.
+ensure_venv() {
+    if [ ! -x "$VENV/bin/python" ]; then
+        if ! python3 -m venv "$VENV" 2>/dev/null; then
+            rm -rf "$VENV"
+            if [ "$apt_updated" = 0 ]; then as_root apt-get update -qq; apt_updated=1; fi
+            as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+            python3 -m venv "$VENV"
+        fi
+    fi
+    if ! "$VENV/bin/python" -c 'import schemathesis, openpyxl' 2>/dev/null; then
+        "$VENV/bin/pip" install -q --disable-pip-version-check schemathesis openpyxl
+    fi
+    export IMPORTFS_PYTHON="$VENV/bin/python"
+}
+
+ensure_rust() {
+    if ! command -v cargo >/dev/null; then
+        echo "cargo is missing: install Rust from rustup.rs first" >&2
+        return 1
+    fi
+}
