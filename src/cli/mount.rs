@@ -1,0 +1,408 @@
+//! `importfs mount`: mount an account, in the background by default.
+//!
+//! The API key comes from `IMPORTIO_API_KEY` or `--api-key-file`, never from a
+//! plain flag, so it does not show in `ps`. A background mount re-runs this
+//! binary with `--foreground` in a new session, hands it the key through the
+//! environment (readable only by the same user), and returns only once the
+//! mount answers, or with the child's error.
+
+use crate::api::{ApiKey, Client, ClientConfig};
+use crate::fs::core::{Fs, FsConfig};
+use crate::fs::fuse::FuseFs;
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub const KEY_ENV: &str = "IMPORTIO_API_KEY";
+pub const DEFAULT_API_URL: &str = "https://api.import.io";
+
+#[derive(Debug, Clone, Args)]
+pub struct MountArgs {
+    /// Where to mount the account (an existing, empty directory).
+    pub mountpoint: PathBuf,
+    /// The API's base URL.
+    #[arg(long, default_value = DEFAULT_API_URL)]
+    pub api_url: String,
+    /// A file holding the API key (else the IMPORTIO_API_KEY environment variable).
+    #[arg(long)]
+    pub api_key_file: Option<PathBuf>,
+    /// Stay attached to the terminal instead of running in the background.
+    #[arg(long, short = 'f')]
+    pub foreground: bool,
+    /// Refuse every write with EROFS and make no mutating API call.
+    #[arg(long)]
+    pub read_only: bool,
+    /// Let `rmdir` archive extractors and delete reports.
+    #[arg(long)]
+    pub allow_delete: bool,
+    /// Let other users see the mount (needs user_allow_other in /etc/fuse.conf).
+    #[arg(long)]
+    pub allow_other: bool,
+    /// How long listings and objects are cached (e.g. 5s, 1m).
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "5s")]
+    pub metadata_ttl: Duration,
+    /// Where downloaded result files are kept.
+    #[arg(long)]
+    pub cache_dir: Option<PathBuf>,
+    /// The most the result cache may hold (e.g. 512M, 4G).
+    #[arg(long, value_parser = parse_size, default_value = "4G")]
+    pub cache_size: u64,
+    /// Where a background mount writes its log.
+    #[arg(long)]
+    pub log_file: Option<PathBuf>,
+    /// More logging (-v info, -vv debug, -vvv trace); RUST_LOG also works.
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+/// Parse `123`, `64K`, `512M`, `4G`, `1T` (powers of 1024; `KiB`, `MB` ... accepted).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(digits);
+    let n: u64 = num.parse().map_err(|_| format!("not a size: {s:?}"))?;
+    let mult: u64 = match unit.trim().to_ascii_uppercase().trim_end_matches('B').trim_end_matches('I') {
+        "" => 1,
+        "K" => 1 << 10,
+        "M" => 1 << 20,
+        "G" => 1 << 30,
+        "T" => 1 << 40,
+        _ => return Err(format!("unknown size unit in {s:?} (use K, M, G or T)")),
+    };
+    n.checked_mul(mult).ok_or_else(|| format!("size too large: {s:?}"))
+}
+
+/// Read the API key: `--api-key-file` first, then the environment.
+pub fn read_api_key(file: Option<&Path>) -> Result<ApiKey> {
+    if let Some(path) = file {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the API key file {}", path.display()))?;
+        let key = text.trim();
+        if key.is_empty() {
+            bail!("the API key file {} is empty", path.display());
+        }
+        return Ok(ApiKey::new(key));
+    }
+    match std::env::var(KEY_ENV) {
+        Ok(k) if !k.trim().is_empty() => Ok(ApiKey::new(k.trim())),
+        _ => bail!(
+            "no API key: set {KEY_ENV}=<your key> or pass --api-key-file FILE \
+             (the key is in the Import.io dashboard under User Settings)"
+        ),
+    }
+}
+
+fn default_cache_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
+        return PathBuf::from(d).join("importfs");
+    }
+    if let Some(h) = std::env::var_os("HOME").filter(|d| !d.is_empty()) {
+        return PathBuf::from(h).join(".cache").join("importfs");
+    }
+    std::env::temp_dir().join("importfs-cache")
+}
+
+pub fn default_log_file() -> PathBuf {
+    let base = std::env::var_os("XDG_STATE_HOME")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .filter(|d| !d.is_empty())
+                .map(|h| PathBuf::from(h).join(".local").join("state"))
+        })
+        .unwrap_or_else(std::env::temp_dir);
+    base.join("importfs").join("importfs.log")
+}
+
+/// Is `path` a mountpoint of an importfs filesystem right now?
+pub fn is_mounted(path: &Path) -> bool {
+    let Ok(canon) = std::fs::canonicalize(path) else {
+        return false;
+    };
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
+    let want = canon.to_string_lossy().replace(' ', "\\040");
+    info.lines().any(|l| {
+        let f: Vec<&str> = l.split(' ').collect();
+        let fstype = l.split(" - ").nth(1).and_then(|r| r.split(' ').next()).unwrap_or("");
+        f.get(4) == Some(&want.as_str()) && fstype.starts_with("fuse") && fstype.contains("importfs")
+    })
+}
+
+fn check_mountpoint(path: &Path) -> Result<()> {
+    let meta = std::fs::metadata(path).with_context(|| {
+        format!(
+            "the mountpoint {} does not exist: create it with `mkdir -p {}`",
+            path.display(),
+            path.display()
+        )
+    })?;
+    if !meta.is_dir() {
+        bail!("the mountpoint {} is not a directory", path.display());
+    }
+    if is_mounted(path) {
+        bail!(
+            "{} is already an importfs mount: unmount it first with `fusermount3 -u {}`",
+            path.display(),
+            path.display()
+        );
+    }
+    if std::fs::read_dir(path)?.next().is_some() {
+        bail!("the mountpoint {} is not empty: mount on an empty directory", path.display());
+    }
+    Ok(())
+}
+
+fn check_fuse_available() -> Result<()> {
+    if !Path::new("/dev/fuse").exists() {
+        bail!("/dev/fuse is missing: load the module with `modprobe fuse` (or run the container with --device /dev/fuse)");
+    }
+    let has_fusermount = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join("fusermount3").exists() || d.join("fusermount").exists()))
+        .unwrap_or(false);
+    if !has_fusermount {
+        bail!("fusermount3 is missing: install it with `sudo apt-get install fuse3`");
+    }
+    Ok(())
+}
+
+fn user_allow_other() -> bool {
+    std::fs::read_to_string("/etc/fuse.conf")
+        .map(|s| s.lines().any(|l| l.trim() == "user_allow_other"))
+        .unwrap_or(false)
+}
+
+pub fn run(args: MountArgs) -> Result<()> {
+    let key = read_api_key(args.api_key_file.as_deref())?;
+    check_fuse_available()?;
+    check_mountpoint(&args.mountpoint)?;
+    if args.allow_other && !is_root() && !user_allow_other() {
+        bail!("--allow-other needs `user_allow_other` in /etc/fuse.conf (add that line as root)");
+    }
+    if args.foreground {
+        crate::cli::init_logging(args.verbose, None)?;
+        return mount_foreground(&args, key, None);
+    }
+    spawn_background(&args, &key)
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Re-run ourselves in the foreground, detached, and wait for the mount.
+fn spawn_background(args: &MountArgs, key: &ApiKey) -> Result<()> {
+    use std::os::unix::process::CommandExt;
+    let log = args.log_file.clone().unwrap_or_else(default_log_file);
+    if let Some(dir) = log.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let log_out = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log)
+        .with_context(|| format!("cannot open the log file {}", log.display()))?;
+    let start_len = log_out.metadata().map(|m| m.len()).unwrap_or(0);
+    let exe = std::env::current_exe().context("cannot find the importfs binary")?;
+    let mut cmd = std::process::Command::new(exe);
+    cmd.arg("mount").arg("--foreground");
+    for a in std::env::args_os().skip(2) {
+        if a != "--foreground" && a != "-f" {
+            cmd.arg(a);
+        }
+    }
+    cmd.env(KEY_ENV, key.expose())
+        .env("IMPORTFS_LOG_FILE", &log)
+        .stdin(std::process::Stdio::null())
+        .stdout(log_out.try_clone()?)
+        .stderr(log_out);
+    // SAFETY: setsid is async-signal-safe; it detaches the child from our terminal.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().context("cannot start the background mount")?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if is_mounted(&args.mountpoint) && std::fs::metadata(&args.mountpoint).is_ok() {
+            return Ok(());
+        }
+        if let Some(status) = child.try_wait()? {
+            let text = std::fs::read(&log).unwrap_or_default();
+            let tail = String::from_utf8_lossy(&text[(start_len as usize).min(text.len())..]).to_string();
+            let msg = tail
+                .lines()
+                .rev()
+                .find(|l| l.contains("importfs:") || l.contains("ERROR"))
+                .unwrap_or("")
+                .trim()
+                .to_owned();
+            bail!(
+                "the mount failed ({status}){}{} (log: {})",
+                if msg.is_empty() { "" } else { ": " },
+                msg.trim_start_matches("importfs: "),
+                log.display()
+            );
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            bail!("the mount did not come up within 30 s (log: {})", log.display());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Mount and serve until unmounted or signalled. `ready` is told once the mount is up.
+pub fn mount_foreground(args: &MountArgs, key: ApiKey, ready: Option<std::sync::mpsc::Sender<()>>) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("importfs-io")
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let client = Client::new(ClientConfig::new(args.api_url.clone(), key)).context("cannot build the API client")?;
+
+    // Fail before mounting when the key or the URL is wrong.
+    rt.block_on(async { client.current_user().await }).map_err(|e| {
+        if e.is_auth() {
+            anyhow::anyhow!("the API key was refused by {} ({e})", args.api_url)
+        } else {
+            anyhow::anyhow!("cannot reach the Import.io API at {}: {e}", args.api_url)
+        }
+    })?;
+
+    // SAFETY: getuid/getgid have no preconditions and cannot fail.
+    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+    let cfg = FsConfig {
+        metadata_ttl: args.metadata_ttl,
+        cache_dir: args.cache_dir.clone().unwrap_or_else(default_cache_dir),
+        cache_size: args.cache_size,
+        read_only: args.read_only,
+        allow_delete: args.allow_delete,
+        uid,
+        gid,
+        ..FsConfig::default()
+    };
+    let fs = Arc::new(Fs::new(cfg, client).context("cannot create the cache directory")?);
+    let adapter = FuseFs::new(fs.clone(), rt.handle().clone());
+
+    let mut options = vec![
+        fuser::MountOption::FSName("importfs".into()),
+        fuser::MountOption::Subtype("importfs".into()),
+        fuser::MountOption::DefaultPermissions,
+        fuser::MountOption::NoDev,
+        fuser::MountOption::NoSuid,
+        fuser::MountOption::NoAtime,
+    ];
+    if args.read_only {
+        options.push(fuser::MountOption::RO);
+    }
+    let acl = if args.allow_other {
+        fuser::SessionACL::All
+    } else if is_root() || user_allow_other() {
+        fuser::SessionACL::RootAndOwner
+    } else {
+        fuser::SessionACL::Owner
+    };
+    if acl != fuser::SessionACL::Owner {
+        options.push(fuser::MountOption::AutoUnmount);
+    } else {
+        tracing::warn!(
+            "no auto-unmount: add user_allow_other to /etc/fuse.conf so a killed importfs cannot leave a dead mount"
+        );
+    }
+    let mut config = fuser::Config::default();
+    config.mount_options = options;
+    config.acl = acl;
+    config.n_threads = Some(2);
+
+    let mut session = fuser::Session::new(adapter, &args.mountpoint, &config)
+        .with_context(|| format!("cannot mount on {}", args.mountpoint.display()))?;
+    let mut unmounter = session.unmount_callable();
+    raise_read_ahead(&args.mountpoint);
+    tracing::info!(mountpoint = %args.mountpoint.display(), api = %args.api_url, "mounted");
+
+    // Ctrl-C and SIGTERM unmount cleanly; the session loop then ends.
+    let mountpoint = args.mountpoint.clone();
+    rt.spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("signal received, unmounting");
+        if let Err(e) = unmounter.unmount() {
+            tracing::warn!(error = %e, "unmount failed; trying fusermount3 -uz");
+            let _ = std::process::Command::new("fusermount3").arg("-uz").arg(&mountpoint).status();
+        }
+    });
+    if let Some(tx) = ready {
+        let _ = tx.send(());
+    }
+    let result = session.run();
+    drop(fs);
+    rt.shutdown_timeout(Duration::from_secs(1));
+    result.context("the FUSE session ended with an error")?;
+    tracing::info!("unmounted");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = match signal(SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+/// Ask the kernel for 1 MiB read-ahead on this mount (root only; quietly
+/// skipped otherwise): 1 MiB FUSE reads stream a cold file much faster.
+fn raise_read_ahead(mountpoint: &Path) {
+    let mp = mountpoint.to_owned();
+    std::thread::spawn(move || {
+        use std::os::unix::fs::MetadataExt;
+        for _ in 0..50 {
+            if let Ok(meta) = std::fs::metadata(&mp) {
+                let dev = meta.dev();
+                let (major, minor) = (libc::major(dev), libc::minor(dev));
+                let path = format!("/sys/class/bdi/{major}:{minor}/read_ahead_kb");
+                if std::fs::write(&path, "1024").is_ok() {
+                    tracing::debug!(%path, "read-ahead raised to 1 MiB");
+                    return;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse() {
+        assert_eq!(parse_size("123"), Ok(123));
+        assert_eq!(parse_size("4G"), Ok(4 << 30));
+        assert_eq!(parse_size("512MiB"), Ok(512 << 20));
+        assert_eq!(parse_size("64kb"), Ok(64 << 10));
+        assert!(parse_size("12Q").is_err());
+        assert!(parse_size("").is_err());
+        assert!(parse_size("99999999999T").is_err());
+    }
+}

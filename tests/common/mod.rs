@@ -1,0 +1,313 @@
+//! The one helper every filesystem test stands on: an emulator in-process and
+//! a real `importfs mount --foreground` child process over it, in a temp dir.
+//!
+//! [`Mounted`] unmounts on drop, on every path (panics included), and each
+//! test gets its own temp dir and free ports, so tests can run in parallel
+//! and a failed test never leaves a mount behind for the next one.
+#![allow(dead_code)]
+
+use importfs::emulator::{Config, Emulator};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const KEY: &str = "test-key-0123456789";
+
+/// Is FUSE usable here? Under CI a missing FUSE fails loudly; elsewhere the
+/// test is skipped with a printed reason.
+pub fn fuse_or_skip() -> bool {
+    let dev = Path::new("/dev/fuse").exists();
+    let fm = Command::new("fusermount3").arg("--version").output().is_ok();
+    if dev && fm {
+        return true;
+    }
+    let why = format!("FUSE unavailable (/dev/fuse: {dev}, fusermount3: {fm})");
+    if std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false") {
+        panic!("{why}: CI must be able to mount");
+    }
+    eprintln!("SKIPPED: {why}");
+    false
+}
+
+pub struct Emu {
+    pub rt: tokio::runtime::Runtime,
+    pub emu: Option<Emulator>,
+    pub url: String,
+    pub http: reqwest::Client,
+}
+
+impl Emu {
+    pub fn start(config: Config) -> Emu {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let emu = rt
+            .block_on(Emulator::start(Config {
+                api_key: KEY.into(),
+                ..config
+            }))
+            .expect("emulator starts");
+        let url = emu.url();
+        Emu {
+            rt,
+            emu: Some(emu),
+            url,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    pub fn demo() -> Emu {
+        Emu::start(Config::default())
+    }
+
+    pub fn get_json(&self, path: &str) -> Value {
+        let url = format!("{}{}{}_apikey={}", self.url, path, if path.contains('?') { "&" } else { "?" }, KEY);
+        self.rt.block_on(async {
+            let r = self.http.get(&url).send().await.expect("GET");
+            assert!(r.status().is_success(), "GET {path}: {}", r.status());
+            r.json::<Value>().await.expect("JSON")
+        })
+    }
+
+    /// Bytes of a file straight from the emulator (the source of truth).
+    pub fn get_bytes(&self, path: &str) -> Vec<u8> {
+        let url = format!("{}{}?_apikey={}", self.url, path, KEY);
+        self.rt.block_on(async {
+            let r = self.http.get(&url).send().await.expect("GET");
+            assert!(r.status().is_success(), "GET {path}: {}", r.status());
+            r.bytes().await.expect("body").to_vec()
+        })
+    }
+
+    pub fn hook(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let url = format!("{}{}", self.url, path);
+        self.rt.block_on(async {
+            let mut req = self.http.request(method, &url);
+            if let Some(b) = body {
+                req = req.json(&b);
+            }
+            let r = req.send().await.expect("hook");
+            assert!(r.status().is_success(), "{path}: {}", r.status());
+            let text = r.text().await.unwrap_or_default();
+            serde_json::from_str(&text).unwrap_or(Value::Null)
+        })
+    }
+
+    /// The emulator's request log: `{"method","path","query","status",...}`.
+    pub fn requests(&self) -> Vec<Value> {
+        match self.hook(reqwest::Method::GET, "/_emulator/requests", None) {
+            Value::Array(a) => a,
+            other => panic!("request log is not an array: {other}"),
+        }
+    }
+
+    pub fn clear_requests(&self) {
+        self.hook(reqwest::Method::DELETE, "/_emulator/requests", None);
+    }
+
+    /// Requests whose method and path match.
+    pub fn count(&self, method: &str, path_prefix: &str) -> usize {
+        self.requests()
+            .iter()
+            .filter(|r| r["method"] == method && r["path"].as_str().is_some_and(|p| p.starts_with(path_prefix)))
+            .count()
+    }
+
+    pub fn set_faults(&self, faults: Value) {
+        self.hook(reqwest::Method::POST, "/_emulator/faults", Some(faults));
+    }
+
+    pub fn clear_faults(&self) {
+        self.hook(reqwest::Method::DELETE, "/_emulator/faults", None);
+    }
+}
+
+impl Drop for Emu {
+    fn drop(&mut self) {
+        if let Some(e) = self.emu.take() {
+            self.rt.block_on(e.shutdown());
+        }
+    }
+}
+
+/// A live mount of importfs over an emulator, unmounted on drop.
+pub struct Mounted {
+    pub dir: tempfile::TempDir,
+    pub mnt: PathBuf,
+    pub cache: PathBuf,
+    pub log: PathBuf,
+    child: Option<Child>,
+}
+
+pub fn importfs_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_importfs")
+}
+
+impl Mounted {
+    /// Mount `url` with extra flags, waiting until the mount answers.
+    pub fn new(url: &str, extra: &[&str]) -> Mounted {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mnt = dir.path().join("mnt");
+        let cache = dir.path().join("cache");
+        let log = dir.path().join("mount.log");
+        std::fs::create_dir(&mnt).expect("mkdir mnt");
+        let log_file = std::fs::File::create(&log).expect("log");
+        let child = Command::new(importfs_bin())
+            .arg("mount")
+            .arg("--foreground")
+            .arg(&mnt)
+            .args(["--api-url", url, "--metadata-ttl", "2s"])
+            .arg("--cache-dir")
+            .arg(&cache)
+            .args(["-vv"])
+            .args(extra)
+            .env("IMPORTIO_API_KEY", KEY)
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone().expect("log"))
+            .stderr(log_file)
+            .spawn()
+            .expect("spawn importfs");
+        let mut m = Mounted {
+            dir,
+            mnt,
+            cache,
+            log,
+            child: Some(child),
+        };
+        m.wait_mounted();
+        m
+    }
+
+    fn wait_mounted(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if is_fuse_mount(&self.mnt) {
+                return;
+            }
+            if let Some(c) = self.child.as_mut() {
+                if let Ok(Some(status)) = c.try_wait() {
+                    panic!("importfs exited ({status}) before mounting:\n{}", self.log_text());
+                }
+            }
+            assert!(Instant::now() < deadline, "mount did not come up:\n{}", self.log_text());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.mnt.join(rel)
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Run a shell command with the mount as working directory.
+    pub fn sh(&self, script: &str) -> Output {
+        Command::new("bash")
+            .arg("-c")
+            .arg(script)
+            .current_dir(&self.mnt)
+            .output()
+            .expect("bash")
+    }
+
+    /// Like [`sh`] but asserting success, returning stdout.
+    pub fn sh_ok(&self, script: &str) -> String {
+        let out = self.sh(script);
+        assert!(
+            out.status.success(),
+            "`{script}` failed: {}\nstderr: {}\nlog tail:\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr),
+            tail(&self.log_text(), 40)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    pub fn unmount(&mut self) {
+        if self.child.is_none() {
+            return;
+        }
+        for _ in 0..50 {
+            if !is_fuse_mount(&self.mnt) {
+                break;
+            }
+            let _ = Command::new("fusermount3").arg("-u").arg(&self.mnt).stderr(Stdio::null()).status();
+            if !is_fuse_mount(&self.mnt) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        if is_fuse_mount(&self.mnt) {
+            let _ = Command::new("fusermount3").arg("-uz").arg(&self.mnt).status();
+        }
+        if let Some(mut c) = self.child.take() {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                match c.try_wait() {
+                    Ok(Some(_)) => break,
+                    _ if Instant::now() > deadline => {
+                        let _ = c.kill();
+                        let _ = c.wait();
+                        break;
+                    }
+                    _ => std::thread::sleep(Duration::from_millis(50)),
+                }
+            }
+        }
+    }
+
+    /// The mount process, for signal tests.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    pub fn take_child(&mut self) -> Option<Child> {
+        self.child.take()
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        self.unmount();
+        if is_fuse_mount(&self.mnt) {
+            let _ = Command::new("fusermount3").arg("-uz").arg(&self.mnt).status();
+        }
+    }
+}
+
+pub fn is_fuse_mount(path: &Path) -> bool {
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
+    let want = path.to_string_lossy().replace(' ', "\\040");
+    info.lines()
+        .any(|l| l.split(' ').nth(4) == Some(want.as_str()) && l.contains(" - fuse"))
+}
+
+pub fn tail(s: &str, n: usize) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+pub fn sha256(path: &Path) -> String {
+    let out = Command::new("sha256sum").arg(path).output().expect("sha256sum");
+    assert!(out.status.success(), "sha256sum {}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).split(' ').next().unwrap_or("").to_owned()
+}
+
+pub fn sha256_bytes(b: &[u8]) -> String {
+    use std::io::Write;
+    let mut child = Command::new("sha256sum")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("sha256sum");
+    child.stdin.take().expect("stdin").write_all(b).expect("write");
+    let out = child.wait_with_output().expect("sha256sum");
+    String::from_utf8_lossy(&out.stdout).split(' ').next().unwrap_or("").to_owned()
+}
