@@ -1,1 +1,303 @@
-//! A local Import.io API server (`importfs emulator`).
+//! A local Import.io API v2 server (`importfs emulator`), for tests, the demo
+//! and the benchmarks — what minio is to S3.
+//!
+//! It implements the 22 operations of `tests/importio-openapi.yaml` with state:
+//! `_apikey` auth (401 with the Error body), 404 for unknown ids, 400 for
+//! malformed ids or bodies, 413 for bodies over 1 MiB, pagination and sorting,
+//! crawl runs that move PENDING → STARTED → FINISHED over
+//! [`Config::run_seconds`], result files generated from the extractor's inputs
+//! and fields, fault injection and a request log.
+//!
+//! # Subtle points
+//! - **Run states are computed from the clock when read**; there is no
+//!   background task. A run stores when it started and, once forced (stop,
+//!   finish/fail hooks), its final state and stop time.
+//! - **Result files are never stored.** They are generated on each request from
+//!   a snapshot of the extractor's inputs and fields taken when the run
+//!   started (so a later PUT of inputs does not change a finished run). In the
+//!   `scale` dataset `data.csv` and `data.json` are fixed-width rows, so any
+//!   byte range is computed directly and a 1 GiB file streams in flat memory.
+//! - **Deterministic datasets**: every guid of a dataset is derived from a hash
+//!   of its role and index, so a restarted emulator with the same [`Config`]
+//!   has the same ids. Objects created while running (start, duplicate, hooks)
+//!   get random v4 guids.
+//! - **The API key is never logged**: the request log drops `_apikey` from the
+//!   query and replaces any other occurrence of the key by `REDACTED`; tracing
+//!   logs only method, path, status and operation.
+//! - **Connections can be killed**: every accepted connection carries a
+//!   cancellation token. `shutdown()` cancels all of them (so a long download
+//!   does not keep the port busy), and the `drop_rate` fault cancels one.
+//!
+//! # Dialects
+//! `spec` (default) answers as the spec says. `legacy` answers like clients
+//! saw the live service: `_meta` with `creationTimestamp`/`timestamp` in epoch
+//! milliseconds, `startedAt`/`stoppedAt` in epoch milliseconds, `GET inputs` as
+//! JSON lines (`application/x-ndjson`), and result downloads as a 302 to the
+//! second ("files") listener, `files_url()/<token>/crawlruns/<id>/<type>`, which
+//! serves the file without a key (the token is unguessable, per process).
+//! A PUT of inputs accepts both forms in both dialects and answers in the form
+//! it read.
+//!
+//! # Downloads
+//! Both listeners serve result files with an exact `Content-Length`, `HEAD`
+//! (same headers, no body; HEAD always describes the identity encoding),
+//! `Range: bytes=a-b` / `a-` / `-n` → 206 with `Content-Range` (416 with
+//! `Content-Range: bytes */LEN` when unsatisfiable; several ranges → the whole
+//! file, 200), `ETag` + `If-Range`, and `Accept-Encoding: gzip` → a gzip body
+//! when no Range is asked (with a `Content-Length` up to 8 MiB of content,
+//! chunked above). JSON answers over 1 KiB are gzipped too when asked.
+//!
+//! # Choices where the spec is silent
+//! - `POST /extractors/{id}/stop` with no run in progress answers 200 `{}`;
+//!   with one, 200 `{"crawlRunId": ...}` and that run becomes CANCELLED.
+//! - `POST /extractors/{id}/start` answers 200 `{"crawlRunId": ...}`; while a
+//!   run is PENDING/STARTED, or on an archived extractor, 400 with the Error body.
+//! - `DELETE /extractors/{id}` archives: the answer is the Extractor with
+//!   `archived: true`; GET still returns it, lists do not.
+//! - `DELETE /reports/{id}` removes the report (then 404). Its report runs stay
+//!   readable by id but are no longer listed.
+//! - `POST /reports/{id}/start` answers 200 `{"reportRunId": ...}`; report
+//!   runs go PENDING → STARTED → FINISHED like crawl runs.
+//! - `_page` below 1 reads as 1, `_perpage` is clamped to 1..=1000 (default 30);
+//!   a value that is not an integer is a 400. `_sortDirection` must be `ASC`
+//!   or `DESC` (400 otherwise). `_sort` accepts `meta_created_at`,
+//!   `meta_modified_at`, `name`, `guid`, `state` (runs); any other field
+//!   sorts by creation time (the spec allows any string).
+//! - A `fileType` outside the spec's enum is a 404 (there is no such file).
+//! - Credentials: the body must be an object with string `username` and
+//!   `password` (else 400); they are stored, `credentialsId` is set on the
+//!   extractor, and no API GET returns them.
+//!
+//! # Test hooks (under `/_emulator/`: no key, not logged, never faulted)
+//! - `POST /_emulator/faults` — body a [`FaultSpec`] or an array of them; each
+//!   replaces any fault with the same `operation`. `GET` lists them,
+//!   `DELETE` clears them all.
+//! - `GET /_emulator/requests` — the request log, a JSON array of
+//!   `{"method","path","query","status","operation","listener"}` (`query`
+//!   without `_apikey`, `status` 0 for a dropped connection, `listener` is
+//!   `"api"` or `"files"`); `DELETE` clears it. The log keeps the last 100 000.
+//! - `POST /_emulator/extractors` `{"name": .., "inputs": [..], "fields": [..]}`
+//!   (`fields` optional) → 200 with the new Extractor.
+//! - `POST /_emulator/extractors/{id}/rename` `{"name": ..}` → the Extractor.
+//! - `POST /_emulator/extractors/{id}/archive` → the Extractor.
+//! - `GET /_emulator/extractors/{id}/credentials` → `{"username","password"}`
+//!   as stored (404 when none).
+//! - `POST /_emulator/crawlruns` `{"extractorId": .., "state": "FINISHED"}` →
+//!   the new Crawlrun (any state; PENDING/STARTED runs then follow the clock).
+//! - `POST /_emulator/crawlruns/{id}/finish` and `/fail` → the Crawlrun, now
+//!   FINISHED or FAILED.
+//! - `POST /_emulator/reportruns/{id}/finish` → the ReportRun, now FINISHED.
+//!
+//! # Faults
+//! A [`FaultSpec`] names an operationId (or `*`); the fault for the exact
+//! operation wins over `*`. Per request, in this order, each with its own
+//! random draw: sleep `latency_ms` (or a uniform value up to
+//! `latency_max_ms`); `drop_rate` → the connection is closed with no answer;
+//! `error_rate` → 500 with the Error body; `throttle_rate` → 429 with
+//! `Retry-After: retry_after_s` (default 1); then the operation runs and
+//! `truncate_rate` → the full `Content-Length` is sent but the body stops
+//! half way and the connection is closed. Faults for `getCrawlrunFile` and
+//! `getReportRunFile` also apply on the files listener.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+mod conn;
+mod datasets;
+mod faults;
+mod files;
+mod hooks;
+mod routes;
+mod state;
+
+pub use faults::FaultSpec;
+pub use routes::LoggedRequest;
+
+/// Which account the emulator starts with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Dataset {
+    /// A believable account of a dozen extractors, plus extractors with
+    /// hostile names; small result files.
+    #[default]
+    Demo,
+    /// `extractors` extractors and `crawlruns` finished runs whose `data.csv`
+    /// and `data.json` are `result_bytes` long, generated as they stream.
+    Scale,
+}
+
+/// How the emulator shapes its answers (see the module doc).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Dialect {
+    /// As `importio-openapi.yaml` says.
+    #[default]
+    Spec,
+    /// Epoch-millisecond times, JSON-lines inputs, 302 downloads.
+    Legacy,
+}
+
+/// What to serve and how.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Where the API listens. Default `127.0.0.1:0`: any free port, so tests
+    /// can run in parallel; read the real one with [`Emulator::addr`].
+    pub listen: SocketAddr,
+    /// The only `_apikey` accepted. Default `test-key`.
+    pub api_key: String,
+    /// The account to start with. Default [`Dataset::Demo`].
+    pub dataset: Dataset,
+    /// Number of extractors in [`Dataset::Scale`]. Default 100.
+    pub extractors: usize,
+    /// Number of crawl runs in [`Dataset::Scale`], spread over the
+    /// extractors. Default 10 000: enough that listing must page.
+    pub crawlruns: usize,
+    /// Size in bytes of each `data.csv` (and `data.json`) in
+    /// [`Dataset::Scale`]. Default 1 MiB; gigabytes work (generated while
+    /// streamed).
+    pub result_bytes: u64,
+    /// Seconds a started run takes to go PENDING → STARTED → FINISHED
+    /// (PENDING for the first fifth). Default 3: long enough to see it
+    /// running, short enough for tests.
+    pub run_seconds: f64,
+    /// Answer shapes. Default [`Dialect::Spec`].
+    pub dialect: Dialect,
+    /// Faults active from the start (the same as `POST /_emulator/faults`).
+    pub faults: Vec<FaultSpec>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            api_key: "test-key".to_owned(),
+            dataset: Dataset::Demo,
+            extractors: 100,
+            crawlruns: 10_000,
+            result_bytes: 1 << 20,
+            run_seconds: 3.0,
+            dialect: Dialect::Spec,
+            faults: Vec::new(),
+        }
+    }
+}
+
+/// A running emulator: the API listener and the files listener.
+pub struct Emulator {
+    addr: SocketAddr,
+    files_addr: SocketAddr,
+    app: Arc<routes::App>,
+    stop: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Emulator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Emulator")
+            .field("addr", &self.addr)
+            .field("files_addr", &self.files_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Emulator {
+    /// Bind both listeners, build the dataset, and serve in background tasks.
+    /// Returns once both listeners are bound. Needs a tokio runtime.
+    pub async fn start(config: Config) -> std::io::Result<Emulator> {
+        let api = tokio::net::TcpListener::bind(config.listen).await?;
+        let files = tokio::net::TcpListener::bind(SocketAddr::new(config.listen.ip(), 0)).await?;
+        let addr = api.local_addr()?;
+        let files_addr = files.local_addr()?;
+        let stop = CancellationToken::new();
+        let app = Arc::new(routes::App::new(
+            config,
+            format!("http://{}", display_addr(files_addr)),
+        ));
+        let tasks = vec![
+            tokio::spawn(routes::serve_api(api, app.clone(), stop.clone())),
+            tokio::spawn(routes::serve_files(files, app.clone(), stop.clone())),
+        ];
+        tracing::info!(%addr, %files_addr, "emulator listening");
+        Ok(Emulator {
+            addr,
+            files_addr,
+            app,
+            stop,
+            tasks,
+        })
+    }
+
+    /// The API listener's address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The API's base URL, `http://127.0.0.1:PORT` (no trailing slash).
+    pub fn url(&self) -> String {
+        format!("http://{}", display_addr(self.addr))
+    }
+
+    /// The files listener's base URL (where legacy downloads redirect).
+    pub fn files_url(&self) -> String {
+        format!("http://{}", display_addr(self.files_addr))
+    }
+
+    /// The API key this emulator accepts.
+    pub fn api_key(&self) -> &str {
+        &self.app.config.api_key
+    }
+
+    /// The request log (as `GET /_emulator/requests`).
+    pub fn requests(&self) -> Vec<LoggedRequest> {
+        self.app.log_snapshot()
+    }
+
+    /// Forget the request log (as `DELETE /_emulator/requests`).
+    pub fn clear_requests(&self) {
+        self.app.clear_log();
+    }
+
+    /// Add or replace faults (as `POST /_emulator/faults`).
+    pub fn set_faults(&self, faults: Vec<FaultSpec>) {
+        self.app.faults.set(faults);
+    }
+
+    /// Remove every fault (as `DELETE /_emulator/faults`).
+    pub fn clear_faults(&self) {
+        self.app.faults.clear();
+    }
+
+    /// Stop both listeners and close every connection, including ones in the
+    /// middle of a download, so the port can be bound again at once.
+    pub async fn shutdown(mut self) {
+        self.stop.cancel();
+        for task in self.tasks.drain(..) {
+            let abort = task.abort_handle();
+            if tokio::time::timeout(Duration::from_secs(2), task)
+                .await
+                .is_err()
+            {
+                abort.abort();
+            }
+        }
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        // Dropped without shutdown(): still stop serving.
+        self.stop.cancel();
+    }
+}
+
+fn display_addr(a: SocketAddr) -> String {
+    a.to_string()
+}
+
+/// Parse faults as `--faults FILE` holds them: one [`FaultSpec`] object or an
+/// array of them (unknown fields and rates outside 0..=1 are errors).
+pub fn faults_from_json(text: &str) -> Result<Vec<FaultSpec>, String> {
+    faults::parse_faults(text)
+}

@@ -1,0 +1,234 @@
+//! Test hooks under `/_emulator/` (listed in the module doc of `emulator`).
+//!
+//! They need no key, are not logged, and are never faulted, so a test can
+//! set up and inspect the account without disturbing what it measures.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use uuid::Uuid;
+
+use super::faults::parse_faults;
+use super::routes::{insert_run, read_body, App, Reply};
+use super::state::{now_ms, ExtractorRec, ResultKind, Spec, Timeline};
+use super::Dataset;
+use crate::api::models::RunState;
+
+fn respond(r: Reply) -> Response {
+    let mut resp = match r.payload {
+        super::routes::Payload::Full(b) => Response::new(Body::from(b)),
+        _ => Response::new(Body::empty()),
+    };
+    *resp.status_mut() = r.status;
+    resp.headers_mut().extend(r.headers);
+    resp
+}
+
+fn ok_json<T: serde::Serialize>(v: &T) -> Response {
+    respond(Reply::json(StatusCode::OK, v))
+}
+
+fn err(status: StatusCode, msg: &str) -> Response {
+    respond(Reply::error(status, msg))
+}
+
+#[derive(Deserialize)]
+struct NewExtractor {
+    name: String,
+    #[serde(default)]
+    inputs: Vec<String>,
+    #[serde(default)]
+    fields: Option<Vec<String>>,
+}
+
+#[derive(Deserialize)]
+struct Rename {
+    name: String,
+}
+
+#[derive(Deserialize)]
+struct NewRun {
+    #[serde(rename = "extractorId")]
+    extractor_id: String,
+    #[serde(default)]
+    state: Option<String>,
+}
+
+pub(crate) async fn handle(app: &Arc<App>, method: &Method, path: &str, body: Body) -> Response {
+    let segs: Vec<&str> = path
+        .trim_start_matches("/_emulator")
+        .trim_matches('/')
+        .split('/')
+        .collect();
+    let body = match read_body(body).await {
+        Ok(b) => b,
+        Err(r) => return respond(r),
+    };
+    let m = method.clone();
+    match (m, segs.as_slice()) {
+        (Method::GET, ["faults"]) => ok_json(&app.faults.list()),
+        (Method::POST, ["faults"]) => {
+            let text = String::from_utf8_lossy(&body);
+            match parse_faults(&text) {
+                Ok(specs) => {
+                    app.faults.set(specs);
+                    ok_json(&app.faults.list())
+                }
+                Err(e) => err(StatusCode::BAD_REQUEST, &format!("bad fault: {e}")),
+            }
+        }
+        (Method::DELETE, ["faults"]) => {
+            app.faults.clear();
+            StatusCode::NO_CONTENT.into_response()
+        }
+        (Method::GET, ["requests"]) => ok_json(&app.log_snapshot()),
+        (Method::DELETE, ["requests"]) => {
+            app.clear_log();
+            StatusCode::NO_CONTENT.into_response()
+        }
+        (Method::POST, ["extractors"]) => {
+            let Ok(req) = serde_json::from_slice::<NewExtractor>(&body) else {
+                return err(
+                    StatusCode::BAD_REQUEST,
+                    "body must be {\"name\": string, \"inputs\": [string]}",
+                );
+            };
+            let now = now_ms();
+            let guid = Uuid::new_v4();
+            let result = match app.config.dataset {
+                Dataset::Demo => ResultKind::Rows,
+                Dataset::Scale => ResultKind::Fixed {
+                    bytes: app.config.result_bytes,
+                    base: format!(
+                        "https://new-{}.example.com",
+                        &guid.simple().to_string()[..8]
+                    ),
+                },
+            };
+            let rec = ExtractorRec {
+                guid,
+                name: req.name,
+                spec: Arc::new(Spec {
+                    fields: req.fields.unwrap_or_else(|| {
+                        vec!["title".into(), "price".into(), "description".into()]
+                    }),
+                    inputs: req.inputs,
+                    result,
+                }),
+                tags: Vec::new(),
+                archived: false,
+                created_ms: now,
+                modified_ms: now,
+                credentials: None,
+                credentials_id: None,
+            };
+            let mut db = app.db();
+            db.extractors.insert(guid, rec.clone());
+            ok_json(&db.extractor(&rec, app.config.dialect))
+        }
+        (m, ["extractors", id, action]) => {
+            let Ok(id) = Uuid::parse_str(id) else {
+                return err(StatusCode::BAD_REQUEST, "malformed extractor id");
+            };
+            let mut db = app.db();
+            let Some(e) = db.extractors.get_mut(&id) else {
+                return err(StatusCode::NOT_FOUND, "extractor not found");
+            };
+            match (m, *action) {
+                (Method::POST, "rename") => {
+                    let Ok(r) = serde_json::from_slice::<Rename>(&body) else {
+                        return err(StatusCode::BAD_REQUEST, "body must be {\"name\": string}");
+                    };
+                    e.name = r.name;
+                    e.modified_ms = now_ms();
+                }
+                (Method::POST, "archive") => {
+                    e.archived = true;
+                    e.modified_ms = now_ms();
+                }
+                (Method::GET, "credentials") => {
+                    return match &e.credentials {
+                        Some((u, p)) => ok_json(&serde_json::json!({"username": u, "password": p})),
+                        None => err(StatusCode::NOT_FOUND, "no credentials stored"),
+                    };
+                }
+                _ => return err(StatusCode::NOT_FOUND, "no such hook"),
+            }
+            let e = e.clone();
+            ok_json(&db.extractor(&e, app.config.dialect))
+        }
+        (Method::POST, ["crawlruns"]) => {
+            let Ok(req) = serde_json::from_slice::<NewRun>(&body) else {
+                return err(
+                    StatusCode::BAD_REQUEST,
+                    "body must be {\"extractorId\": guid, \"state\": STATE}",
+                );
+            };
+            let state = match req.state.as_deref() {
+                None => RunState::Finished,
+                Some(s) => match RunState::parse(s) {
+                    Some(s) => s,
+                    None => return err(StatusCode::BAD_REQUEST, "unknown state"),
+                },
+            };
+            let Ok(ext) = Uuid::parse_str(&req.extractor_id) else {
+                return err(StatusCode::BAD_REQUEST, "malformed extractor id");
+            };
+            let now = now_ms();
+            let mut db = app.db();
+            let Some(spec) = db.extractors.get(&ext).map(|e| e.spec.clone()) else {
+                return err(StatusCode::NOT_FOUND, "extractor not found");
+            };
+            let mut timeline = Timeline::new(now, app.config.run_seconds);
+            match state {
+                RunState::Pending => {}
+                RunState::Started => {
+                    // Already past PENDING.
+                    timeline.started_ms = now - timeline.pending_ms;
+                }
+                s => timeline.force(s, now),
+            }
+            let guid = Uuid::new_v4();
+            insert_run(&mut db, guid, ext, spec, timeline);
+            match db.runs.get(&guid) {
+                Some(r) => ok_json(&db.crawlrun(r, now, app.config.dialect)),
+                None => err(StatusCode::INTERNAL_SERVER_ERROR, "run vanished"),
+            }
+        }
+        (Method::POST, ["crawlruns", id, action @ ("finish" | "fail")]) => {
+            let Ok(id) = Uuid::parse_str(id) else {
+                return err(StatusCode::BAD_REQUEST, "malformed crawl run id");
+            };
+            let now = now_ms();
+            let mut db = app.db();
+            let Some(r) = db.runs.get_mut(&id) else {
+                return err(StatusCode::NOT_FOUND, "crawl run not found");
+            };
+            let state = if *action == "finish" {
+                RunState::Finished
+            } else {
+                RunState::Failed
+            };
+            r.timeline.force(state, now);
+            let r = r.clone();
+            ok_json(&db.crawlrun(&r, now, app.config.dialect))
+        }
+        (Method::POST, ["reportruns", id, "finish"]) => {
+            let Ok(id) = Uuid::parse_str(id) else {
+                return err(StatusCode::BAD_REQUEST, "malformed report run id");
+            };
+            let now = now_ms();
+            let mut db = app.db();
+            let Some(r) = db.report_runs.get_mut(&id) else {
+                return err(StatusCode::NOT_FOUND, "report run not found");
+            };
+            r.timeline.force(RunState::Finished, now);
+            let r = r.clone();
+            ok_json(&db.report_run(&r, now, app.config.dialect))
+        }
+        _ => err(StatusCode::NOT_FOUND, "no such hook"),
+    }
+}
