@@ -158,7 +158,10 @@ mod tests {
         assert!(c.get(&"b").is_none(), "expired");
         let (v, exp) = c.get(&"n").unwrap();
         assert_eq!(v, 3);
-        assert_eq!(exp.remaining(Duration::from_secs(5)), Duration::from_secs(5));
+        assert_eq!(
+            exp.remaining(Duration::from_secs(5)),
+            Duration::from_secs(5)
+        );
         let e = Expiry::after(Duration::from_secs(2));
         assert!(e.remaining(Duration::from_secs(10)) <= Duration::from_secs(2));
     }

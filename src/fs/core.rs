@@ -112,10 +112,15 @@ pub struct Opened {
     pub direct_io: bool,
 }
 
-enum Handle {
+#[derive(Clone)]
+pub(super) enum Handle {
     Bytes(Arc<[u8]>),
     Data(Arc<CachedFile>),
     Dir(Arc<Vec<DirEntry>>),
+    /// A file opened for writing whose content is sent on close.
+    Writer(Arc<crate::fs::write::Writer>),
+    /// A scratch file, read and written in place.
+    Scratch(u64),
 }
 
 /// What a metadata fetch is keyed on, for merging concurrent fetches.
@@ -139,12 +144,12 @@ enum FetchKey {
 
 type List = Arc<Vec<Arc<str>>>;
 
-struct Caches {
+pub(super) struct Caches {
     user: TtlCache<(), Arc<User>>,
     subscription: TtlCache<(), Arc<Subscription>>,
     extractor_list: TtlCache<(), List>,
     extractors: TtlCache<Arc<str>, Arc<Extractor>>,
-    inputs: TtlCache<Arc<str>, Arc<Inputs>>,
+    pub(super) inputs: TtlCache<Arc<str>, Arc<Inputs>>,
     crawlrun_list: TtlCache<(), List>,
     runs_of: TtlCache<Arc<str>, List>,
     crawlruns: TtlCache<Arc<str>, Arc<Crawlrun>>,
@@ -181,7 +186,7 @@ impl Caches {
         }
     }
 
-    fn expire_all(&self) {
+    pub(super) fn expire_all(&self) {
         self.user.expire_all();
         self.subscription.expire_all();
         self.extractor_list.expire_all();
@@ -210,17 +215,19 @@ struct Counters {
 /// The filesystem of one mount.
 pub struct Fs {
     pub cfg: FsConfig,
-    client: Client,
-    inodes: InodeTable,
+    pub(super) client: Client,
+    pub(super) inodes: InodeTable,
     extractor_names: Mutex<NameTable>,
     report_names: Mutex<NameTable>,
-    caches: Caches,
+    pub(super) caches: Caches,
     fetches: KeyLocks<FetchKey>,
     data: Arc<DataCache>,
-    handles: Mutex<HashMap<u64, Handle>>,
+    pub(super) handles: Mutex<HashMap<u64, Handle>>,
     next_fh: AtomicU64,
     counters: Counters,
-    mounted_at: SystemTime,
+    pub(super) mounted_at: SystemTime,
+    pub(super) scratch: Mutex<crate::fs::write::ScratchStore>,
+    pub(super) writers: Mutex<HashMap<Ino, usize>>,
 }
 
 fn arc(s: &str) -> Arc<str> {
@@ -231,10 +238,7 @@ fn arc(s: &str) -> Arc<str> {
 /// are answered ENOENT without asking the API (shells and tools probe names
 /// like `.git` or `*.so` all the time).
 fn looks_like_id(name: &str) -> bool {
-    (8..=64).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_hexdigit() || b == b'-')
+    (8..=64).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-')
 }
 
 fn pretty<T: serde::Serialize>(v: &T) -> Arc<[u8]> {
@@ -265,7 +269,11 @@ fn report_run_is_final(rr: &ReportRun) -> bool {
 
 impl Fs {
     pub fn new(cfg: FsConfig, client: Client) -> std::io::Result<Fs> {
-        let data = Arc::new(DataCache::new(&cfg.cache_dir, cfg.cache_size, client.clone())?);
+        let data = Arc::new(DataCache::new(
+            &cfg.cache_dir,
+            cfg.cache_size,
+            client.clone(),
+        )?);
         Ok(Fs {
             cfg,
             client,
@@ -279,6 +287,8 @@ impl Fs {
             next_fh: AtomicU64::new(1),
             counters: Counters::default(),
             mounted_at: SystemTime::now(),
+            scratch: Mutex::new(Default::default()),
+            writers: Mutex::new(HashMap::new()),
         })
     }
 
@@ -286,7 +296,7 @@ impl Fs {
         &self.client
     }
 
-    fn ttl(&self) -> Expiry {
+    pub(super) fn ttl(&self) -> Expiry {
         Expiry::after(self.cfg.metadata_ttl)
     }
 
@@ -351,27 +361,39 @@ impl Fs {
     }
 
     async fn subscription(&self) -> Result<(Arc<Subscription>, Expiry), FsError> {
-        self.cached(&self.caches.subscription, (), FetchKey::Subscription, || async {
-            Ok((Arc::new(self.client.subscription().await?), self.ttl()))
-        })
+        self.cached(
+            &self.caches.subscription,
+            (),
+            FetchKey::Subscription,
+            || async { Ok((Arc::new(self.client.subscription().await?), self.ttl())) },
+        )
         .await
     }
 
     /// All extractors (names assigned), filling the per-extractor cache.
     async fn extractor_list(&self) -> Result<(List, Expiry), FsError> {
-        self.cached(&self.caches.extractor_list, (), FetchKey::Extractors, || async {
-            let all = self.client.list_extractors().await?;
-            let exp = self.ttl();
-            let live: Vec<Extractor> = all.into_iter().filter(|e| !e.archived && !e.guid.is_empty()).collect();
-            lock(&self.extractor_names).update(live.iter().map(|e| (e.guid.as_str(), e.name.as_str())));
-            let mut ids = Vec::with_capacity(live.len());
-            for e in live {
-                let id = arc(&e.guid);
-                self.caches.extractors.insert(id.clone(), Arc::new(e), exp);
-                ids.push(id);
-            }
-            Ok((Arc::new(ids), exp))
-        })
+        self.cached(
+            &self.caches.extractor_list,
+            (),
+            FetchKey::Extractors,
+            || async {
+                let all = self.client.list_extractors().await?;
+                let exp = self.ttl();
+                let live: Vec<Extractor> = all
+                    .into_iter()
+                    .filter(|e| !e.archived && !e.guid.is_empty())
+                    .collect();
+                lock(&self.extractor_names)
+                    .update(live.iter().map(|e| (e.guid.as_str(), e.name.as_str())));
+                let mut ids = Vec::with_capacity(live.len());
+                for e in live {
+                    let id = arc(&e.guid);
+                    self.caches.extractors.insert(id.clone(), Arc::new(e), exp);
+                    ids.push(id);
+                }
+                Ok((Arc::new(ids), exp))
+            },
+        )
         .await
     }
 
@@ -391,10 +413,13 @@ impl Fs {
         .await
     }
 
-    async fn inputs(&self, id: &Arc<str>) -> Result<(Arc<Inputs>, Expiry), FsError> {
-        self.cached(&self.caches.inputs, id.clone(), FetchKey::Inputs(id.clone()), || async {
-            Ok((Arc::new(self.client.get_inputs(id).await?), self.ttl()))
-        })
+    pub(super) async fn inputs(&self, id: &Arc<str>) -> Result<(Arc<Inputs>, Expiry), FsError> {
+        self.cached(
+            &self.caches.inputs,
+            id.clone(),
+            FetchKey::Inputs(id.clone()),
+            || async { Ok((Arc::new(self.client.get_inputs(id).await?), self.ttl())) },
+        )
         .await
     }
 
@@ -413,7 +438,11 @@ impl Fs {
                 continue;
             }
             let id = arc(&r.guid);
-            let e = if self.run_expiry(&r) == Expiry::Never { Expiry::Never } else { exp };
+            let e = if self.run_expiry(&r) == Expiry::Never {
+                Expiry::Never
+            } else {
+                exp
+            };
             self.caches.crawlruns.insert(id.clone(), Arc::new(r), e);
             ids.push(id);
         }
@@ -421,30 +450,48 @@ impl Fs {
     }
 
     async fn crawlrun_list(&self) -> Result<(List, Expiry), FsError> {
-        self.cached(&self.caches.crawlrun_list, (), FetchKey::Crawlruns, || async {
-            let runs = self.client.list_crawlruns(None).await?;
-            let exp = self.ttl();
-            Ok((Arc::new(self.cache_runs(runs, exp)), exp))
-        })
+        self.cached(
+            &self.caches.crawlrun_list,
+            (),
+            FetchKey::Crawlruns,
+            || async {
+                let runs = self.client.list_crawlruns(None).await?;
+                let exp = self.ttl();
+                Ok((Arc::new(self.cache_runs(runs, exp)), exp))
+            },
+        )
         .await
     }
 
     async fn runs_of(&self, ext: &Arc<str>) -> Result<(List, Expiry), FsError> {
-        self.cached(&self.caches.runs_of, ext.clone(), FetchKey::RunsOf(ext.clone()), || async {
-            let runs = self.client.list_crawlruns(Some(ext)).await?;
-            let exp = self.ttl();
-            let runs: Vec<Crawlrun> = runs.into_iter().filter(|r| *r.extractor_id == **ext).collect();
-            Ok((Arc::new(self.cache_runs(runs, exp)), exp))
-        })
+        self.cached(
+            &self.caches.runs_of,
+            ext.clone(),
+            FetchKey::RunsOf(ext.clone()),
+            || async {
+                let runs = self.client.list_crawlruns(Some(ext)).await?;
+                let exp = self.ttl();
+                let runs: Vec<Crawlrun> = runs
+                    .into_iter()
+                    .filter(|r| *r.extractor_id == **ext)
+                    .collect();
+                Ok((Arc::new(self.cache_runs(runs, exp)), exp))
+            },
+        )
         .await
     }
 
     async fn crawlrun(&self, id: &Arc<str>) -> Result<(Arc<Crawlrun>, Expiry), FsError> {
-        self.cached(&self.caches.crawlruns, id.clone(), FetchKey::Crawlrun(id.clone()), || async {
-            let r = self.client.get_crawlrun(id).await?;
-            let exp = self.run_expiry(&r);
-            Ok((Arc::new(r), exp))
-        })
+        self.cached(
+            &self.caches.crawlruns,
+            id.clone(),
+            FetchKey::Crawlrun(id.clone()),
+            || async {
+                let r = self.client.get_crawlrun(id).await?;
+                let exp = self.run_expiry(&r);
+                Ok((Arc::new(r), exp))
+            },
+        )
         .await
     }
 
@@ -452,8 +499,12 @@ impl Fs {
         self.cached(&self.caches.report_list, (), FetchKey::Reports, || async {
             let all = self.client.list_reports().await?;
             let exp = self.ttl();
-            let live: Vec<Report> = all.into_iter().filter(|r| !r.archived && !r.guid.is_empty()).collect();
-            lock(&self.report_names).update(live.iter().map(|r| (r.guid.as_str(), r.name.as_str())));
+            let live: Vec<Report> = all
+                .into_iter()
+                .filter(|r| !r.archived && !r.guid.is_empty())
+                .collect();
+            lock(&self.report_names)
+                .update(live.iter().map(|r| (r.guid.as_str(), r.name.as_str())));
             let mut ids = Vec::with_capacity(live.len());
             for r in live {
                 let id = arc(&r.guid);
@@ -466,13 +517,18 @@ impl Fs {
     }
 
     async fn report(&self, id: &Arc<str>) -> Result<(Arc<Report>, Expiry), FsError> {
-        self.cached(&self.caches.reports, id.clone(), FetchKey::Report(id.clone()), || async {
-            let r = self.client.get_report(id).await?;
-            if r.archived {
-                return Err(FsError::new(libc::ENOENT));
-            }
-            Ok((Arc::new(r), self.ttl()))
-        })
+        self.cached(
+            &self.caches.reports,
+            id.clone(),
+            FetchKey::Report(id.clone()),
+            || async {
+                let r = self.client.get_report(id).await?;
+                if r.archived {
+                    return Err(FsError::new(libc::ENOENT));
+                }
+                Ok((Arc::new(r), self.ttl()))
+            },
+        )
         .await
     }
 
@@ -483,7 +539,11 @@ impl Fs {
                 continue;
             }
             let id = arc(&r.guid);
-            let e = if report_run_is_final(&r) { Expiry::Never } else { exp };
+            let e = if report_run_is_final(&r) {
+                Expiry::Never
+            } else {
+                exp
+            };
             self.caches.reportruns.insert(id.clone(), Arc::new(r), e);
             ids.push(id);
         }
@@ -491,11 +551,16 @@ impl Fs {
     }
 
     async fn reportrun_list(&self) -> Result<(List, Expiry), FsError> {
-        self.cached(&self.caches.reportrun_list, (), FetchKey::ReportRuns, || async {
-            let runs = self.client.list_report_runs().await?;
-            let exp = self.ttl();
-            Ok((Arc::new(self.cache_report_runs(runs, exp)), exp))
-        })
+        self.cached(
+            &self.caches.reportrun_list,
+            (),
+            FetchKey::ReportRuns,
+            || async {
+                let runs = self.client.list_report_runs().await?;
+                let exp = self.ttl();
+                Ok((Arc::new(self.cache_report_runs(runs, exp)), exp))
+            },
+        )
         .await
     }
 
@@ -514,11 +579,20 @@ impl Fs {
     }
 
     async fn reportrun(&self, id: &Arc<str>) -> Result<(Arc<ReportRun>, Expiry), FsError> {
-        self.cached(&self.caches.reportruns, id.clone(), FetchKey::ReportRun(id.clone()), || async {
-            let r = self.client.get_report_run(id).await?;
-            let exp = if report_run_is_final(&r) { Expiry::Never } else { self.ttl() };
-            Ok((Arc::new(r), exp))
-        })
+        self.cached(
+            &self.caches.reportruns,
+            id.clone(),
+            FetchKey::ReportRun(id.clone()),
+            || async {
+                let r = self.client.get_report_run(id).await?;
+                let exp = if report_run_is_final(&r) {
+                    Expiry::Never
+                } else {
+                    self.ttl()
+                };
+                Ok((Arc::new(r), exp))
+            },
+        )
         .await
     }
 
@@ -529,10 +603,15 @@ impl Fs {
             return Ok(size);
         }
         let (size, _) = self
-            .cached(&self.caches.sizes, f.clone(), FetchKey::Size(f.clone()), || async {
-                let size = self.client.file_size(f).await?;
-                Ok((size, if immutable { Expiry::Never } else { self.ttl() }))
-            })
+            .cached(
+                &self.caches.sizes,
+                f.clone(),
+                FetchKey::Size(f.clone()),
+                || async {
+                    let size = self.client.file_size(f).await?;
+                    Ok((size, if immutable { Expiry::Never } else { self.ttl() }))
+                },
+            )
             .await?;
         match size {
             Some(s) => Ok(s),
@@ -561,7 +640,10 @@ impl Fs {
         ids.iter()
             .filter_map(|id| {
                 let run = self.caches.reportruns.get_stale(id)?;
-                Some((run.meta.created().unwrap_or(SystemTime::UNIX_EPOCH), id.clone()))
+                Some((
+                    run.meta.created().unwrap_or(SystemTime::UNIX_EPOCH),
+                    id.clone(),
+                ))
             })
             .max_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(&b.1)))
             .map(|(_, id)| id)
@@ -613,7 +695,7 @@ impl Fs {
     }
 
     /// The child `name` of directory `parent`, as a node.
-    async fn child(&self, parent: &Node, name: &str) -> Result<Node, FsError> {
+    pub(super) async fn child(&self, parent: &Node, name: &str) -> Result<Node, FsError> {
         let enoent = || Err(FsError::new(libc::ENOENT));
         let node = match parent {
             Node::Root => match name {
@@ -647,7 +729,10 @@ impl Fs {
                     }
                     Node::ExtractorLatest(g.clone())
                 }
-                _ => return enoent(),
+                _ => match self.scratch_child(g, name) {
+                    Some(n) => n,
+                    None => return enoent(),
+                },
             },
             Node::ExtractorRuns(g) => {
                 let (ids, _) = self.runs_of(g).await?;
@@ -668,7 +753,10 @@ impl Fs {
                 "crawlrun.json" => Node::CrawlrunJson(id.clone()),
                 "state" => Node::CrawlrunState(id.clone()),
                 _ => {
-                    let Some(f) = CrawlrunFile::ALL.into_iter().find(|f| f.file_name() == name) else {
+                    let Some(f) = CrawlrunFile::ALL
+                        .into_iter()
+                        .find(|f| f.file_name() == name)
+                    else {
                         return enoent();
                     };
                     let (run, _) = self.crawlrun(id).await?;
@@ -710,11 +798,16 @@ impl Fs {
             Node::ReportRun(id) => match name {
                 "reportrun.json" => Node::ReportRunJson(id.clone()),
                 _ => {
-                    let Some(f) = ReportRunFile::ALL.into_iter().find(|f| f.file_name() == name) else {
+                    let Some(f) = ReportRunFile::ALL
+                        .into_iter()
+                        .find(|f| f.file_name() == name)
+                    else {
                         return enoent();
                     };
                     let (rr, _) = self.reportrun(id).await?;
-                    if !report_run_has_files(&rr) || (f == ReportRunFile::Json && !rr.is_change_report()) {
+                    if !report_run_has_files(&rr)
+                        || (f == ReportRunFile::Json && !rr.is_change_report())
+                    {
                         return enoent();
                     }
                     Node::ReportRunData(id.clone(), f)
@@ -763,7 +856,11 @@ impl Fs {
             }
             Node::CrawlrunState(id) => {
                 let (r, e) = self.crawlrun(id).await?;
-                let state = if r.state.is_empty() { "UNKNOWN" } else { r.state.as_str() };
+                let state = if r.state.is_empty() {
+                    "UNKNOWN"
+                } else {
+                    r.state.as_str()
+                };
                 (format!("{state}\n").into_bytes().into(), e)
             }
             Node::ReportJson(g) => {
@@ -774,7 +871,10 @@ impl Fs {
                 let (r, e) = self.reportrun(id).await?;
                 (pretty(&*r), e)
             }
-            Node::Stats => (self.render_stats().into_bytes().into(), Expiry::At(std::time::Instant::now())),
+            Node::Stats => (
+                self.render_stats().into_bytes().into(),
+                Expiry::At(std::time::Instant::now()),
+            ),
             Node::Control(..) | Node::Credentials(_) | Node::ReportStart(_) | Node::Refresh => {
                 (Arc::from(&b""[..]), Expiry::Never)
             }
@@ -794,7 +894,9 @@ impl Fs {
             }
             Node::ReportLatest(g) => {
                 let (ids, e) = self.runs_of_report(g).await?;
-                let id = self.newest_report_run(&ids).ok_or(FsError::new(libc::ENOENT))?;
+                let id = self
+                    .newest_report_run(&ids)
+                    .ok_or(FsError::new(libc::ENOENT))?;
                 (format!("../../reportruns/{id}"), e)
             }
             _ => return Err(FsError::new(libc::EINVAL)),
@@ -810,7 +912,7 @@ impl Fs {
     }
 
     /// Attributes of a node and how long they may be trusted.
-    async fn attr_of(&self, node: &Node) -> Result<(Attr, Expiry), FsError> {
+    pub(super) async fn attr_of(&self, node: &Node) -> Result<(Attr, Expiry), FsError> {
         let ino = self.inodes.ino(node);
         let mut mtime = self.mounted_at;
         let (size, exp) = match node {
@@ -853,6 +955,11 @@ impl Fs {
                 let (t, e) = self.link_target(node).await?;
                 (t.len() as u64, e)
             }
+            Node::Scratch(id) => {
+                let (size, perm, t) = self.scratch_attr(*id).ok_or(FsError::new(libc::ENOENT))?;
+                let attr = Attr { ino, kind: Kind::File, size, perm, mtime: t, uid: self.cfg.uid, gid: self.cfg.gid };
+                return Ok((attr, Expiry::At(std::time::Instant::now())));
+            }
             _ => {
                 let (bytes, e) = self.content(node).await?;
                 mtime = self.content_mtime(node).unwrap_or(mtime);
@@ -876,7 +983,10 @@ impl Fs {
     /// The mtime of a generated file: its object's.
     fn content_mtime(&self, node: &Node) -> Option<SystemTime> {
         match node {
-            Node::ExtractorJson(g) | Node::Inputs(g) | Node::Control(g, _) | Node::Credentials(g) => self
+            Node::ExtractorJson(g)
+            | Node::Inputs(g)
+            | Node::Control(g, _)
+            | Node::Credentials(g) => self
                 .caches
                 .extractors
                 .get_stale(g)
@@ -884,25 +994,39 @@ impl Fs {
             Node::CrawlrunJson(id) | Node::CrawlrunState(id) => {
                 self.caches.crawlruns.get_stale(id).and_then(|r| r.mtime())
             }
-            Node::ReportJson(g) | Node::ReportStart(g) => {
-                self.caches.reports.get_stale(g).and_then(|r| r.meta.modified())
-            }
-            Node::ReportRunJson(id) => self.caches.reportruns.get_stale(id).and_then(|r| r.meta.modified()),
-            Node::UserJson => self.caches.user.get_stale(&()).and_then(|u| u.meta.modified()),
+            Node::ReportJson(g) | Node::ReportStart(g) => self
+                .caches
+                .reports
+                .get_stale(g)
+                .and_then(|r| r.meta.modified()),
+            Node::ReportRunJson(id) => self
+                .caches
+                .reportruns
+                .get_stale(id)
+                .and_then(|r| r.meta.modified()),
+            Node::UserJson => self
+                .caches
+                .user
+                .get_stale(&())
+                .and_then(|u| u.meta.modified()),
             Node::Stats => Some(SystemTime::now()),
             _ => None,
         }
     }
 
-    fn entry(&self, attr: Attr, exp: Expiry) -> Entry {
-        let cap = if exp == Expiry::Never { self.cfg.immutable_ttl } else { self.cfg.kernel_ttl };
+    pub(super) fn entry(&self, attr: Attr, exp: Expiry) -> Entry {
+        let cap = if exp == Expiry::Never {
+            self.cfg.immutable_ttl
+        } else {
+            self.cfg.kernel_ttl
+        };
         Entry {
             attr,
             ttl: exp.remaining(cap),
         }
     }
 
-    fn node(&self, ino: Ino) -> Result<Node, FsError> {
+    pub(super) fn node(&self, ino: Ino) -> Result<Node, FsError> {
         self.inodes.node(ino).ok_or(FsError::new(libc::ENOENT))
     }
 
@@ -935,11 +1059,23 @@ impl Fs {
     /// List a directory (complete; the adapter pages through it by offset).
     async fn list(&self, node: &Node) -> Result<Vec<DirEntry>, FsError> {
         let mut out = vec![
-            DirEntry { ino: self.inodes.ino(node), kind: Kind::Dir, name: ".".into() },
-            DirEntry { ino: self.inodes.ino(&self.parent_of(node)), kind: Kind::Dir, name: "..".into() },
+            DirEntry {
+                ino: self.inodes.ino(node),
+                kind: Kind::Dir,
+                name: ".".into(),
+            },
+            DirEntry {
+                ino: self.inodes.ino(&self.parent_of(node)),
+                kind: Kind::Dir,
+                name: "..".into(),
+            },
         ];
         let mut push = |n: Node, name: &str| {
-            out.push(DirEntry { ino: self.inodes.ino(&n), kind: n.kind(), name: name.into() });
+            out.push(DirEntry {
+                ino: self.inodes.ino(&n),
+                kind: n.kind(),
+                name: name.into(),
+            });
         };
         match node {
             Node::Root => {
@@ -976,6 +1112,9 @@ impl Fs {
                 push(Node::ExtractorRuns(g.clone()), "crawlruns");
                 if has_latest {
                     push(Node::ExtractorLatest(g.clone()), "latest");
+                }
+                for (n, name) in self.scratch_entries(g) {
+                    push(n, &String::from_utf8_lossy(&name));
                 }
             }
             Node::ExtractorRuns(g) => {
@@ -1047,7 +1186,7 @@ impl Fs {
         Ok(out)
     }
 
-    fn new_handle(&self, h: Handle) -> u64 {
+    pub(super) fn new_handle(&self, h: Handle) -> u64 {
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
         lock(&self.handles).insert(fh, h);
         fh
@@ -1060,7 +1199,11 @@ impl Fs {
         }
         let entries = self.list(&node).await?;
         let fh = self.new_handle(Handle::Dir(Arc::new(entries)));
-        Ok(Opened { fh, keep_cache: false, direct_io: false })
+        Ok(Opened {
+            fh,
+            keep_cache: false,
+            direct_io: false,
+        })
     }
 
     /// Entries from `offset` on; the offset of entry i is i + 1.
@@ -1077,37 +1220,56 @@ impl Fs {
             .collect())
     }
 
-    pub fn release(&self, fh: u64) {
+    pub fn releasedir(&self, fh: u64) {
         lock(&self.handles).remove(&fh);
     }
 
-    pub async fn open(&self, ino: Ino, write: bool) -> Result<Opened, FsError> {
+    /// Open a file; `flags` are open(2)'s.
+    pub async fn open(&self, ino: Ino, flags: i32) -> Result<Opened, FsError> {
         let node = self.node(ino)?;
         if node.kind() == Kind::Dir {
             return Err(FsError::new(libc::EISDIR));
         }
+        let write = flags & libc::O_ACCMODE != libc::O_RDONLY || flags & libc::O_TRUNC != 0;
         if write {
-            return Err(FsError::new(if self.cfg.read_only { libc::EROFS } else { libc::EACCES }));
+            return self.open_write(node, ino, flags).await;
         }
-        if matches!(node, Node::Credentials(_)) {
-            return Err(FsError::new(libc::EACCES));
+        match node {
+            Node::Credentials(_) | Node::Control(..) | Node::ReportStart(_) | Node::Refresh => {
+                return Err(FsError::new(libc::EACCES));
+            }
+            Node::Scratch(id) => {
+                let fh = self.new_handle(Handle::Scratch(id));
+                return Ok(Opened { fh, keep_cache: false, direct_io: true });
+            }
+            _ => {}
         }
         if let Some(f) = Self::file_ref(&node) {
             let immutable = self.attr_of(&node).await?.1 == Expiry::Never;
             let cf = self.data.get(&f)?;
             let fh = self.new_handle(Handle::Data(cf));
-            return Ok(Opened { fh, keep_cache: immutable, direct_io: false });
+            return Ok(Opened {
+                fh,
+                keep_cache: immutable,
+                direct_io: false,
+            });
         }
         let (bytes, exp) = self.content(&node).await?;
         let fh = self.new_handle(Handle::Bytes(bytes));
         let immutable = exp == Expiry::Never;
-        Ok(Opened { fh, keep_cache: immutable, direct_io: !immutable })
+        Ok(Opened {
+            fh,
+            keep_cache: immutable,
+            direct_io: !immutable,
+        })
     }
 
     pub async fn read(&self, fh: u64, offset: u64, size: u32) -> Result<Vec<u8>, FsError> {
         let handle = match lock(&self.handles).get(&fh) {
             Some(Handle::Bytes(b)) => Ok(b.clone()),
             Some(Handle::Data(cf)) => Err(cf.clone()),
+            Some(Handle::Scratch(id)) => return Ok(self.scratch_read(*id, offset, size)),
+            Some(Handle::Writer(w)) => return Ok(Fs::writer_read(w, offset, size)),
             _ => return Err(FsError::new(libc::EBADF)),
         };
         match handle {
@@ -1135,14 +1297,42 @@ impl Fs {
             s.push_str(&v.to_string());
             s.push('\n');
         };
-        line(&mut s, "metadata_cache_hits", c.meta_hits.load(Ordering::Relaxed));
-        line(&mut s, "metadata_cache_misses", c.meta_misses.load(Ordering::Relaxed));
-        line(&mut s, "stale_answers", c.stale_answers.load(Ordering::Relaxed));
+        line(
+            &mut s,
+            "metadata_cache_hits",
+            c.meta_hits.load(Ordering::Relaxed),
+        );
+        line(
+            &mut s,
+            "metadata_cache_misses",
+            c.meta_misses.load(Ordering::Relaxed),
+        );
+        line(
+            &mut s,
+            "stale_answers",
+            c.stale_answers.load(Ordering::Relaxed),
+        );
         line(&mut s, "data_cache_hits", d.hits.load(Ordering::Relaxed));
-        line(&mut s, "data_cache_misses", d.misses.load(Ordering::Relaxed));
-        line(&mut s, "data_cache_evictions", d.evictions.load(Ordering::Relaxed));
-        line(&mut s, "bytes_fetched", d.bytes_cached.load(Ordering::Relaxed));
-        line(&mut s, "downloads_in_flight", d.in_flight.load(Ordering::Relaxed));
+        line(
+            &mut s,
+            "data_cache_misses",
+            d.misses.load(Ordering::Relaxed),
+        );
+        line(
+            &mut s,
+            "data_cache_evictions",
+            d.evictions.load(Ordering::Relaxed),
+        );
+        line(
+            &mut s,
+            "bytes_fetched",
+            d.bytes_cached.load(Ordering::Relaxed),
+        );
+        line(
+            &mut s,
+            "downloads_in_flight",
+            d.in_flight.load(Ordering::Relaxed),
+        );
         line(&mut s, "inodes", self.inodes.len() as u64);
         s.push_str(&self.client.stats().to_text());
         s

@@ -205,10 +205,9 @@ impl DataCache {
                     tracing::warn!(file = ?fref, error = %e, "download failed");
                     tx.send_replace(Progress::Failed { errno: e.errno() });
                     let mut inner = lock(&this.inner);
-                    let same = inner
-                        .files
-                        .peek(&fref)
-                        .is_some_and(|(c, _)| matches!(&*c.progress.borrow(), Progress::Failed { .. }));
+                    let same = inner.files.peek(&fref).is_some_and(|(c, _)| {
+                        matches!(&*c.progress.borrow(), Progress::Failed { .. })
+                    });
                     if same {
                         inner.files.pop(&fref);
                     }

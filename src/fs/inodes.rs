@@ -70,6 +70,10 @@ pub enum Node {
     Meta,
     Stats,
     Refresh,
+    /// A scratch file (editor swap, backup, temporary) in an extractor's
+    /// directory: local only, never sent to the API. Numbered, so that a file
+    /// removed and created again under the same name is a new inode.
+    Scratch(u64),
 }
 
 /// The kind of file a node is shown as.
@@ -107,8 +111,10 @@ impl Node {
     pub fn perm(&self) -> u16 {
         match self {
             Node::Extractor(_) => 0o755,
-            Node::Inputs(_) => 0o644,
-            Node::Control(..) | Node::Credentials(_) | Node::ReportStart(_) | Node::Refresh => 0o200,
+            Node::Inputs(_) | Node::Scratch(_) => 0o644,
+            Node::Control(..) | Node::Credentials(_) | Node::ReportStart(_) | Node::Refresh => {
+                0o200
+            }
             Node::ExtractorRunLink(..)
             | Node::ExtractorLatest(_)
             | Node::ReportRunLink(..)

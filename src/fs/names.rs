@@ -70,7 +70,11 @@ fn long_suffixed(base: &str, guid: &str) -> String {
         .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
         .collect();
     let room = NAME_MAX.saturating_sub(1 + tag.len()).max(1);
-    truncate_at_char(&format!("{}~{}", truncate_at_char(base, room), tag), NAME_MAX).to_owned()
+    truncate_at_char(
+        &format!("{}~{}", truncate_at_char(base, room), tag),
+        NAME_MAX,
+    )
+    .to_owned()
 }
 
 #[derive(Debug, Clone)]
@@ -166,7 +170,13 @@ impl NameTable {
             base.clone()
         };
         self.by_name.insert(name.clone(), guid.to_owned());
-        self.by_guid.insert(guid.to_owned(), Held { name: name.clone(), base });
+        self.by_guid.insert(
+            guid.to_owned(),
+            Held {
+                name: name.clone(),
+                base,
+            },
+        );
         name
     }
 
@@ -198,7 +208,9 @@ mod tests {
         assert!(long.starts_with(&s));
         for raw in ["", ".", "..", "a/b", "\0", "x".repeat(300).as_str()] {
             let s = safe_name(raw);
-            assert!(!s.is_empty() && s != "." && s != ".." && !s.contains('/') && !s.contains('\0'));
+            assert!(
+                !s.is_empty() && s != "." && s != ".." && !s.contains('/') && !s.contains('\0')
+            );
             assert!(s.len() <= NAME_MAX);
         }
     }
@@ -206,7 +218,11 @@ mod tests {
     #[test]
     fn collisions_get_suffixes_and_names_stay_put() {
         let mut t = NameTable::default();
-        t.update([("aaaaaaaa-1", "Shop"), ("bbbbbbbb-2", "Shop"), ("cccccccc-3", "News")]);
+        t.update([
+            ("aaaaaaaa-1", "Shop"),
+            ("bbbbbbbb-2", "Shop"),
+            ("cccccccc-3", "News"),
+        ]);
         assert_eq!(t.name_of("aaaaaaaa-1"), Some("Shop~aaaaaaaa"));
         assert_eq!(t.name_of("bbbbbbbb-2"), Some("Shop~bbbbbbbb"));
         assert_eq!(t.name_of("cccccccc-3"), Some("News"));
@@ -215,7 +231,11 @@ mod tests {
         t.update([("cccccccc-3", "News"), ("dddddddd-4", "News")]);
         assert_eq!(t.name_of("cccccccc-3"), Some("News"));
         assert_eq!(t.name_of("dddddddd-4"), Some("News~dddddddd"));
-        assert_eq!(t.guid_of("Shop~aaaaaaaa"), None, "gone objects release names");
+        assert_eq!(
+            t.guid_of("Shop~aaaaaaaa"),
+            None,
+            "gone objects release names"
+        );
 
         // A rename shows the new name.
         t.update([("cccccccc-3", "Daily News"), ("dddddddd-4", "News")]);

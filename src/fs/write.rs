@@ -1,0 +1,637 @@
+//! The write side: `inputs`, control files, `credentials`, scratch files,
+//! guarded `rmdir`.
+//!
+//! The rule that shapes everything here: one user action is exactly the API
+//! calls it means, and its failure shows in the syscall that caused it.
+//! - Writes are buffered per open file and sent on the first `flush` (close)
+//!   or `fsync` after a change, so `>`, `>>`, `truncate`, Python and editors
+//!   each end in one PUT; later flushes of dup'ed descriptors send nothing.
+//!   `open(O_TRUNC)` arrives as a flag, not as a separate truncate, because the
+//!   adapter asks for FUSE_ATOMIC_O_TRUNC.
+//! - Validation happens before any call: UTF-8, at most 1 MiB, every non-blank
+//!   line an absolute http(s) URL. A failure is EINVAL (EFBIG for size), the
+//!   log names the line, and `inputs` keeps its old content.
+//! - A control file fires once per open-for-write (at its first flush), or
+//!   once per `utime` when no descriptor is open on it: `touch` opens and sets
+//!   times, and must still be a single POST.
+//! - Scratch files (editors' swap, backup and temporary files) live in memory,
+//!   in the extractor's directory only; renaming one onto `inputs` is a write
+//!   of `inputs`, and renaming `inputs` away (vim's backup) copies it.
+
+use crate::api::models::{Credentials, Inputs};
+use crate::fs::cache::lock;
+use crate::fs::core::{Entry, Fs, Handle, Opened};
+use crate::fs::inodes::{Control, Ino, Kind, Node};
+use crate::fs::FsError;
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+/// The largest `inputs` (and `credentials`) accepted: the API's body limit.
+pub const MAX_INPUTS: usize = 1 << 20;
+/// The largest scratch file: editors' swap files are small; this bounds memory.
+pub const MAX_SCRATCH: usize = 16 << 20;
+
+/// The buffer of one file opened for writing.
+pub struct Writer {
+    pub node: Node,
+    pub ino: Ino,
+    state: Mutex<WriteState>,
+    /// For control files: the POST of this open has been sent.
+    fired: AtomicBool,
+}
+
+struct WriteState {
+    buf: Vec<u8>,
+    /// Written or truncated since the last commit.
+    dirty: bool,
+    append: bool,
+    /// A write failed (EFBIG): the content is not what the user meant, so
+    /// close fails too and nothing is sent.
+    poisoned: Option<i32>,
+}
+
+/// One scratch file.
+pub struct ScratchFile {
+    pub guid: Arc<str>,
+    pub name: Vec<u8>,
+    pub data: Vec<u8>,
+    pub perm: u16,
+    pub mtime: SystemTime,
+}
+
+/// The scratch files of every extractor directory.
+#[derive(Default)]
+pub struct ScratchStore {
+    by_name: HashMap<(Arc<str>, Vec<u8>), u64>,
+    pub files: HashMap<u64, ScratchFile>,
+    next: u64,
+}
+
+impl ScratchStore {
+    pub fn find(&self, guid: &Arc<str>, name: &[u8]) -> Option<u64> {
+        self.by_name.get(&(guid.clone(), name.to_vec())).copied()
+    }
+
+    pub fn names_in(&self, guid: &Arc<str>) -> Vec<(u64, Vec<u8>)> {
+        let mut v: Vec<(u64, Vec<u8>)> = self
+            .by_name
+            .iter()
+            .filter(|((g, _), _)| g == guid)
+            .map(|((_, n), id)| (*id, n.clone()))
+            .collect();
+        v.sort();
+        v
+    }
+
+    fn create(&mut self, guid: &Arc<str>, name: &[u8], perm: u16) -> u64 {
+        self.next += 1;
+        let id = self.next;
+        self.by_name.insert((guid.clone(), name.to_vec()), id);
+        self.files.insert(
+            id,
+            ScratchFile {
+                guid: guid.clone(),
+                name: name.to_vec(),
+                data: Vec::new(),
+                perm,
+                mtime: SystemTime::now(),
+            },
+        );
+        id
+    }
+
+    fn remove(&mut self, id: u64) -> Option<ScratchFile> {
+        let f = self.files.remove(&id)?;
+        self.by_name.remove(&(f.guid.clone(), f.name.clone()));
+        Some(f)
+    }
+}
+
+/// Check the text of `inputs` and turn it into URLs, naming the bad line.
+pub fn validate_inputs(bytes: &[u8]) -> Result<Vec<String>, FsError> {
+    if bytes.len() > MAX_INPUTS {
+        tracing::error!(size = bytes.len(), "inputs refused: larger than 1 MiB");
+        return Err(FsError::new(libc::EFBIG));
+    }
+    let Ok(text) = std::str::from_utf8(bytes) else {
+        tracing::error!("inputs refused: not UTF-8 text");
+        return Err(FsError::new(libc::EINVAL));
+    };
+    let mut urls = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        let ok = reqwest::Url::parse(line)
+            .map(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some_and(|h| !h.is_empty()))
+            .unwrap_or(false);
+        if !ok {
+            let shown: String = line.chars().take(200).collect();
+            tracing::error!("inputs refused: line {} is not an absolute http(s) URL: {:?}", i + 1, shown);
+            return Err(FsError::new(libc::EINVAL));
+        }
+        urls.push(line.to_owned());
+    }
+    Ok(urls)
+}
+
+fn api_errno(e: crate::api::Error, busy_on_400: bool) -> FsError {
+    if busy_on_400 && e.status() == Some(400) {
+        tracing::warn!(error = %e, "refused: a run is already in progress");
+        return FsError::new(libc::EBUSY);
+    }
+    if e.is_auth() {
+        tracing::error!(error = %e, "the API refused the request (is the API key right?)");
+        return FsError::new(libc::EACCES);
+    }
+    FsError::from(e)
+}
+
+impl Fs {
+    fn writable(&self) -> Result<(), FsError> {
+        if self.cfg.read_only {
+            Err(FsError::new(libc::EROFS))
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Open a file for writing (`flags` are the open(2) flags).
+    pub(super) async fn open_write(&self, node: Node, ino: Ino, flags: i32) -> Result<Opened, FsError> {
+        self.writable()?;
+        let trunc = flags & libc::O_TRUNC != 0;
+        let append = flags & libc::O_APPEND != 0;
+        let buf = match &node {
+            Node::Scratch(id) => {
+                let mut store = lock(&self.scratch);
+                let f = store.files.get_mut(id).ok_or(FsError::new(libc::ENOENT))?;
+                if trunc {
+                    f.data.clear();
+                    f.mtime = SystemTime::now();
+                }
+                drop(store);
+                let fh = self.new_handle(Handle::Scratch(*id));
+                return Ok(Opened { fh, keep_cache: false, direct_io: true });
+            }
+            Node::Inputs(g) if !trunc => self.inputs(g).await?.0.to_file_text().into_bytes(),
+            Node::Inputs(_) => Vec::new(),
+            Node::Control(..) | Node::ReportStart(_) | Node::Refresh | Node::Credentials(_) => Vec::new(),
+            _ => return Err(FsError::new(libc::EACCES)),
+        };
+        let w = Arc::new(Writer {
+            node,
+            ino,
+            state: Mutex::new(WriteState {
+                buf,
+                dirty: trunc,
+                append,
+                poisoned: None,
+            }),
+            fired: AtomicBool::new(false),
+        });
+        *lock(&self.writers).entry(ino).or_default() += 1;
+        let fh = self.new_handle(Handle::Writer(w));
+        Ok(Opened { fh, keep_cache: false, direct_io: true })
+    }
+
+    pub async fn write(&self, fh: u64, offset: u64, data: &[u8]) -> Result<u32, FsError> {
+        let h = lock(&self.handles).get(&fh).cloned();
+        match h {
+            Some(Handle::Writer(w)) => {
+                let limit = match w.node {
+                    Node::Inputs(_) | Node::Credentials(_) => MAX_INPUTS,
+                    // Control files take any bytes (`echo > start`) and keep none.
+                    _ => return Ok(data.len() as u32),
+                };
+                let mut st = lock(&w.state);
+                let at = if st.append { st.buf.len() } else { offset as usize };
+                let end = at.saturating_add(data.len());
+                if end > limit {
+                    st.poisoned = Some(libc::EFBIG);
+                    tracing::error!(size = end, "write refused: the file may hold at most 1 MiB");
+                    return Err(FsError::new(libc::EFBIG));
+                }
+                if st.buf.len() < end {
+                    st.buf.resize(end, 0);
+                }
+                st.buf[at..end].copy_from_slice(data);
+                st.dirty = true;
+                Ok(data.len() as u32)
+            }
+            Some(Handle::Scratch(id)) => {
+                let mut store = lock(&self.scratch);
+                let f = store.files.get_mut(&id).ok_or(FsError::new(libc::ENOENT))?;
+                let at = offset as usize;
+                let end = at.saturating_add(data.len());
+                if end > MAX_SCRATCH {
+                    return Err(FsError::new(libc::EFBIG));
+                }
+                if f.data.len() < end {
+                    f.data.resize(end, 0);
+                }
+                f.data[at..end].copy_from_slice(data);
+                f.mtime = SystemTime::now();
+                Ok(data.len() as u32)
+            }
+            _ => Err(FsError::new(libc::EBADF)),
+        }
+    }
+
+    /// Send what an open-for-write means, once: the PUT of `inputs`, the
+    /// POST of a control file or of `credentials`.
+    async fn commit(&self, w: &Writer) -> Result<(), FsError> {
+        let (bytes, dirty, poisoned) = {
+            let st = lock(&w.state);
+            (st.buf.clone(), st.dirty, st.poisoned)
+        };
+        if let Some(errno) = poisoned {
+            return Err(FsError::new(errno));
+        }
+        match &w.node {
+            Node::Inputs(g) => {
+                if !dirty {
+                    return Ok(());
+                }
+                self.put_inputs(g, &bytes).await?;
+                lock(&w.state).dirty = false;
+                Ok(())
+            }
+            Node::Credentials(g) => {
+                if w.fired.swap(true, Ordering::SeqCst) || bytes.is_empty() && !dirty {
+                    return Ok(());
+                }
+                let creds: Credentials = serde_json::from_slice(&bytes).map_err(|_| {
+                    tracing::error!("credentials refused: write JSON {{\"username\": ..., \"password\": ...}}");
+                    FsError::new(libc::EINVAL)
+                })?;
+                self.client.update_credentials(g, &creds).await.map_err(|e| api_errno(e, false))?;
+                tracing::info!(extractor = %g, "credentials updated");
+                Ok(())
+            }
+            node => {
+                if w.fired.swap(true, Ordering::SeqCst) {
+                    return Ok(());
+                }
+                self.fire(node).await
+            }
+        }
+    }
+
+    /// Validate and PUT new `inputs`, then show them.
+    pub(super) async fn put_inputs(&self, g: &Arc<str>, bytes: &[u8]) -> Result<(), FsError> {
+        self.writable()?;
+        let urls = validate_inputs(bytes)?;
+        let dialect = match self.caches.inputs.get_stale(g) {
+            Some(i) => i.dialect,
+            None => self.inputs(g).await?.0.dialect,
+        };
+        let inputs = Inputs { urls, dialect };
+        self.client.put_inputs(g, &inputs).await.map_err(|e| api_errno(e, false))?;
+        tracing::info!(extractor = %g, urls = inputs.urls.len(), "inputs updated");
+        self.caches.inputs.insert(g.clone(), Arc::new(inputs), self.ttl());
+        Ok(())
+    }
+
+    /// The API call of a control file.
+    async fn fire(&self, node: &Node) -> Result<(), FsError> {
+        self.writable()?;
+        let r = match node {
+            Node::Control(g, Control::Start) => self.client.start_extractor(g).await.map(|r| {
+                tracing::info!(extractor = %g, run = ?r.crawl_run_id, "run started");
+            }),
+            Node::Control(g, Control::Stop) => self.client.stop_extractor(g).await,
+            Node::Control(g, Control::Duplicate) => self.client.duplicate_extractor(g).await.map(|x| {
+                tracing::info!(extractor = %g, copy = %x.guid, "extractor duplicated");
+            }),
+            Node::ReportStart(g) => self.client.start_report(g).await.map(|_| ()),
+            Node::Refresh => Ok(()),
+            _ => return Err(FsError::new(libc::EACCES)),
+        };
+        let busy = matches!(node, Node::Control(_, Control::Start) | Node::ReportStart(_));
+        r.map_err(|e| api_errno(e, busy))?;
+        // Whatever it changed shows at the next look.
+        self.caches.expire_all();
+        Ok(())
+    }
+
+    pub async fn flush(&self, fh: u64) -> Result<(), FsError> {
+        let h = lock(&self.handles).get(&fh).cloned();
+        match h {
+            Some(Handle::Writer(w)) => self.commit(&w).await,
+            _ => Ok(()),
+        }
+    }
+
+    /// Close a handle; a writer never flushed is committed now (errors can
+    /// only be logged here: release has no caller to tell).
+    pub async fn release_async(&self, fh: u64) {
+        let h = lock(&self.handles).remove(&fh);
+        if let Some(Handle::Writer(w)) = h {
+            {
+                let mut writers = lock(&self.writers);
+                if let Some(n) = writers.get_mut(&w.ino) {
+                    *n -= 1;
+                    if *n == 0 {
+                        writers.remove(&w.ino);
+                    }
+                }
+            }
+            let pending = match w.node {
+                Node::Inputs(_) => lock(&w.state).dirty,
+                _ => !w.fired.load(Ordering::SeqCst),
+            };
+            if pending {
+                if let Err(e) = self.commit(&w).await {
+                    tracing::error!(error = %e, "a write sent at close failed");
+                }
+            }
+        }
+    }
+
+    /// setattr: truncation, times (which fire control files), modes.
+    pub async fn setattr(
+        &self,
+        ino: Ino,
+        fh: Option<u64>,
+        size: Option<u64>,
+        times: bool,
+        mode: Option<u32>,
+        owner: bool,
+    ) -> Result<Entry, FsError> {
+        let node = self.node(ino)?;
+        if let Node::Scratch(id) = node {
+            self.scratch_setattr(id, size, mode)?;
+            return self.getattr(ino).await;
+        }
+        if mode.is_some() || owner {
+            return Err(FsError::new(if self.cfg.read_only { libc::EROFS } else { libc::EPERM }));
+        }
+        match &node {
+            Node::Inputs(g) => {
+                if let Some(s) = size {
+                    self.writable()?;
+                    let h = fh.and_then(|fh| lock(&self.handles).get(&fh).cloned());
+                    if let Some(Handle::Writer(w)) = h {
+                        let mut st = lock(&w.state);
+                        if s as usize > MAX_INPUTS {
+                            return Err(FsError::new(libc::EFBIG));
+                        }
+                        st.buf.resize(s as usize, 0);
+                        st.dirty = true;
+                    } else {
+                        // truncate(2) by path: a write of the whole file, now.
+                        let mut bytes = self.inputs(g).await?.0.to_file_text().into_bytes();
+                        if s as usize > MAX_INPUTS {
+                            return Err(FsError::new(libc::EFBIG));
+                        }
+                        bytes.resize(s as usize, 0);
+                        self.put_inputs(g, &bytes).await?;
+                    }
+                }
+            }
+            Node::Control(..) | Node::ReportStart(_) | Node::Refresh => {
+                if times || size.is_some() {
+                    self.writable()?;
+                    let open = lock(&self.writers).get(&ino).copied().unwrap_or(0);
+                    // With a descriptor open (touch), its close fires; else fire now (utime).
+                    if open == 0 {
+                        self.fire(&node).await?;
+                    }
+                }
+            }
+            Node::Credentials(_) => {}
+            _ => {
+                if size.is_some() || times {
+                    return Err(FsError::new(if self.cfg.read_only { libc::EROFS } else { libc::EPERM }));
+                }
+            }
+        }
+        let mut e = self.getattr(ino).await?;
+        if matches!(node, Node::Inputs(_)) {
+            e.ttl = std::time::Duration::ZERO;
+        }
+        Ok(e)
+    }
+
+    /// Create a scratch file in an extractor's directory.
+    pub async fn create(&self, parent: Ino, name: &OsStr, mode: u32, flags: i32) -> Result<(Entry, Opened), FsError> {
+        self.writable()?;
+        let Node::Extractor(g) = self.node(parent)? else {
+            return Err(FsError::new(libc::EACCES));
+        };
+        let name_b = name.as_bytes();
+        if name_b.len() > 255 || name_b.contains(&b'/') {
+            return Err(FsError::new(libc::EINVAL));
+        }
+        // A name of the API's own files (the kernel asks create only when the
+        // name did not look up, but be safe).
+        if let Ok(s) = std::str::from_utf8(name_b) {
+            if self.child(&Node::Extractor(g.clone()), s).await.is_ok() {
+                return Err(FsError::new(libc::EEXIST));
+            }
+        }
+        let id = {
+            let mut store = lock(&self.scratch);
+            if store.find(&g, name_b).is_some() {
+                return Err(FsError::new(libc::EEXIST));
+            }
+            store.create(&g, name_b, (mode & 0o7777) as u16)
+        };
+        let node = Node::Scratch(id);
+        let ino = self.inodes.ino(&node);
+        let opened = self.open_write(node, ino, flags).await?;
+        Ok((self.getattr(ino).await?, opened))
+    }
+
+    pub async fn unlink(&self, parent: Ino, name: &OsStr) -> Result<(), FsError> {
+        self.writable()?;
+        let Node::Extractor(g) = self.node(parent)? else {
+            return Err(FsError::new(libc::EPERM));
+        };
+        let mut store = lock(&self.scratch);
+        match store.find(&g, name.as_bytes()) {
+            Some(id) => {
+                store.remove(id);
+                Ok(())
+            }
+            None => Err(FsError::new(libc::EPERM)),
+        }
+    }
+
+    /// `rmdir extractors/<name>` archives and `rmdir reports/<name>` deletes,
+    /// only with `--allow-delete`.
+    pub async fn rmdir(&self, parent: Ino, name: &OsStr) -> Result<(), FsError> {
+        self.writable()?;
+        let parent = self.node(parent)?;
+        if !matches!(parent, Node::Extractors | Node::Reports) || !self.cfg.allow_delete {
+            return Err(FsError::new(libc::EPERM));
+        }
+        let name = std::str::from_utf8(name.as_bytes()).map_err(|_| FsError::new(libc::ENOENT))?;
+        match self.child(&parent, name).await? {
+            Node::Extractor(g) => {
+                self.client.delete_extractor(&g).await.map_err(|e| api_errno(e, false))?;
+                tracing::info!(extractor = %g, "extractor archived");
+            }
+            Node::Report(g) => {
+                self.client.delete_report(&g).await.map_err(|e| api_errno(e, false))?;
+                tracing::info!(report = %g, "report deleted");
+            }
+            _ => return Err(FsError::new(libc::EPERM)),
+        }
+        self.caches.expire_all();
+        Ok(())
+    }
+
+    /// rename: scratch ↔ scratch, scratch → `inputs` (a write of inputs),
+    /// `inputs` → scratch (a copy: the API file cannot go away).
+    pub async fn rename(&self, parent: Ino, name: &OsStr, newparent: Ino, newname: &OsStr) -> Result<(), FsError> {
+        self.writable()?;
+        let (Node::Extractor(g), Node::Extractor(g2)) = (self.node(parent)?, self.node(newparent)?) else {
+            return Err(FsError::new(libc::EPERM));
+        };
+        if g != g2 {
+            return Err(FsError::new(libc::EXDEV));
+        }
+        let (from, to) = (name.as_bytes(), newname.as_bytes());
+        if to.len() > 255 {
+            return Err(FsError::new(libc::ENAMETOOLONG));
+        }
+        let src = lock(&self.scratch).find(&g, from);
+        match (src, to) {
+            (Some(id), b"inputs") => {
+                let data = lock(&self.scratch).files.get(&id).map(|f| f.data.clone()).unwrap_or_default();
+                self.put_inputs(&g, &data).await?;
+                lock(&self.scratch).remove(id);
+                Ok(())
+            }
+            (Some(id), _) => {
+                if self.is_api_name(&g, to).await {
+                    return Err(FsError::new(libc::EPERM));
+                }
+                let mut store = lock(&self.scratch);
+                if let Some(old) = store.find(&g, to) {
+                    if old != id {
+                        store.remove(old);
+                    }
+                }
+                if let Some(mut f) = store.remove(id) {
+                    f.name = to.to_vec();
+                    store.by_name.insert((g.clone(), to.to_vec()), id);
+                    store.files.insert(id, f);
+                }
+                Ok(())
+            }
+            (None, _) if from == b"inputs" && !self.is_api_name(&g, to).await => {
+                let data = self.inputs(&g).await?.0.to_file_text().into_bytes();
+                let mut store = lock(&self.scratch);
+                if let Some(old) = store.find(&g, to) {
+                    store.remove(old);
+                }
+                let id = store.create(&g, to, 0o644);
+                if let Some(f) = store.files.get_mut(&id) {
+                    f.data = data;
+                }
+                Ok(())
+            }
+            _ => Err(FsError::new(libc::EPERM)),
+        }
+    }
+
+    async fn is_api_name(&self, g: &Arc<str>, name: &[u8]) -> bool {
+        match std::str::from_utf8(name) {
+            Ok(s) => self.child(&Node::Extractor(g.clone()), s).await.is_ok(),
+            Err(_) => false,
+        }
+    }
+
+    fn scratch_setattr(&self, id: u64, size: Option<u64>, mode: Option<u32>) -> Result<(), FsError> {
+        let mut store = lock(&self.scratch);
+        let f = store.files.get_mut(&id).ok_or(FsError::new(libc::ENOENT))?;
+        if let Some(s) = size {
+            if s as usize > MAX_SCRATCH {
+                return Err(FsError::new(libc::EFBIG));
+            }
+            f.data.resize(s as usize, 0);
+        }
+        if let Some(m) = mode {
+            f.perm = (m & 0o7777) as u16;
+        }
+        f.mtime = SystemTime::now();
+        Ok(())
+    }
+
+    /// The scratch file `name` in extractor `g`, as a node.
+    pub(super) fn scratch_child(&self, g: &Arc<str>, name: &str) -> Option<Node> {
+        lock(&self.scratch).find(g, name.as_bytes()).map(Node::Scratch)
+    }
+
+    pub(super) fn scratch_entries(&self, g: &Arc<str>) -> Vec<(Node, Vec<u8>)> {
+        lock(&self.scratch)
+            .names_in(g)
+            .into_iter()
+            .map(|(id, n)| (Node::Scratch(id), n))
+            .collect()
+    }
+
+    /// Size, mode and mtime of a scratch file.
+    pub(super) fn scratch_attr(&self, id: u64) -> Option<(u64, u16, SystemTime)> {
+        lock(&self.scratch)
+            .files
+            .get(&id)
+            .map(|f| (f.data.len() as u64, f.perm, f.mtime))
+    }
+
+    pub(super) fn scratch_read(&self, id: u64, offset: u64, size: u32) -> Vec<u8> {
+        let store = lock(&self.scratch);
+        let Some(f) = store.files.get(&id) else {
+            return Vec::new();
+        };
+        let start = (offset as usize).min(f.data.len());
+        let end = start.saturating_add(size as usize).min(f.data.len());
+        f.data[start..end].to_vec()
+    }
+
+    pub(super) fn writer_read(w: &Writer, offset: u64, size: u32) -> Vec<u8> {
+        let st = lock(&w.state);
+        let start = (offset as usize).min(st.buf.len());
+        let end = start.saturating_add(size as usize).min(st.buf.len());
+        st.buf[start..end].to_vec()
+    }
+}
+
+/// Is this node one a write can reach at all?
+pub fn is_writable_kind(node: &Node) -> bool {
+    node.kind() == Kind::File
+        && matches!(
+            node,
+            Node::Inputs(_)
+                | Node::Control(..)
+                | Node::ReportStart(_)
+                | Node::Refresh
+                | Node::Credentials(_)
+                | Node::Scratch(_)
+        )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inputs_validation() {
+        assert_eq!(
+            validate_inputs(b"https://a.example/x\n\n  http://b.example/?q=1  \n").unwrap(),
+            vec!["https://a.example/x", "http://b.example/?q=1"]
+        );
+        assert!(validate_inputs(b"").unwrap().is_empty());
+        for bad in [&b"ftp://a.example/"[..], b"not a url", b"/relative/path", b"https://", b"\xff\xfe"] {
+            assert!(validate_inputs(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(validate_inputs(&vec![b'a'; MAX_INPUTS + 1]).unwrap_err().errno, libc::EFBIG);
+    }
+}
