@@ -3,12 +3,16 @@
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
-
+pub mod demo;
 pub mod emulator;
 pub mod mount;
 
 #[derive(Debug, Parser)]
-#[command(name = "importfs", version, about = "Mount an Import.io account as a filesystem")]
+#[command(
+    name = "importfs",
+    version,
+    about = "Mount an Import.io account as a filesystem"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -18,8 +22,8 @@ pub struct Cli {
 pub enum Command {
     /// Mount an Import.io account (API key from IMPORTIO_API_KEY or --api-key-file).
     Mount(mount::MountArgs),
-
-
+    /// Start a local emulator with a demo account and mount it in the foreground.
+    Demo(demo::DemoArgs),
     /// Run a local Import.io API server (for tests, demos and benchmarks).
     Emulator(emulator::EmulatorArgs),
 }
@@ -34,7 +38,9 @@ pub fn init_logging(verbose: u8, default: Option<&str>) -> anyhow::Result<()> {
         _ => "trace",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        EnvFilter::new(format!("{level},fuser=warn,hyper=warn,reqwest=warn,h2=warn,rustls=warn"))
+        EnvFilter::new(format!(
+            "{level},fuser=warn,hyper=warn,reqwest=warn,h2=warn,rustls=warn"
+        ))
     });
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -49,6 +55,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Mount(args) => mount::run(args),
+        Command::Demo(args) => demo::run(args),
 
         Command::Emulator(args) => emulator::run(args),
     };
