@@ -35,7 +35,15 @@ fn every_kind_of_node_lists_and_stats() {
     let m = Mounted::new(&emu.url, &[]);
 
     let root = m.sh_ok("ls -la");
-    for name in ["user.json", "subscription.json", "extractors", "crawlruns", "reports", "reportruns", ".importfs"] {
+    for name in [
+        "user.json",
+        "subscription.json",
+        "extractors",
+        "crawlruns",
+        "reports",
+        "reportruns",
+        ".importfs",
+    ] {
         assert!(root.contains(name), "root lacks {name}:\n{root}");
     }
     // Modes as DESIGN.md sets them.
@@ -43,9 +51,12 @@ fn every_kind_of_node_lists_and_stats() {
     assert_eq!(mode("user.json"), 0o444);
     assert_eq!(mode("extractors"), 0o555);
     let ext = emu.get_json("/extractors/?_perpage=1000");
-    let first = ext.as_array().unwrap().iter().find(|e| {
+    let all = ext.as_array().unwrap();
+    let first = all.iter().find(|e| {
         let n = e["name"].as_str().unwrap_or("");
-        !n.is_empty() && n.chars().all(|c| c.is_ascii_alphanumeric() || " -_()".contains(c))
+        !n.is_empty()
+            && n.chars().all(|c| c.is_ascii_alphanumeric() || " -_()".contains(c))
+            && all.iter().filter(|o| o["name"] == e["name"]).count() == 1
     });
     let first = first.expect("a plainly named extractor");
     let name = first["name"].as_str().unwrap();
@@ -57,7 +68,15 @@ fn every_kind_of_node_lists_and_stats() {
     assert_eq!(mode(&format!("{d}/credentials")), 0o200);
     assert_eq!(mode(&format!("{d}/extractor.json")), 0o444);
     let listing = m.sh_ok(&format!("ls -la '{d}'"));
-    for f in ["extractor.json", "inputs", "start", "stop", "duplicate", "credentials", "crawlruns"] {
+    for f in [
+        "extractor.json",
+        "inputs",
+        "start",
+        "stop",
+        "duplicate",
+        "credentials",
+        "crawlruns",
+    ] {
         assert!(listing.contains(f), "{d} lacks {f}:\n{listing}");
     }
 
@@ -69,7 +88,12 @@ fn every_kind_of_node_lists_and_stats() {
     // inputs: one URL a line.
     let inputs = std::fs::read_to_string(m.path(&format!("{d}/inputs"))).unwrap();
     let api_inputs = emu.get_json(&format!("/extractors/{guid}/inputs"));
-    let want: Vec<&str> = api_inputs["_url"].as_str().unwrap_or("").lines().filter(|l| !l.trim().is_empty()).collect();
+    let want: Vec<&str> = api_inputs["_url"]
+        .as_str()
+        .unwrap_or("")
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .collect();
     let got: Vec<&str> = inputs.lines().collect();
     assert_eq!(got, want);
     assert!(inputs.is_empty() || inputs.ends_with('\n'));
@@ -80,18 +104,33 @@ fn every_kind_of_node_lists_and_stats() {
     let runs = m.sh_ok(&format!("ls '{d}/crawlruns'"));
     if !runs.trim().is_empty() {
         let target = std::fs::read_link(m.path(&format!("{d}/latest"))).unwrap();
-        assert!(target.to_string_lossy().starts_with("../../crawlruns/"), "{target:?}");
+        assert!(
+            target.to_string_lossy().starts_with("../../crawlruns/"),
+            "{target:?}"
+        );
         let state = std::fs::read_to_string(m.path(&format!("{d}/latest/state"))).unwrap();
-        assert!(["PENDING\n", "STARTED\n", "FINISHED\n", "FAILED\n", "CANCELLED\n"].contains(&state.as_str()), "{state:?}");
+        assert!(
+            [
+                "PENDING\n",
+                "STARTED\n",
+                "FINISHED\n",
+                "FAILED\n",
+                "CANCELLED\n"
+            ]
+            .contains(&state.as_str()),
+            "{state:?}"
+        );
         let one = runs.lines().next().unwrap();
         let link = std::fs::read_link(m.path(&format!("{d}/crawlruns/{one}"))).unwrap();
         assert_eq!(link.to_string_lossy(), format!("../../../crawlruns/{one}"));
-        assert!(m.path(&format!("{d}/crawlruns/{one}/crawlrun.json")).exists());
+        assert!(m
+            .path(&format!("{d}/crawlruns/{one}/crawlrun.json"))
+            .exists());
     }
 
     // stat of every file reached by find agrees with what is read.
-    let files = m.sh_ok("find . -type f -not -name start -not -name stop -not -name duplicate -not -name credentials -not -name refresh -not -path './.importfs/*'");
-    let files: Vec<&str> = files.lines().collect();
+    let files = m.sh_ok("find . -type f -not -name start -not -name stop -not -name duplicate -not -name credentials -not -name refresh -not -path './.importfs/*' -print0");
+    let files: Vec<&str> = files.split('\0').filter(|f| !f.is_empty()).collect();
     assert!(files.len() > 20, "find reached only {} files", files.len());
     for f in &files {
         let p = m.path(f);
@@ -105,7 +144,12 @@ fn every_kind_of_node_lists_and_stats() {
     for r in all_runs.as_array().unwrap() {
         let id = r["guid"].as_str().unwrap();
         let has = m.path(&format!("crawlruns/{id}/data.csv")).exists();
-        assert_eq!(has, r["state"] == "FINISHED", "run {id} in state {}", r["state"]);
+        assert_eq!(
+            has,
+            r["state"] == "FINISHED",
+            "run {id} in state {}",
+            r["state"]
+        );
     }
     // The stats file says something.
     let stats = std::fs::read_to_string(m.path(".importfs/stats")).unwrap();
@@ -122,10 +166,21 @@ fn result_files_are_byte_identical_and_tools_agree() {
     let runs = finished_runs(&emu);
     assert!(!runs.is_empty());
     for id in runs.iter().take(4) {
-        for (api, file) in [("csv", "data.csv"), ("json", "data.json"), ("xlsx", "data.xlsx"), ("sample", "sample.json"), ("log", "log.txt"), ("files", "files.zip")] {
+        for (api, file) in [
+            ("csv", "data.csv"),
+            ("json", "data.json"),
+            ("xlsx", "data.xlsx"),
+            ("sample", "sample.json"),
+            ("log", "log.txt"),
+            ("files", "files.zip"),
+        ] {
             let src = emu.get_bytes(&format!("/crawlruns/{id}/{api}"));
             let p = m.path(&format!("crawlruns/{id}/{file}"));
-            assert_eq!(std::fs::metadata(&p).unwrap().len(), src.len() as u64, "size of {id}/{file}");
+            assert_eq!(
+                std::fs::metadata(&p).unwrap().len(),
+                src.len() as u64,
+                "size of {id}/{file}"
+            );
             assert_eq!(sha256(&p), sha256_bytes(&src), "content of {id}/{file}");
             // cp, then a second read (from the cache) is the same.
             let copy = m.dir.path().join(format!("{id}-{file}"));
@@ -148,11 +203,20 @@ fn result_files_are_byte_identical_and_tools_agree() {
     // rsync then diff -r; tar without "file changed as we read it".
     let copy = m.dir.path().join("copy");
     let first = &runs[0];
-    m.sh_ok(&format!("rsync -a crawlruns/{first}/ '{}/'", copy.display()));
+    m.sh_ok(&format!(
+        "rsync -a crawlruns/{first}/ '{}/'",
+        copy.display()
+    ));
     m.sh_ok(&format!("diff -r crawlruns/{first} '{}'", copy.display()));
-    let tar = m.sh(&format!("tar cf '{}/runs.tar' crawlruns/{first}", m.dir.path().display()));
+    let tar = m.sh(&format!(
+        "tar cf '{}/runs.tar' crawlruns/{first}",
+        m.dir.path().display()
+    ));
     let err = String::from_utf8_lossy(&tar.stderr);
-    assert!(tar.status.success() && !err.contains("changed"), "tar: {err}");
+    assert!(
+        tar.status.success() && !err.contains("changed"),
+        "tar: {err}"
+    );
 
     // Python reads csv, json lines and xlsx.
     let py = format!(
@@ -184,7 +248,12 @@ print('ok', len(rows), n)
         .arg(m.path(&format!("crawlruns/{first}")))
         .output()
         .unwrap();
-    assert!(out.status.success(), "python: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "python: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -209,26 +278,44 @@ fn hostile_names_are_listed_distinct_stable_and_reachable() {
     let distinct: HashSet<&String> = a.iter().collect();
     assert_eq!(distinct.len(), a.len());
     for n in &a {
-        assert!(!n.is_empty() && n != "." && n != ".." && !n.contains('/') && n.len() <= 255, "{n:?}");
+        assert!(
+            !n.is_empty() && n != "." && n != ".." && !n.contains('/') && n.len() <= 255,
+            "{n:?}"
+        );
         let p = m.path("extractors").join(n).join("extractor.json");
-        let v: Value = serde_json::from_slice(&std::fs::read(&p).unwrap_or_else(|e| panic!("{n:?}: {e}"))).unwrap();
+        let v: Value =
+            serde_json::from_slice(&std::fs::read(&p).unwrap_or_else(|e| panic!("{n:?}: {e}")))
+                .unwrap();
         // A guid lookup reaches the same directory.
         let g = v["guid"].as_str().unwrap();
-        let by_name = std::fs::metadata(m.path("extractors").join(n)).unwrap().ino();
-        let by_guid = std::fs::metadata(m.path("extractors").join(g)).unwrap().ino();
+        let by_name = std::fs::metadata(m.path("extractors").join(n))
+            .unwrap()
+            .ino();
+        let by_guid = std::fs::metadata(m.path("extractors").join(g))
+            .unwrap()
+            .ino();
         assert_eq!(by_name, by_guid, "{n:?} vs {g}");
     }
     std::thread::sleep(Duration::from_millis(2500)); // past the metadata TTL
     assert_eq!(list(), a, "names are stable across listings");
     // The duplicate names got suffixes, the others kept their (safe) names.
-    let names: Vec<&str> = api.iter().map(|e| e["name"].as_str().unwrap_or("")).collect();
+    let names: Vec<&str> = api
+        .iter()
+        .map(|e| e["name"].as_str().unwrap_or(""))
+        .collect();
     for (i, n) in names.iter().enumerate() {
         if names.iter().filter(|x| *x == n).count() > 1 {
             let g = &api[i]["guid"].as_str().unwrap()[..8];
-            assert!(a.iter().any(|x| x.ends_with(&format!("~{g}"))), "{n:?} ~{g} in {a:?}");
+            assert!(
+                a.iter().any(|x| x.ends_with(&format!("~{g}"))),
+                "{n:?} ~{g} in {a:?}"
+            );
         }
     }
-    assert!(a.iter().any(|n| n.contains('\u{2215}')), "a name with / shown with ∕: {a:?}");
+    assert!(
+        a.iter().any(|n| n.contains('\u{2215}')),
+        "a name with / shown with ∕: {a:?}"
+    );
 }
 
 #[test]
@@ -249,23 +336,47 @@ fn listing_costs_pages_and_lookups_cost_no_listing() {
     assert!(out.trim().parse::<usize>().unwrap() >= 10_000, "{out}");
     let reqs = emu.requests();
     let lists = reqs.iter().filter(|r| r["path"] == "/crawlruns/").count();
-    let per_run = reqs.iter().filter(|r| r["path"].as_str().is_some_and(|p| p.starts_with("/crawlruns/") && p.len() > 11)).count();
+    let per_run = reqs
+        .iter()
+        .filter(|r| {
+            r["path"]
+                .as_str()
+                .is_some_and(|p| p.starts_with("/crawlruns/") && p.len() > 11)
+        })
+        .count();
     assert_eq!(lists, 10, "ceil(10000/1000) list calls: {reqs:?}");
     assert_eq!(per_run, 0, "no per-run call");
     emu.clear_requests();
     m.sh_ok("ls -l crawlruns > /dev/null");
-    assert_eq!(emu.requests().len(), 0, "a second ls within the TTL costs nothing");
+    assert_eq!(
+        emu.requests().len(),
+        0,
+        "a second ls within the TTL costs nothing"
+    );
     drop(m);
 
     // A fresh mount reading one run's file by id lists nothing.
     let m = Mounted::new(&emu.url, &[]);
     let runs = emu.get_json("/crawlruns/?_perpage=5");
-    let id = runs.as_array().unwrap().iter().find(|r| r["state"] == "FINISHED").unwrap()["guid"].as_str().unwrap().to_owned();
+    let id = runs
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["state"] == "FINISHED")
+        .unwrap()["guid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     emu.clear_requests();
     let bytes = std::fs::read(m.path(&format!("crawlruns/{id}/data.csv"))).unwrap();
     assert!(!bytes.is_empty());
     let reqs = emu.requests();
-    assert!(!reqs.iter().any(|r| r["path"] == "/crawlruns/" || r["path"] == "/extractors/"), "no listing: {reqs:?}");
+    assert!(
+        !reqs
+            .iter()
+            .any(|r| r["path"] == "/crawlruns/" || r["path"] == "/extractors/"),
+        "no listing: {reqs:?}"
+    );
 }
 
 #[test]
@@ -287,8 +398,14 @@ fn a_slow_download_does_not_block_ls() {
     let out = m.sh_ok("ls extractors");
     let took = t2.elapsed();
     assert!(!out.is_empty());
-    assert!(took < Duration::from_millis(500), "ls took {took:?} during a slow download");
-    assert!(!reader.is_finished() || t.elapsed() < Duration::from_secs(3), "the download was indeed slow");
+    assert!(
+        took < Duration::from_millis(500),
+        "ls took {took:?} during a slow download"
+    );
+    assert!(
+        !reader.is_finished() || t.elapsed() < Duration::from_secs(3),
+        "the download was indeed slow"
+    );
     let n = reader.join().unwrap().expect("the slow read completes");
     assert!(n > 0);
     emu.clear_faults();

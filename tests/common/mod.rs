@@ -18,7 +18,10 @@ pub const KEY: &str = "test-key-0123456789";
 /// test is skipped with a printed reason.
 pub fn fuse_or_skip() -> bool {
     let dev = Path::new("/dev/fuse").exists();
-    let fm = Command::new("fusermount3").arg("--version").output().is_ok();
+    let fm = Command::new("fusermount3")
+        .arg("--version")
+        .output()
+        .is_ok();
     if dev && fm {
         return true;
     }
@@ -64,7 +67,13 @@ impl Emu {
     }
 
     pub fn get_json(&self, path: &str) -> Value {
-        let url = format!("{}{}{}_apikey={}", self.url, path, if path.contains('?') { "&" } else { "?" }, KEY);
+        let url = format!(
+            "{}{}{}_apikey={}",
+            self.url,
+            path,
+            if path.contains('?') { "&" } else { "?" },
+            KEY
+        );
         self.rt.block_on(async {
             let r = self.http.get(&url).send().await.expect("GET");
             assert!(r.status().is_success(), "GET {path}: {}", r.status());
@@ -112,7 +121,12 @@ impl Emu {
     pub fn count(&self, method: &str, path_prefix: &str) -> usize {
         self.requests()
             .iter()
-            .filter(|r| r["method"] == method && r["path"].as_str().is_some_and(|p| p.starts_with(path_prefix)))
+            .filter(|r| {
+                r["method"] == method
+                    && r["path"]
+                        .as_str()
+                        .is_some_and(|p| p.starts_with(path_prefix))
+            })
             .count()
     }
 
@@ -159,7 +173,8 @@ impl Mounted {
             .arg("mount")
             .arg("--foreground")
             .arg(&mnt)
-            .args(["--api-url", url, "--metadata-ttl", "2s"])
+            .args(["--api-url", url])
+            .args(if extra.contains(&"--metadata-ttl") { &[][..] } else { &["--metadata-ttl", "2s"][..] })
             .arg("--cache-dir")
             .arg(&cache)
             .args(["-vv"])
@@ -189,10 +204,17 @@ impl Mounted {
             }
             if let Some(c) = self.child.as_mut() {
                 if let Ok(Some(status)) = c.try_wait() {
-                    panic!("importfs exited ({status}) before mounting:\n{}", self.log_text());
+                    panic!(
+                        "importfs exited ({status}) before mounting:\n{}",
+                        self.log_text()
+                    );
                 }
             }
-            assert!(Instant::now() < deadline, "mount did not come up:\n{}", self.log_text());
+            assert!(
+                Instant::now() < deadline,
+                "mount did not come up:\n{}",
+                self.log_text()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -236,14 +258,21 @@ impl Mounted {
             if !is_fuse_mount(&self.mnt) {
                 break;
             }
-            let _ = Command::new("fusermount3").arg("-u").arg(&self.mnt).stderr(Stdio::null()).status();
+            let _ = Command::new("fusermount3")
+                .arg("-u")
+                .arg(&self.mnt)
+                .stderr(Stdio::null())
+                .status();
             if !is_fuse_mount(&self.mnt) {
                 break;
             }
             std::thread::sleep(Duration::from_millis(100));
         }
         if is_fuse_mount(&self.mnt) {
-            let _ = Command::new("fusermount3").arg("-uz").arg(&self.mnt).status();
+            let _ = Command::new("fusermount3")
+                .arg("-uz")
+                .arg(&self.mnt)
+                .status();
         }
         if let Some(mut c) = self.child.take() {
             let deadline = Instant::now() + Duration::from_secs(10);
@@ -275,7 +304,10 @@ impl Drop for Mounted {
     fn drop(&mut self) {
         self.unmount();
         if is_fuse_mount(&self.mnt) {
-            let _ = Command::new("fusermount3").arg("-uz").arg(&self.mnt).status();
+            let _ = Command::new("fusermount3")
+                .arg("-uz")
+                .arg(&self.mnt)
+                .status();
         }
     }
 }
@@ -295,9 +327,21 @@ pub fn tail(s: &str, n: usize) -> String {
 }
 
 pub fn sha256(path: &Path) -> String {
-    let out = Command::new("sha256sum").arg(path).output().expect("sha256sum");
-    assert!(out.status.success(), "sha256sum {}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).split(' ').next().unwrap_or("").to_owned()
+    let out = Command::new("sha256sum")
+        .arg(path)
+        .output()
+        .expect("sha256sum");
+    assert!(
+        out.status.success(),
+        "sha256sum {}: {}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .split(' ')
+        .next()
+        .unwrap_or("")
+        .to_owned()
 }
 
 pub fn sha256_bytes(b: &[u8]) -> String {
@@ -307,7 +351,16 @@ pub fn sha256_bytes(b: &[u8]) -> String {
         .stdout(Stdio::piped())
         .spawn()
         .expect("sha256sum");
-    child.stdin.take().expect("stdin").write_all(b).expect("write");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b)
+        .expect("write");
     let out = child.wait_with_output().expect("sha256sum");
-    String::from_utf8_lossy(&out.stdout).split(' ').next().unwrap_or("").to_owned()
+    String::from_utf8_lossy(&out.stdout)
+        .split(' ')
+        .next()
+        .unwrap_or("")
+        .to_owned()
 }
