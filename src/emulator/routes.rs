@@ -13,6 +13,9 @@
 //! the request log. The account lock is never held across an await nor while
 //! a file is generated.
 
+// A Reply is an error path taken once per request: boxing it buys nothing.
+#![allow(clippy::result_large_err)]
+
 use std::collections::hash_map::RandomState;
 use std::collections::VecDeque;
 use std::hash::BuildHasher;
@@ -344,6 +347,9 @@ fn cut(stream: BodyStream, limit: u64) -> BodyStream {
         move |st| async move {
             let (mut s, sent) = st?;
             if sent >= limit {
+                // Let hyper flush the headers and the bytes so far: erroring
+                // at once would abort before anything reached the socket.
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
                 return Some((
                     Err(std::io::Error::new(
                         std::io::ErrorKind::ConnectionAborted,
