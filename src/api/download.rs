@@ -23,8 +23,10 @@
 //!   `max_attempts` consecutive attempts without progress. An attempt that
 //!   brought bytes resets both budgets.
 //! - **Slots.** A download holds a connection slot while streaming, so it
-//!   first takes a download slot: at most `max_concurrent_downloads` run at
-//!   once, leaving the other slots to metadata calls.
+//!   first takes a download slot, kept until it ends: at most
+//!   `max_concurrent_downloads` run at once, leaving the other slots to
+//!   metadata calls. The stall deadline starts once the download slot is
+//!   held: a download queued behind others is waiting its turn, not stalled.
 
 use super::client::{content_encoding, content_length, log_failure, Client, Encoding, FileRef};
 use super::error::Error;
@@ -174,7 +176,10 @@ impl Client {
         );
         let head = self.send_following(op, Method::HEAD, url.clone(), headers, None);
         let resp = match timeout(self.inner.cfg.attempt_timeout, head).await {
-            Ok(r) => r?,
+            Ok(Ok(resp)) => resp,
+            // A server without HEAD: the size is learnt by downloading.
+            Ok(Err(e)) if matches!(e.status(), Some(405 | 501)) => return Ok(None),
+            Ok(Err(e)) => return Err(e),
             Err(_) => {
                 return Err(Error::Timeout {
                     op,
@@ -193,6 +198,11 @@ impl Client {
     /// they land, so readers can start early. Resumes with Range after a
     /// failure; returns the total size only once every promised byte is
     /// written, and cuts `out` to that size.
+    ///
+    /// `out` must be open for writing and not with `O_APPEND` (positional
+    /// writes on an append-mode file land at its end on Linux). Waiting for
+    /// one of the `max_concurrent_downloads` slots is queueing, not a stall,
+    /// and has no deadline: every download ahead is itself bounded.
     pub async fn download(
         &self,
         f: &FileRef,
@@ -205,6 +215,11 @@ impl Client {
         let url = self.url(&segments, &[]);
         let inner = &self.inner;
         let _in_flight = inner.counters.download_started();
+        let _download_slot = inner
+            .download_slots
+            .acquire()
+            .await
+            .map_err(|_| closed(op))?;
         let mut state = Progress {
             out,
             report: progress,
@@ -268,18 +283,10 @@ impl Client {
     ) -> Result<u64, Error> {
         let inner = &self.inner;
         let (until, after) = (st.stall_deadline, inner.cfg.call_deadline);
-        let slots = async {
-            let d = inner.download_slots.acquire().await;
-            let s = inner.slots.acquire().await;
-            (d, s)
-        };
-        let (dslot, slot) = timeout_at(until, slots)
+        let _slot = timeout_at(until, inner.slots.acquire())
             .await
-            .map_err(|_| Error::Timeout { op, after })?;
-        let (_dslot, _slot) = (
-            dslot.map_err(|_| closed(op))?,
-            slot.map_err(|_| closed(op))?,
-        );
+            .map_err(|_| Error::Timeout { op, after })?
+            .map_err(|_| closed(op))?;
         let _in_flight = inner.counters.call_started();
 
         let resume_from = (st.ranges && st.have > 0).then_some(st.have);
