@@ -481,23 +481,45 @@ async fn extractor_operations() {
         json!({"username": "ada", "password": "hunter2-very-secret"})
     );
 
-    // Delete archives: still readable, no longer listed, cannot run.
+    // Delete archives: answered with the archived extractor, then hidden
+    // (404 everywhere, not listed); its runs stay readable.
     let r = t.req(Method::DELETE, &format!("/extractors/{dg}")).await;
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(
         r.json::<Value>().await.expect("json")["archived"],
         json!(true)
     );
-    assert_eq!(
-        t.json(&format!("/extractors/{dg}")).await["archived"],
-        json!(true)
-    );
     assert!(!t.extractors().await.iter().any(|x| x["guid"] == json!(dg)));
+    for p in ["", "/inputs"] {
+        assert_error(
+            t.get(&format!("/extractors/{dg}{p}")).await,
+            StatusCode::NOT_FOUND,
+        )
+        .await;
+    }
+    for p in ["start", "stop", "duplicate"] {
+        assert_error(
+            t.post(&format!("/extractors/{dg}/{p}")).await,
+            StatusCode::NOT_FOUND,
+        )
+        .await;
+    }
     assert_error(
-        t.post(&format!("/extractors/{dg}/start")).await,
-        StatusCode::BAD_REQUEST,
+        t.req(Method::DELETE, &format!("/extractors/{dg}")).await,
+        StatusCode::NOT_FOUND,
     )
     .await;
+    let e_runs = t.json(&format!("/crawlruns/?extractorId={e}")).await;
+    let some_run = e_runs[0]["guid"].as_str().expect("a run").to_owned();
+    t.req(Method::DELETE, &format!("/extractors/{e}")).await;
+    assert_eq!(
+        t.get(&format!("/crawlruns/{some_run}")).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        t.get(&format!("/crawlruns/{some_run}/csv")).await.status(),
+        StatusCode::OK
+    );
     t.emu.shutdown().await;
 }
 

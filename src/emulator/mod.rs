@@ -51,9 +51,12 @@
 //! - `POST /extractors/{id}/stop` with no run in progress answers 200 `{}`;
 //!   with one, 200 `{"crawlRunId": ...}` and that run becomes CANCELLED.
 //! - `POST /extractors/{id}/start` answers 200 `{"crawlRunId": ...}`; while a
-//!   run is PENDING/STARTED, or on an archived extractor, 400 with the Error body.
+//!   run is PENDING/STARTED, 400 with the Error body.
 //! - `DELETE /extractors/{id}` archives: the answer is the Extractor with
-//!   `archived: true`; GET still returns it, lists do not.
+//!   `archived: true`; from then on every extractor operation on it (GET,
+//!   inputs, start, DELETE again, ...) answers 404 and lists skip it — the
+//!   spec's "hidden and cannot be run", and what schemathesis' use-after-free
+//!   check demands. Its crawl runs stay readable and listed.
 //! - `DELETE /reports/{id}` removes the report (then 404). Its report runs stay
 //!   readable by id but are no longer listed.
 //! - `POST /reports/{id}/start` answers 200 `{"reportRunId": ...}`; report

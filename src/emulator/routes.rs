@@ -903,8 +903,7 @@ async fn run_op(ctx: Ctx<'_>, route: Route) -> Result<Reply, Reply> {
             let id = parse_id(&id, "extractor")?;
             let db = app.db();
             let e = db
-                .extractors
-                .get(&id)
+                .live_extractor(&id)
                 .ok_or_else(|| Reply::not_found("extractor"))?;
             Ok(ok(&db.extractor(e, dialect)))
         }
@@ -912,13 +911,10 @@ async fn run_op(ctx: Ctx<'_>, route: Route) -> Result<Reply, Reply> {
             let id = parse_id(&id, "extractor")?;
             let mut db = app.db();
             let e = db
-                .extractors
-                .get_mut(&id)
+                .live_extractor_mut(&id)
                 .ok_or_else(|| Reply::not_found("extractor"))?;
-            if !e.archived {
-                e.archived = true;
-                e.modified_ms = now;
-            }
+            e.archived = true;
+            e.modified_ms = now;
             let e = e.clone();
             Ok(ok(&db.extractor(&e, dialect)))
         }
@@ -927,8 +923,7 @@ async fn run_op(ctx: Ctx<'_>, route: Route) -> Result<Reply, Reply> {
             let urls = {
                 let db = app.db();
                 let e = db
-                    .extractors
-                    .get(&id)
+                    .live_extractor(&id)
                     .ok_or_else(|| Reply::not_found("extractor"))?;
                 e.spec.inputs.clone()
             };
@@ -944,7 +939,7 @@ async fn run_op(ctx: Ctx<'_>, route: Route) -> Result<Reply, Reply> {
         }
         Route::PutInputs(id) => {
             let id = parse_id(&id, "extractor")?;
-            if app.db().extractors.get(&id).is_none() {
+            if app.db().live_extractor(&id).is_none() {
                 return Err(Reply::not_found("extractor"));
             }
             let body = read_body(ctx.body).await?;
@@ -957,8 +952,7 @@ async fn run_op(ctx: Ctx<'_>, route: Route) -> Result<Reply, Reply> {
             {
                 let mut db = app.db();
                 let e = db
-                    .extractors
-                    .get_mut(&id)
+                    .live_extractor_mut(&id)
                     .ok_or_else(|| Reply::not_found("extractor"))?;
                 e.spec = Arc::new(Spec {
                     inputs: inputs.urls.clone(),
@@ -973,8 +967,7 @@ async fn run_op(ctx: Ctx<'_>, route: Route) -> Result<Reply, Reply> {
             let id = parse_id(&id, "extractor")?;
             let mut db = app.db();
             let e = db
-                .extractors
-                .get(&id)
+                .live_extractor(&id)
                 .ok_or_else(|| Reply::not_found("extractor"))?;
             if e.archived {
                 return Err(Reply::bad_request(
@@ -1003,7 +996,7 @@ async fn run_op(ctx: Ctx<'_>, route: Route) -> Result<Reply, Reply> {
         Route::Stop(id) => {
             let id = parse_id(&id, "extractor")?;
             let mut db = app.db();
-            if db.extractors.get(&id).is_none() {
+            if db.live_extractor(&id).is_none() {
                 return Err(Reply::not_found("extractor"));
             }
             match db.active_run(&id, now) {
@@ -1027,8 +1020,7 @@ async fn run_op(ctx: Ctx<'_>, route: Route) -> Result<Reply, Reply> {
             let id = parse_id(&id, "extractor")?;
             let mut db = app.db();
             let e = db
-                .extractors
-                .get(&id)
+                .live_extractor(&id)
                 .ok_or_else(|| Reply::not_found("extractor"))?;
             let guid = Uuid::new_v4();
             let copy = ExtractorRec {
@@ -1047,15 +1039,14 @@ async fn run_op(ctx: Ctx<'_>, route: Route) -> Result<Reply, Reply> {
         }
         Route::Credentials(id) => {
             let id = parse_id(&id, "extractor")?;
-            if app.db().extractors.get(&id).is_none() {
+            if app.db().live_extractor(&id).is_none() {
                 return Err(Reply::not_found("extractor"));
             }
             let body = read_body(ctx.body).await?;
             let (user, pass) = parse_credentials(&body).map_err(|m| Reply::bad_request(&m))?;
             let mut db = app.db();
             let e = db
-                .extractors
-                .get_mut(&id)
+                .live_extractor_mut(&id)
                 .ok_or_else(|| Reply::not_found("extractor"))?;
             e.credentials = Some((user, pass));
             e.credentials_id = Some(Uuid::new_v4());

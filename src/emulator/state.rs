@@ -295,6 +295,16 @@ impl Db {
         }
     }
 
+    /// An extractor the API still shows: archived ones answer 404 (their
+    /// data and runs are kept, as the spec says, but DELETE hides them).
+    pub fn live_extractor(&self, id: &Uuid) -> Option<&ExtractorRec> {
+        self.extractors.get(id).filter(|e| !e.archived)
+    }
+
+    pub fn live_extractor_mut(&mut self, id: &Uuid) -> Option<&mut ExtractorRec> {
+        self.extractors.get_mut(id).filter(|e| !e.archived)
+    }
+
     /// The run of this extractor that is PENDING or STARTED now, if any.
     pub fn active_run(&self, extractor: &Uuid, now: i64) -> Option<Uuid> {
         self.runs
