@@ -793,6 +793,39 @@ async fn a_post_is_never_repeated_after_a_timeout_or_a_500() {
     // request whose client went away before logging it).
     assert_eq!(c.stats().calls_of(Operation::StartExtractor), 1);
     assert!(starts.len() <= 1, "{starts:?}");
+    // A server that logs on arrival shows it: exactly one POST.
+    let slow = mock::start_slow(Duration::from_millis(1500), |_, _| {
+        mock::reply("200 OK", &[], b"{\"crawlRunId\":\"r\"}")
+    })
+    .await;
+    let s = Client::new(ClientConfig {
+        attempt_timeout: Duration::from_millis(500),
+        ..fast_config(&slow.url, KEY)
+    })
+    .unwrap();
+    let e = s.start_extractor("e").await.unwrap_err();
+    assert!(e.is_timeout(), "{e}");
+    let e = s.start_report("r").await.unwrap_err();
+    assert!(e.is_timeout(), "{e}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let posts: Vec<_> = slow.requests().iter().map(|r| r.target.clone()).collect();
+    // 503 is "not accepted": a POST is sent again; a 500 is not.
+    let flaky = mock::start(|req, n| match (req.path(), n) {
+        ("/extractors/a/start", 0) => mock::reply("503 Service Unavailable", &[], b""),
+        ("/extractors/a/start", _) => mock::reply("200 OK", &[], b"{\"crawlRunId\":\"x\"}"),
+        _ => mock::reply("500 Internal Server Error", &[], b""),
+    })
+    .await;
+    let f = Client::new(fast_config(&flaky.url, KEY)).unwrap();
+    let started = f.start_extractor("a").await.unwrap();
+    assert_eq!(started.crawl_run_id.as_deref(), Some("x"));
+    assert_eq!(
+        f.start_extractor("b").await.unwrap_err().status(),
+        Some(500)
+    );
+    assert_eq!(flaky.requests().len(), 3);
+    assert_eq!(posts.len(), 2, "{posts:?}");
+    assert!(slow.requests().iter().all(|r| r.method == "POST"));
     clear_faults(&emu).await;
 
     // A 500 on any POST or DELETE: one request each.
@@ -1098,6 +1131,19 @@ mod mock {
         delay: Duration,
         answer: impl Fn(&Req, usize) -> Vec<u8> + Send + Sync + 'static,
     ) -> Mock {
+        start_steps(move |req, n| vec![Step::Sleep(delay), Step::Write(answer(req, n))]).await
+    }
+
+    /// One step of an answer.
+    pub enum Step {
+        Write(Vec<u8>),
+        Sleep(Duration),
+    }
+
+    /// Serve answers made of steps: bytes written and pauses, in order.
+    pub async fn start_steps(
+        answer: impl Fn(&Req, usize) -> Vec<Step> + Send + Sync + 'static,
+    ) -> Mock {
         let peak: Arc<AtomicUsize> = Arc::default();
         let now: Arc<AtomicUsize> = Arc::default();
         let peak2 = peak.clone();
@@ -1146,10 +1192,32 @@ mod mock {
                         l.len() - 1
                     };
                     peak.fetch_max(now.fetch_add(1, SeqCst) + 1, SeqCst);
-                    let bytes = answer(&req, n);
-                    tokio::time::sleep(delay).await;
+                    let mut steps = answer(&req, n);
+                    let last = steps.pop();
+                    for step in steps
+                        .into_iter()
+                        .chain(std::iter::once(Step::Sleep(Duration::ZERO)))
+                    {
+                        match step {
+                            Step::Write(b) => {
+                                if sock.write_all(&b).await.is_err() {
+                                    break;
+                                }
+                                let _ = sock.flush().await;
+                            }
+                            Step::Sleep(d) => tokio::time::sleep(d).await,
+                        }
+                    }
+                    // Leave the count before the last step, so that a client
+                    // may send its next request as soon as it has the answer.
                     now.fetch_sub(1, SeqCst);
-                    let _ = sock.write_all(&bytes).await;
+                    match last {
+                        Some(Step::Write(b)) => {
+                            let _ = sock.write_all(&b).await;
+                        }
+                        Some(Step::Sleep(d)) => tokio::time::sleep(d).await,
+                        None => {}
+                    }
                     let _ = sock.shutdown().await;
                 });
             }
@@ -1236,6 +1304,56 @@ async fn lists_tolerate_odd_shapes_and_filter_runs() {
     assert_eq!(runs[0].guid, "c1");
     assert!(mock.requests()[1].query().contains("extractorId=e1"));
     assert!(c.list_report_runs().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_stalled_download_is_resumed_where_it_stopped() {
+    let content: Arc<Vec<u8>> = Arc::new((0..100_000u32).map(|i| (i % 251) as u8).collect());
+    let body = content.clone();
+    let mock = mock::start_steps(move |req, _| {
+        let len = body.len();
+        match req.header("range") {
+            // First attempt: the headers and 40,000 bytes, then silence.
+            None => vec![
+                mock::Step::Write(mock::reply(
+                    "200 OK",
+                    &[("content-length", &len.to_string())],
+                    &body[..40_000],
+                )),
+                mock::Step::Sleep(Duration::from_secs(5)),
+            ],
+            Some(range) => {
+                let from: usize = range
+                    .trim_start_matches("bytes=")
+                    .trim_end_matches('-')
+                    .parse()
+                    .unwrap();
+                vec![mock::Step::Write(mock::reply(
+                    "206 Partial Content",
+                    &[("content-range", &format!("bytes {from}-{}/{len}", len - 1))],
+                    &body[from..],
+                ))]
+            }
+        }
+    })
+    .await;
+    let c = Client::new(ClientConfig {
+        attempt_timeout: Duration::from_millis(300),
+        ..fast_config(&mock.url, KEY)
+    })
+    .unwrap();
+    let t0 = Instant::now();
+    let f = FileRef::Crawlrun("s".into(), CrawlrunFile::Csv);
+    let (bytes, progress) = download(&c, &f).await.unwrap();
+    assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
+    assert!(bytes == *content);
+    assert!(
+        progress.contains(&40_000),
+        "the first bytes were reported early"
+    );
+    let reqs = mock.requests();
+    assert_eq!(reqs.len(), 2);
+    assert_eq!(reqs[1].header("range"), Some("bytes=40000-"));
 }
 
 #[tokio::test]
