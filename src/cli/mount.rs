@@ -7,6 +7,7 @@
 //! mount answers, or with the child's error.
 
 use crate::api::{ApiKey, Client, ClientConfig};
+use crate::cli::config::{self, KeySource, SettingsFlags, Source};
 use crate::fs::core::{Fs, FsConfig};
 use crate::fs::fuse::FuseFs;
 use anyhow::{bail, Context, Result};
@@ -18,42 +19,50 @@ use std::time::{Duration, Instant};
 pub const KEY_ENV: &str = "IMPORTIO_API_KEY";
 pub const DEFAULT_API_URL: &str = "https://api.import.io";
 
+/// `importfs mount`'s command line. Every setting is optional here: the
+/// config file, the environment and the defaults fill in the rest
+/// ([`config::resolve`]), giving a [`MountArgs`].
 #[derive(Debug, Clone, Args)]
+pub struct MountCmd {
+    /// Where to mount the account (an existing, empty directory).
+    pub mountpoint: PathBuf,
+    #[command(flatten)]
+    pub settings: SettingsFlags,
+    /// Stay attached to the terminal instead of running in the background.
+    #[arg(long, short = 'f')]
+    pub foreground: bool,
+    /// More logging (-v info, -vv debug, -vvv trace); RUST_LOG also works.
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+/// A mount's settings, fully resolved.
+#[derive(Debug, Clone)]
 pub struct MountArgs {
     /// Where to mount the account (an existing, empty directory).
     pub mountpoint: PathBuf,
     /// The API's base URL.
-    #[arg(long, default_value = DEFAULT_API_URL)]
     pub api_url: String,
-    /// A file holding the API key (else the IMPORTIO_API_KEY environment variable).
-    #[arg(long)]
+    /// The file the API key was read from, if any (the key itself travels separately).
     pub api_key_file: Option<PathBuf>,
     /// Stay attached to the terminal instead of running in the background.
-    #[arg(long, short = 'f')]
     pub foreground: bool,
     /// Refuse every write with EROFS and make no mutating API call.
-    #[arg(long)]
     pub read_only: bool,
     /// Let `rmdir` archive extractors and delete reports.
-    #[arg(long)]
     pub allow_delete: bool,
     /// Let other users see the mount (needs user_allow_other in /etc/fuse.conf).
-    #[arg(long)]
     pub allow_other: bool,
-    /// How long listings and objects are cached (e.g. 5s, 1m).
-    #[arg(long, value_parser = humantime::parse_duration, default_value = "5s")]
+    /// How long listings and objects are cached.
     pub metadata_ttl: Duration,
-    /// Where downloaded result files are kept.
-    #[arg(long)]
+    /// Where downloaded result files are kept (None: the default under $XDG_CACHE_HOME).
     pub cache_dir: Option<PathBuf>,
-    /// The most the result cache may hold (e.g. 512M, 4G).
-    #[arg(long, value_parser = parse_size, default_value = "4G")]
+    /// The most the result cache may hold, in bytes.
     pub cache_size: u64,
-    /// Where a background mount writes its log.
-    #[arg(long)]
+    /// Where the log goes: a background mount's default is under
+    /// $XDG_STATE_HOME; a foreground mount logs to stderr unless this is set.
     pub log_file: Option<PathBuf>,
-    /// More logging (-v info, -vv debug, -vvv trace); RUST_LOG also works.
-    #[arg(short, long, action = clap::ArgAction::Count)]
+    /// More logging (-v info, -vv debug, -vvv trace).
     pub verbose: u8,
 }
 
@@ -63,7 +72,12 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(digits);
     let n: u64 = num.parse().map_err(|_| format!("not a size: {s:?}"))?;
-    let mult: u64 = match unit.trim().to_ascii_uppercase().trim_end_matches('B').trim_end_matches('I') {
+    let mult: u64 = match unit
+        .trim()
+        .to_ascii_uppercase()
+        .trim_end_matches('B')
+        .trim_end_matches('I')
+    {
         "" => 1,
         "K" => 1 << 10,
         "M" => 1 << 20,
@@ -71,7 +85,8 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         "T" => 1 << 40,
         _ => return Err(format!("unknown size unit in {s:?} (use K, M, G or T)")),
     };
-    n.checked_mul(mult).ok_or_else(|| format!("size too large: {s:?}"))
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("size too large: {s:?}"))
 }
 
 /// Read the API key: `--api-key-file` first, then the environment.
@@ -87,14 +102,12 @@ pub fn read_api_key(file: Option<&Path>) -> Result<ApiKey> {
     }
     match std::env::var(KEY_ENV) {
         Ok(k) if !k.trim().is_empty() => Ok(ApiKey::new(k.trim())),
-        _ => bail!(
-            "no API key: set {KEY_ENV}=<your key> or pass --api-key-file FILE \
-             (the key is in the Import.io dashboard under User Settings)"
-        ),
+        _ => bail!("{}", config::NO_KEY_HELP),
     }
 }
 
-fn default_cache_dir() -> PathBuf {
+/// `$XDG_CACHE_HOME/importfs`, else `~/.cache/importfs`.
+pub fn default_cache_dir() -> PathBuf {
     if let Some(d) = std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
         return PathBuf::from(d).join("importfs");
     }
@@ -104,6 +117,7 @@ fn default_cache_dir() -> PathBuf {
     std::env::temp_dir().join("importfs-cache")
 }
 
+/// `$XDG_STATE_HOME/importfs/importfs.log`, else `~/.local/state/importfs/importfs.log`.
 pub fn default_log_file() -> PathBuf {
     let base = std::env::var_os("XDG_STATE_HOME")
         .filter(|d| !d.is_empty())
@@ -128,8 +142,14 @@ pub fn is_mounted(path: &Path) -> bool {
     let want = canon.to_string_lossy().replace(' ', "\\040");
     info.lines().any(|l| {
         let f: Vec<&str> = l.split(' ').collect();
-        let fstype = l.split(" - ").nth(1).and_then(|r| r.split(' ').next()).unwrap_or("");
-        f.get(4) == Some(&want.as_str()) && fstype.starts_with("fuse") && fstype.contains("importfs")
+        let fstype = l
+            .split(" - ")
+            .nth(1)
+            .and_then(|r| r.split(' ').next())
+            .unwrap_or("");
+        f.get(4) == Some(&want.as_str())
+            && fstype.starts_with("fuse")
+            && fstype.contains("importfs")
     })
 }
 
@@ -152,7 +172,10 @@ fn check_mountpoint(path: &Path) -> Result<()> {
         );
     }
     if std::fs::read_dir(path)?.next().is_some() {
-        bail!("the mountpoint {} is not empty: mount on an empty directory", path.display());
+        bail!(
+            "the mountpoint {} is not empty: mount on an empty directory",
+            path.display()
+        );
     }
     Ok(())
 }
@@ -162,7 +185,10 @@ fn check_fuse_available() -> Result<()> {
         bail!("/dev/fuse is missing: load the module with `modprobe fuse` (or run the container with --device /dev/fuse)");
     }
     let has_fusermount = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join("fusermount3").exists() || d.join("fusermount").exists()))
+        .map(|p| {
+            std::env::split_paths(&p)
+                .any(|d| d.join("fusermount3").exists() || d.join("fusermount").exists())
+        })
         .unwrap_or(false);
     if !has_fusermount {
         bail!("fusermount3 is missing: install it with `sudo apt-get install fuse3`");
@@ -176,15 +202,50 @@ fn user_allow_other() -> bool {
         .unwrap_or(false)
 }
 
-pub fn run(args: MountArgs) -> Result<()> {
-    let key = read_api_key(args.api_key_file.as_deref())?;
+/// Make a path absolute without touching the filesystem: a background
+/// mount runs from `/`, so relative paths must be fixed before it starts.
+fn absolute(path: &Path) -> Result<PathBuf> {
+    std::path::absolute(path).with_context(|| format!("cannot make {} absolute", path.display()))
+}
+
+/// Turn the resolved settings into a mount's arguments.
+pub fn mount_args(cmd: &MountCmd, eff: &config::Effective) -> Result<MountArgs> {
+    Ok(MountArgs {
+        mountpoint: absolute(&cmd.mountpoint)?,
+        api_url: eff.api_url.value.clone(),
+        api_key_file: match &eff.key {
+            KeySource::File(p, _) => Some(absolute(p)?),
+            _ => None,
+        },
+        foreground: cmd.foreground || eff.foreground.value,
+        read_only: eff.read_only.value,
+        allow_delete: eff.allow_delete.value,
+        allow_other: eff.allow_other.value,
+        metadata_ttl: eff.metadata_ttl.value,
+        cache_dir: Some(absolute(&eff.cache_dir.value)?),
+        cache_size: eff.cache_size.value,
+        log_file: match eff.log_file.source {
+            Source::Default => None,
+            _ => Some(absolute(&eff.log_file.value)?),
+        },
+        verbose: cmd.verbose.saturating_add(eff.verbose),
+    })
+}
+
+pub fn run(cmd: MountCmd) -> Result<()> {
+    let eff = config::resolve(&cmd.settings)?;
+    let key = eff.api_key()?;
+    let args = mount_args(&cmd, &eff)?;
     check_fuse_available()?;
     check_mountpoint(&args.mountpoint)?;
     if args.allow_other && !is_root() && !user_allow_other() {
-        bail!("--allow-other needs `user_allow_other` in /etc/fuse.conf (add that line as root)");
+        bail!(
+            "allow_other needs `user_allow_other` in /etc/fuse.conf: add it with \
+             `echo user_allow_other | sudo tee -a /etc/fuse.conf`, or mount without --allow-other"
+        );
     }
     if args.foreground {
-        crate::cli::init_logging(args.verbose, None)?;
+        crate::cli::init_logging_to(args.verbose, None, args.log_file.as_deref())?;
         return mount_foreground(&args, key, None);
     }
     spawn_background(&args, &key)
@@ -209,15 +270,38 @@ fn spawn_background(args: &MountArgs, key: &ApiKey) -> Result<()> {
         .with_context(|| format!("cannot open the log file {}", log.display()))?;
     let start_len = log_out.metadata().map(|m| m.len()).unwrap_or(0);
     let exe = std::env::current_exe().context("cannot find the importfs binary")?;
+    // The child gets every setting as an explicit flag and ignores the config
+    // file, so it mounts exactly what was resolved here (whatever form the
+    // command line had: flags, -o options, or mount(8)'s helper call).
     let mut cmd = std::process::Command::new(exe);
-    cmd.arg("mount").arg("--foreground");
-    for a in std::env::args_os().skip(2) {
-        if a != "--foreground" && a != "-f" {
-            cmd.arg(a);
+    cmd.arg("mount")
+        .arg("--foreground")
+        .arg("--no-config")
+        .arg(&args.mountpoint);
+    cmd.arg("--api-url").arg(&args.api_url);
+    cmd.arg("--metadata-ttl")
+        .arg(humantime::format_duration(args.metadata_ttl).to_string());
+    if let Some(dir) = &args.cache_dir {
+        cmd.arg("--cache-dir").arg(dir);
+    }
+    cmd.arg("--cache-size").arg(args.cache_size.to_string());
+    cmd.arg("--log-file").arg(&log);
+    for (on, flag) in [
+        (args.read_only, "--read-only"),
+        (args.allow_delete, "--allow-delete"),
+        (args.allow_other, "--allow-other"),
+    ] {
+        if on {
+            cmd.arg(flag);
         }
     }
+    if args.verbose > 0 {
+        cmd.arg(format!("-{}", "v".repeat(args.verbose.min(3) as usize)));
+    }
+    // The key goes through the environment, never argv (`ps` shows argv).
     cmd.env(KEY_ENV, key.expose())
-        .env("IMPORTFS_LOG_FILE", &log)
+        .env_remove(config::URL_ENV)
+        .current_dir("/")
         .stdin(std::process::Stdio::null())
         .stdout(log_out.try_clone()?)
         .stderr(log_out);
@@ -236,7 +320,8 @@ fn spawn_background(args: &MountArgs, key: &ApiKey) -> Result<()> {
         }
         if let Some(status) = child.try_wait()? {
             let text = std::fs::read(&log).unwrap_or_default();
-            let tail = String::from_utf8_lossy(&text[(start_len as usize).min(text.len())..]).to_string();
+            let tail =
+                String::from_utf8_lossy(&text[(start_len as usize).min(text.len())..]).to_string();
             let msg = tail
                 .lines()
                 .rev()
@@ -253,30 +338,39 @@ fn spawn_background(args: &MountArgs, key: &ApiKey) -> Result<()> {
         }
         if Instant::now() > deadline {
             let _ = child.kill();
-            bail!("the mount did not come up within 30 s (log: {})", log.display());
+            bail!(
+                "the mount did not come up within 30 s (log: {})",
+                log.display()
+            );
         }
         std::thread::sleep(Duration::from_millis(50));
     }
 }
 
 /// Mount and serve until unmounted or signalled. `ready` is told once the mount is up.
-pub fn mount_foreground(args: &MountArgs, key: ApiKey, ready: Option<std::sync::mpsc::Sender<()>>) -> Result<()> {
+pub fn mount_foreground(
+    args: &MountArgs,
+    key: ApiKey,
+    ready: Option<std::sync::mpsc::Sender<()>>,
+) -> Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("importfs-io")
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let client = Client::new(ClientConfig::new(args.api_url.clone(), key)).context("cannot build the API client")?;
+    let client = Client::new(ClientConfig::new(args.api_url.clone(), key))
+        .context("cannot build the API client")?;
 
     // Fail before mounting when the key or the URL is wrong.
-    rt.block_on(async { client.current_user().await }).map_err(|e| {
-        if e.is_auth() {
-            anyhow::anyhow!("the API key was refused by {} ({e})", args.api_url)
-        } else {
-            anyhow::anyhow!("cannot reach the Import.io API at {}: {e}", args.api_url)
-        }
-    })?;
+    rt.block_on(async { client.current_user().await })
+        .map_err(|e| {
+            if e.is_auth() {
+                anyhow::anyhow!("the API key was refused by {} ({e})", args.api_url)
+            } else {
+                anyhow::anyhow!("cannot reach the Import.io API at {}: {e}", args.api_url)
+            }
+        })?;
 
     // SAFETY: getuid/getgid have no preconditions and cannot fail.
     let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
@@ -336,7 +430,10 @@ pub fn mount_foreground(args: &MountArgs, key: ApiKey, ready: Option<std::sync::
         tracing::info!("signal received, unmounting");
         if let Err(e) = unmounter.unmount() {
             tracing::warn!(error = %e, "unmount failed; trying fusermount3 -uz");
-            let _ = std::process::Command::new("fusermount3").arg("-uz").arg(&mountpoint).status();
+            let _ = std::process::Command::new("fusermount3")
+                .arg("-uz")
+                .arg(&mountpoint)
+                .status();
         }
     });
     if let Some(tx) = ready {
