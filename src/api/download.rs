@@ -331,6 +331,14 @@ impl Client {
                     })?;
                 (range.0, range.1)
             }
+            (StatusCode::PARTIAL_CONTENT, Encoding::Gzip) => {
+                // A compressed range counts compressed bytes: ask the whole again.
+                st.ranges = false;
+                return Err(Error::Transport {
+                    op,
+                    detail: "a gzip-encoded partial answer".into(),
+                });
+            }
             (StatusCode::PARTIAL_CONTENT, _) => {
                 return Err(Error::Protocol {
                     op,
