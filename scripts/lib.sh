@@ -24,7 +24,7 @@ ensure_system() {
     ensure_pkg rsync rsync
     ensure_pkg curl curl
     ensure_pkg sha256sum coreutils
-    ensure_pkg vim.tiny vim-tiny
+    ensure_pkg vim vim
     ensure_pkg python3 python3
     if [ ! -e /dev/fuse ]; then
         as_root modprobe fuse 2>/dev/null || true

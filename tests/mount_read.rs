@@ -55,7 +55,8 @@ fn every_kind_of_node_lists_and_stats() {
     let first = all.iter().find(|e| {
         let n = e["name"].as_str().unwrap_or("");
         !n.is_empty()
-            && n.chars().all(|c| c.is_ascii_alphanumeric() || " -_()".contains(c))
+            && n.chars()
+                .all(|c| c.is_ascii_alphanumeric() || " -_()".contains(c))
             && all.iter().filter(|o| o["name"] == e["name"]).count() == 1
     });
     let first = first.expect("a plainly named extractor");
@@ -219,8 +220,7 @@ fn result_files_are_byte_identical_and_tools_agree() {
     );
 
     // Python reads csv, json lines and xlsx.
-    let py = format!(
-        r#"
+    let py = r#"
 import csv, json, sys
 d = sys.argv[1]
 rows = list(csv.reader(open(d + '/data.csv', encoding='utf-8-sig', newline='')))
@@ -240,11 +240,10 @@ wb = openpyxl.load_workbook(d + '/data.xlsx', read_only=True)
 ws = wb.worksheets[0]
 assert sum(1 for _ in ws.iter_rows()) >= 2
 print('ok', len(rows), n)
-"#
-    );
+"#;
     let out = std::process::Command::new(python())
         .arg("-c")
-        .arg(&py)
+        .arg(py)
         .arg(m.path(&format!("crawlruns/{first}")))
         .output()
         .unwrap();

@@ -957,7 +957,15 @@ impl Fs {
             }
             Node::Scratch(id) => {
                 let (size, perm, t) = self.scratch_attr(*id).ok_or(FsError::new(libc::ENOENT))?;
-                let attr = Attr { ino, kind: Kind::File, size, perm, mtime: t, uid: self.cfg.uid, gid: self.cfg.gid };
+                let attr = Attr {
+                    ino,
+                    kind: Kind::File,
+                    size,
+                    perm,
+                    mtime: t,
+                    uid: self.cfg.uid,
+                    gid: self.cfg.gid,
+                };
                 return Ok((attr, Expiry::At(std::time::Instant::now())));
             }
             _ => {
@@ -1240,7 +1248,11 @@ impl Fs {
             }
             Node::Scratch(id) => {
                 let fh = self.new_handle(Handle::Scratch(id));
-                return Ok(Opened { fh, keep_cache: false, direct_io: true });
+                return Ok(Opened {
+                    fh,
+                    keep_cache: false,
+                    direct_io: true,
+                });
             }
             _ => {}
         }

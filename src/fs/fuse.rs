@@ -10,9 +10,8 @@ use crate::fs::inodes::Kind;
 use crate::fs::FsError;
 use fuser::{
     Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo,
-    KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyData,
-    ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, Request, TimeOrNow,
-    WriteFlags,
+    KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyData, ReplyDirectory,
+    ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, Request, TimeOrNow, WriteFlags,
 };
 use std::ffi::OsStr;
 use std::path::Path;
@@ -159,7 +158,10 @@ impl Filesystem for FuseFs {
         let times = atime.is_some() || mtime.is_some();
         let owner = uid.is_some() || gid.is_some();
         self.spawn(async move {
-            match fs.setattr(ino.0, fh.map(|f| f.0), size, times, mode, owner).await {
+            match fs
+                .setattr(ino.0, fh.map(|f| f.0), size, times, mode, owner)
+                .await
+            {
                 Ok(e) => reply.attr(&e.ttl, &file_attr(&e.attr)),
                 Err(e) => reply.error(errno(e)),
             }
@@ -189,7 +191,15 @@ impl Filesystem for FuseFs {
         reply.error(self.refuse());
     }
 
-    fn mkdir(&self, _req: &Request, _parent: INodeNo, _name: &OsStr, _mode: u32, _umask: u32, reply: ReplyEntry) {
+    fn mkdir(
+        &self,
+        _req: &Request,
+        _parent: INodeNo,
+        _name: &OsStr,
+        _mode: u32,
+        _umask: u32,
+        reply: ReplyEntry,
+    ) {
         reply.error(self.refuse());
     }
 
@@ -205,7 +215,14 @@ impl Filesystem for FuseFs {
         self.spawn(async move { reply_empty(reply, fs.rmdir(parent.0, &name).await) });
     }
 
-    fn symlink(&self, _req: &Request, _parent: INodeNo, _link_name: &OsStr, _target: &Path, reply: ReplyEntry) {
+    fn symlink(
+        &self,
+        _req: &Request,
+        _parent: INodeNo,
+        _link_name: &OsStr,
+        _target: &Path,
+        reply: ReplyEntry,
+    ) {
         reply.error(self.refuse());
     }
 
@@ -224,10 +241,22 @@ impl Filesystem for FuseFs {
         }
         let fs = self.fs.clone();
         let (name, newname) = (name.to_owned(), newname.to_owned());
-        self.spawn(async move { reply_empty(reply, fs.rename(parent.0, &name, newparent.0, &newname).await) });
+        self.spawn(async move {
+            reply_empty(
+                reply,
+                fs.rename(parent.0, &name, newparent.0, &newname).await,
+            )
+        });
     }
 
-    fn link(&self, _req: &Request, _ino: INodeNo, _newparent: INodeNo, _newname: &OsStr, reply: ReplyEntry) {
+    fn link(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _newparent: INodeNo,
+        _newname: &OsStr,
+        reply: ReplyEntry,
+    ) {
         reply.error(self.refuse());
     }
 
@@ -283,7 +312,14 @@ impl Filesystem for FuseFs {
         });
     }
 
-    fn flush(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _lock_owner: LockOwner, reply: ReplyEmpty) {
+    fn flush(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _lock_owner: LockOwner,
+        reply: ReplyEmpty,
+    ) {
         let fs = self.fs.clone();
         self.spawn(async move { reply_empty(reply, fs.flush(fh.0).await) });
     }
@@ -303,9 +339,16 @@ impl Filesystem for FuseFs {
         self.spawn(async move { fs.release_async(fh.0).await });
     }
 
-    fn fsync(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
+    fn fsync(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
         let fs = self.fs.clone();
-        self.spawn(async move { reply_empty(reply, fs.flush(fh.0).await) });
+        self.spawn(async move { reply_empty(reply, fs.fsync(fh.0).await) });
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
@@ -318,7 +361,14 @@ impl Filesystem for FuseFs {
         });
     }
 
-    fn readdir(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
+    fn readdir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
         match self.fs.readdir(fh.0, offset) {
             Ok(entries) => {
                 for (next, e) in entries {
@@ -332,7 +382,14 @@ impl Filesystem for FuseFs {
         }
     }
 
-    fn releasedir(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _flags: OpenFlags, reply: ReplyEmpty) {
+    fn releasedir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        reply: ReplyEmpty,
+    ) {
         self.fs.releasedir(fh.0);
         reply.ok();
     }
@@ -342,7 +399,14 @@ impl Filesystem for FuseFs {
         reply.statfs(0, 0, 0, files, 0, 4096, 255, 4096);
     }
 
-    fn getxattr(&self, _req: &Request, _ino: INodeNo, _name: &OsStr, _size: u32, reply: fuser::ReplyXattr) {
+    fn getxattr(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _name: &OsStr,
+        _size: u32,
+        reply: fuser::ReplyXattr,
+    ) {
         // ENOSYS tells the kernel to stop asking for this mount.
         reply.error(Errno::ENOSYS);
     }
@@ -369,7 +433,13 @@ impl Filesystem for FuseFs {
         let name = name.to_owned();
         self.spawn(async move {
             match fs.create(parent.0, &name, mode & !umask, flags).await {
-                Ok((e, o)) => reply.created(&e.ttl, &file_attr(&e.attr), Generation(0), FileHandle(o.fh), open_flags(&o)),
+                Ok((e, o)) => reply.created(
+                    &e.ttl,
+                    &file_attr(&e.attr),
+                    Generation(0),
+                    FileHandle(o.fh),
+                    open_flags(&o),
+                ),
                 Err(e) => reply.error(errno(e)),
             }
         });

@@ -46,8 +46,16 @@ pub struct Writer {
 
 struct WriteState {
     buf: Vec<u8>,
-    /// Written or truncated since the last commit.
-    dirty: bool,
+    /// Written (or ftruncate'd, or touched) since the last commit: the next
+    /// flush sends it.
+    written: bool,
+    /// Opened with O_TRUNC and not yet sent. Sent at release, not at the
+    /// first flush: a shell's `> file` opens, dup2s and closes the original
+    /// descriptor (a flush) before the command writes anything, and sending
+    /// the empty file then would make `echo x > inputs` two PUTs.
+    truncated: bool,
+    /// Bytes before this offset are complete lines already checked.
+    checked: usize,
     append: bool,
     /// A write failed (EFBIG): the content is not what the user meant, so
     /// close fails too and nothing is sent.
@@ -113,6 +121,11 @@ impl ScratchStore {
 
 /// Check the text of `inputs` and turn it into URLs, naming the bad line.
 pub fn validate_inputs(bytes: &[u8]) -> Result<Vec<String>, FsError> {
+    validate_lines(bytes, 1)
+}
+
+/// [`validate_inputs`] for a part of the file that starts at line `first_line`.
+fn validate_lines(bytes: &[u8], first_line: usize) -> Result<Vec<String>, FsError> {
     if bytes.len() > MAX_INPUTS {
         tracing::error!(size = bytes.len(), "inputs refused: larger than 1 MiB");
         return Err(FsError::new(libc::EFBIG));
@@ -128,11 +141,18 @@ pub fn validate_inputs(bytes: &[u8]) -> Result<Vec<String>, FsError> {
             continue;
         }
         let ok = reqwest::Url::parse(line)
-            .map(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some_and(|h| !h.is_empty()))
+            .map(|u| {
+                matches!(u.scheme(), "http" | "https")
+                    && u.host_str().is_some_and(|h| !h.is_empty())
+            })
             .unwrap_or(false);
         if !ok {
             let shown: String = line.chars().take(200).collect();
-            tracing::error!("inputs refused: line {} is not an absolute http(s) URL: {:?}", i + 1, shown);
+            tracing::error!(
+                "inputs refused: line {} is not an absolute http(s) URL: {:?}",
+                first_line + i,
+                shown
+            );
             return Err(FsError::new(libc::EINVAL));
         }
         urls.push(line.to_owned());
@@ -162,7 +182,12 @@ impl Fs {
     }
 
     /// Open a file for writing (`flags` are the open(2) flags).
-    pub(super) async fn open_write(&self, node: Node, ino: Ino, flags: i32) -> Result<Opened, FsError> {
+    pub(super) async fn open_write(
+        &self,
+        node: Node,
+        ino: Ino,
+        flags: i32,
+    ) -> Result<Opened, FsError> {
         self.writable()?;
         let trunc = flags & libc::O_TRUNC != 0;
         let append = flags & libc::O_APPEND != 0;
@@ -176,11 +201,17 @@ impl Fs {
                 }
                 drop(store);
                 let fh = self.new_handle(Handle::Scratch(*id));
-                return Ok(Opened { fh, keep_cache: false, direct_io: true });
+                return Ok(Opened {
+                    fh,
+                    keep_cache: false,
+                    direct_io: true,
+                });
             }
             Node::Inputs(g) if !trunc => self.inputs(g).await?.0.to_file_text().into_bytes(),
             Node::Inputs(_) => Vec::new(),
-            Node::Control(..) | Node::ReportStart(_) | Node::Refresh | Node::Credentials(_) => Vec::new(),
+            Node::Control(..) | Node::ReportStart(_) | Node::Refresh | Node::Credentials(_) => {
+                Vec::new()
+            }
             _ => return Err(FsError::new(libc::EACCES)),
         };
         let w = Arc::new(Writer {
@@ -188,7 +219,9 @@ impl Fs {
             ino,
             state: Mutex::new(WriteState {
                 buf,
-                dirty: trunc,
+                written: false,
+                truncated: trunc,
+                checked: 0,
                 append,
                 poisoned: None,
             }),
@@ -196,7 +229,11 @@ impl Fs {
         });
         *lock(&self.writers).entry(ino).or_default() += 1;
         let fh = self.new_handle(Handle::Writer(w));
-        Ok(Opened { fh, keep_cache: false, direct_io: true })
+        Ok(Opened {
+            fh,
+            keep_cache: false,
+            direct_io: true,
+        })
     }
 
     pub async fn write(&self, fh: u64, offset: u64, data: &[u8]) -> Result<u32, FsError> {
@@ -209,7 +246,11 @@ impl Fs {
                     _ => return Ok(data.len() as u32),
                 };
                 let mut st = lock(&w.state);
-                let at = if st.append { st.buf.len() } else { offset as usize };
+                let at = if st.append {
+                    st.buf.len()
+                } else {
+                    offset as usize
+                };
                 let end = at.saturating_add(data.len());
                 if end > limit {
                     st.poisoned = Some(libc::EFBIG);
@@ -220,7 +261,27 @@ impl Fs {
                     st.buf.resize(end, 0);
                 }
                 st.buf[at..end].copy_from_slice(data);
-                st.dirty = true;
+                st.written = true;
+                // Check the complete lines now, so that a bad URL fails the
+                // write(2) itself: shells ignore close() errors of `>`.
+                if matches!(w.node, Node::Inputs(_)) {
+                    st.checked = st.checked.min(at);
+                    let from = st.buf[..st.checked]
+                        .iter()
+                        .rposition(|&b| b == b'\n')
+                        .map_or(0, |i| i + 1);
+                    if let Some(last_nl) = st.buf.iter().rposition(|&b| b == b'\n') {
+                        if last_nl + 1 > from {
+                            let first_line =
+                                1 + st.buf[..from].iter().filter(|&&b| b == b'\n').count();
+                            if let Err(e) = validate_lines(&st.buf[from..=last_nl], first_line) {
+                                st.poisoned = Some(e.errno);
+                                return Err(e);
+                            }
+                            st.checked = last_nl + 1;
+                        }
+                    }
+                }
                 Ok(data.len() as u32)
             }
             Some(Handle::Scratch(id)) => {
@@ -244,10 +305,14 @@ impl Fs {
 
     /// Send what an open-for-write means, once: the PUT of `inputs`, the
     /// POST of a control file or of `credentials`.
-    async fn commit(&self, w: &Writer) -> Result<(), FsError> {
+    async fn commit(&self, w: &Writer, at_release: bool) -> Result<(), FsError> {
         let (bytes, dirty, poisoned) = {
             let st = lock(&w.state);
-            (st.buf.clone(), st.dirty, st.poisoned)
+            (
+                st.buf.clone(),
+                st.written || (at_release && st.truncated),
+                st.poisoned,
+            )
         };
         if let Some(errno) = poisoned {
             return Err(FsError::new(errno));
@@ -258,23 +323,32 @@ impl Fs {
                     return Ok(());
                 }
                 self.put_inputs(g, &bytes).await?;
-                lock(&w.state).dirty = false;
+                let mut st = lock(&w.state);
+                st.written = false;
+                st.truncated = false;
                 Ok(())
             }
             Node::Credentials(g) => {
-                if w.fired.swap(true, Ordering::SeqCst) || bytes.is_empty() && !dirty {
+                if !dirty || w.fired.swap(true, Ordering::SeqCst) {
                     return Ok(());
                 }
                 let creds: Credentials = serde_json::from_slice(&bytes).map_err(|_| {
-                    tracing::error!("credentials refused: write JSON {{\"username\": ..., \"password\": ...}}");
+                    tracing::error!(
+                        "credentials refused: write JSON {{\"username\": ..., \"password\": ...}}"
+                    );
                     FsError::new(libc::EINVAL)
                 })?;
-                self.client.update_credentials(g, &creds).await.map_err(|e| api_errno(e, false))?;
+                self.client
+                    .update_credentials(g, &creds)
+                    .await
+                    .map_err(|e| api_errno(e, false))?;
                 tracing::info!(extractor = %g, "credentials updated");
                 Ok(())
             }
             node => {
-                if w.fired.swap(true, Ordering::SeqCst) {
+                // Fire at the first flush after a write or a touch, else at
+                // release (`: > start`), and only once per open.
+                if !(dirty || at_release) || w.fired.swap(true, Ordering::SeqCst) {
                     return Ok(());
                 }
                 self.fire(node).await
@@ -291,9 +365,14 @@ impl Fs {
             None => self.inputs(g).await?.0.dialect,
         };
         let inputs = Inputs { urls, dialect };
-        self.client.put_inputs(g, &inputs).await.map_err(|e| api_errno(e, false))?;
+        self.client
+            .put_inputs(g, &inputs)
+            .await
+            .map_err(|e| api_errno(e, false))?;
         tracing::info!(extractor = %g, urls = inputs.urls.len(), "inputs updated");
-        self.caches.inputs.insert(g.clone(), Arc::new(inputs), self.ttl());
+        self.caches
+            .inputs
+            .insert(g.clone(), Arc::new(inputs), self.ttl());
         Ok(())
     }
 
@@ -305,14 +384,19 @@ impl Fs {
                 tracing::info!(extractor = %g, run = ?r.crawl_run_id, "run started");
             }),
             Node::Control(g, Control::Stop) => self.client.stop_extractor(g).await,
-            Node::Control(g, Control::Duplicate) => self.client.duplicate_extractor(g).await.map(|x| {
-                tracing::info!(extractor = %g, copy = %x.guid, "extractor duplicated");
-            }),
+            Node::Control(g, Control::Duplicate) => {
+                self.client.duplicate_extractor(g).await.map(|x| {
+                    tracing::info!(extractor = %g, copy = %x.guid, "extractor duplicated");
+                })
+            }
             Node::ReportStart(g) => self.client.start_report(g).await.map(|_| ()),
             Node::Refresh => Ok(()),
             _ => return Err(FsError::new(libc::EACCES)),
         };
-        let busy = matches!(node, Node::Control(_, Control::Start) | Node::ReportStart(_));
+        let busy = matches!(
+            node,
+            Node::Control(_, Control::Start) | Node::ReportStart(_)
+        );
         r.map_err(|e| api_errno(e, busy))?;
         // Whatever it changed shows at the next look.
         self.caches.expire_all();
@@ -322,7 +406,16 @@ impl Fs {
     pub async fn flush(&self, fh: u64) -> Result<(), FsError> {
         let h = lock(&self.handles).get(&fh).cloned();
         match h {
-            Some(Handle::Writer(w)) => self.commit(&w).await,
+            Some(Handle::Writer(w)) => self.commit(&w, false).await,
+            _ => Ok(()),
+        }
+    }
+
+    /// fsync: send now whatever is pending, truncation included.
+    pub async fn fsync(&self, fh: u64) -> Result<(), FsError> {
+        let h = lock(&self.handles).get(&fh).cloned();
+        match h {
+            Some(Handle::Writer(w)) => self.commit(&w, true).await,
             _ => Ok(()),
         }
     }
@@ -342,11 +435,14 @@ impl Fs {
                 }
             }
             let pending = match w.node {
-                Node::Inputs(_) => lock(&w.state).dirty,
+                Node::Inputs(_) => {
+                    let st = lock(&w.state);
+                    (st.written || st.truncated) && st.poisoned.is_none()
+                }
                 _ => !w.fired.load(Ordering::SeqCst),
             };
             if pending {
-                if let Err(e) = self.commit(&w).await {
+                if let Err(e) = self.commit(&w, true).await {
                     tracing::error!(error = %e, "a write sent at close failed");
                 }
             }
@@ -369,7 +465,11 @@ impl Fs {
             return self.getattr(ino).await;
         }
         if mode.is_some() || owner {
-            return Err(FsError::new(if self.cfg.read_only { libc::EROFS } else { libc::EPERM }));
+            return Err(FsError::new(if self.cfg.read_only {
+                libc::EROFS
+            } else {
+                libc::EPERM
+            }));
         }
         match &node {
             Node::Inputs(g) => {
@@ -382,7 +482,8 @@ impl Fs {
                             return Err(FsError::new(libc::EFBIG));
                         }
                         st.buf.resize(s as usize, 0);
-                        st.dirty = true;
+                        st.written = true;
+                        st.checked = st.checked.min(s as usize);
                     } else {
                         // truncate(2) by path: a write of the whole file, now.
                         let mut bytes = self.inputs(g).await?.0.to_file_text().into_bytes();
@@ -401,13 +502,25 @@ impl Fs {
                     // With a descriptor open (touch), its close fires; else fire now (utime).
                     if open == 0 {
                         self.fire(&node).await?;
+                    } else {
+                        for h in lock(&self.handles).values() {
+                            if let Handle::Writer(w) = h {
+                                if w.ino == ino {
+                                    lock(&w.state).written = true;
+                                }
+                            }
+                        }
                     }
                 }
             }
             Node::Credentials(_) => {}
             _ => {
                 if size.is_some() || times {
-                    return Err(FsError::new(if self.cfg.read_only { libc::EROFS } else { libc::EPERM }));
+                    return Err(FsError::new(if self.cfg.read_only {
+                        libc::EROFS
+                    } else {
+                        libc::EPERM
+                    }));
                 }
             }
         }
@@ -419,7 +532,13 @@ impl Fs {
     }
 
     /// Create a scratch file in an extractor's directory.
-    pub async fn create(&self, parent: Ino, name: &OsStr, mode: u32, flags: i32) -> Result<(Entry, Opened), FsError> {
+    pub async fn create(
+        &self,
+        parent: Ino,
+        name: &OsStr,
+        mode: u32,
+        flags: i32,
+    ) -> Result<(Entry, Opened), FsError> {
         self.writable()?;
         let Node::Extractor(g) = self.node(parent)? else {
             return Err(FsError::new(libc::EACCES));
@@ -474,11 +593,17 @@ impl Fs {
         let name = std::str::from_utf8(name.as_bytes()).map_err(|_| FsError::new(libc::ENOENT))?;
         match self.child(&parent, name).await? {
             Node::Extractor(g) => {
-                self.client.delete_extractor(&g).await.map_err(|e| api_errno(e, false))?;
+                self.client
+                    .delete_extractor(&g)
+                    .await
+                    .map_err(|e| api_errno(e, false))?;
                 tracing::info!(extractor = %g, "extractor archived");
             }
             Node::Report(g) => {
-                self.client.delete_report(&g).await.map_err(|e| api_errno(e, false))?;
+                self.client
+                    .delete_report(&g)
+                    .await
+                    .map_err(|e| api_errno(e, false))?;
                 tracing::info!(report = %g, "report deleted");
             }
             _ => return Err(FsError::new(libc::EPERM)),
@@ -489,9 +614,16 @@ impl Fs {
 
     /// rename: scratch ↔ scratch, scratch → `inputs` (a write of inputs),
     /// `inputs` → scratch (a copy: the API file cannot go away).
-    pub async fn rename(&self, parent: Ino, name: &OsStr, newparent: Ino, newname: &OsStr) -> Result<(), FsError> {
+    pub async fn rename(
+        &self,
+        parent: Ino,
+        name: &OsStr,
+        newparent: Ino,
+        newname: &OsStr,
+    ) -> Result<(), FsError> {
         self.writable()?;
-        let (Node::Extractor(g), Node::Extractor(g2)) = (self.node(parent)?, self.node(newparent)?) else {
+        let (Node::Extractor(g), Node::Extractor(g2)) = (self.node(parent)?, self.node(newparent)?)
+        else {
             return Err(FsError::new(libc::EPERM));
         };
         if g != g2 {
@@ -504,7 +636,11 @@ impl Fs {
         let src = lock(&self.scratch).find(&g, from);
         match (src, to) {
             (Some(id), b"inputs") => {
-                let data = lock(&self.scratch).files.get(&id).map(|f| f.data.clone()).unwrap_or_default();
+                let data = lock(&self.scratch)
+                    .files
+                    .get(&id)
+                    .map(|f| f.data.clone())
+                    .unwrap_or_default();
                 self.put_inputs(&g, &data).await?;
                 lock(&self.scratch).remove(id);
                 Ok(())
@@ -549,7 +685,12 @@ impl Fs {
         }
     }
 
-    fn scratch_setattr(&self, id: u64, size: Option<u64>, mode: Option<u32>) -> Result<(), FsError> {
+    fn scratch_setattr(
+        &self,
+        id: u64,
+        size: Option<u64>,
+        mode: Option<u32>,
+    ) -> Result<(), FsError> {
         let mut store = lock(&self.scratch);
         let f = store.files.get_mut(&id).ok_or(FsError::new(libc::ENOENT))?;
         if let Some(s) = size {
@@ -567,7 +708,9 @@ impl Fs {
 
     /// The scratch file `name` in extractor `g`, as a node.
     pub(super) fn scratch_child(&self, g: &Arc<str>, name: &str) -> Option<Node> {
-        lock(&self.scratch).find(g, name.as_bytes()).map(Node::Scratch)
+        lock(&self.scratch)
+            .find(g, name.as_bytes())
+            .map(Node::Scratch)
     }
 
     pub(super) fn scratch_entries(&self, g: &Arc<str>) -> Vec<(Node, Vec<u8>)> {
@@ -629,9 +772,20 @@ mod tests {
             vec!["https://a.example/x", "http://b.example/?q=1"]
         );
         assert!(validate_inputs(b"").unwrap().is_empty());
-        for bad in [&b"ftp://a.example/"[..], b"not a url", b"/relative/path", b"https://", b"\xff\xfe"] {
+        for bad in [
+            &b"ftp://a.example/"[..],
+            b"not a url",
+            b"/relative/path",
+            b"https://",
+            b"\xff\xfe",
+        ] {
             assert!(validate_inputs(bad).is_err(), "{bad:?}");
         }
-        assert_eq!(validate_inputs(&vec![b'a'; MAX_INPUTS + 1]).unwrap_err().errno, libc::EFBIG);
+        assert_eq!(
+            validate_inputs(&vec![b'a'; MAX_INPUTS + 1])
+                .unwrap_err()
+                .errno,
+            libc::EFBIG
+        );
     }
 }

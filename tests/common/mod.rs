@@ -174,7 +174,11 @@ impl Mounted {
             .arg("--foreground")
             .arg(&mnt)
             .args(["--api-url", url])
-            .args(if extra.contains(&"--metadata-ttl") { &[][..] } else { &["--metadata-ttl", "2s"][..] })
+            .args(if extra.contains(&"--metadata-ttl") {
+                &[][..]
+            } else {
+                &["--metadata-ttl", "2s"][..]
+            })
             .arg("--cache-dir")
             .arg(&cache)
             .args(["-vv"])

@@ -1,0 +1,398 @@
+//! Driving the API through a real mount: every way of writing `inputs` is one
+//! PUT, bad input changes nothing, control files are one POST each, deletes
+//! need `--allow-delete`, `--read-only` refuses everything, and credentials
+//! never come back out. Calls are counted in the emulator's request log.
+
+mod common;
+
+use common::*;
+use importfs::emulator::Config;
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+/// A plainly named extractor of the demo account (name, guid), the `n`th.
+fn plain_extractor(emu: &Emu, n: usize) -> (String, String) {
+    let ext = emu.get_json("/extractors/?_perpage=1000");
+    let all = ext.as_array().unwrap().clone();
+    let plain: Vec<&Value> = all
+        .iter()
+        .filter(|e| {
+            let name = e["name"].as_str().unwrap_or("");
+            !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || " -_".contains(c))
+                && all.iter().filter(|o| o["name"] == e["name"]).count() == 1
+        })
+        .collect();
+    let e = plain[n % plain.len()];
+    (
+        e["name"].as_str().unwrap().to_owned(),
+        e["guid"].as_str().unwrap().to_owned(),
+    )
+}
+
+fn mutating(emu: &Emu) -> Vec<Value> {
+    emu.requests()
+        .into_iter()
+        .filter(|r| {
+            ["PUT", "POST", "DELETE", "PATCH"].contains(&r["method"].as_str().unwrap_or(""))
+        })
+        .collect()
+}
+
+fn puts(emu: &Emu, guid: &str) -> usize {
+    emu.count("PUT", &format!("/extractors/{guid}/inputs"))
+}
+
+fn api_urls(emu: &Emu, guid: &str) -> Vec<String> {
+    let v = emu.get_json(&format!("/extractors/{guid}/inputs"));
+    v["_url"]
+        .as_str()
+        .unwrap_or("")
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn every_way_of_writing_inputs_is_one_put() {
+    if !fuse_or_skip() {
+        return;
+    }
+    let emu = Emu::demo();
+    let m = Mounted::new(&emu.url, &[]);
+    let (name, guid) = plain_extractor(&emu, 0);
+    let f = format!("extractors/{name}/inputs");
+    let cases: Vec<(&str, String, Vec<&str>)> = vec![
+        ("redirect", format!("printf 'https://a.example/1\\nhttps://a.example/2\\n' > '{f}'"), vec!["https://a.example/1", "https://a.example/2"]),
+        ("append", format!("echo https://a.example/3 >> '{f}'"), vec!["https://a.example/1", "https://a.example/2", "https://a.example/3"]),
+        ("truncate", format!("truncate -s 0 '{f}'"), vec![]),
+        ("python", format!("python3 -c \"open('{f}', 'w').write('https://py.example/a\\nhttps://py.example/b\\n')\""), vec!["https://py.example/a", "https://py.example/b"]),
+        ("sed -i", format!("sed -i 's/py.example/sed.example/' '{f}'"), vec!["https://sed.example/a", "https://sed.example/b"]),
+        ("vim", format!("vim -es -u NONE -c '%s/sed.example/vim.example/' -c 'wq' '{f}'"), vec!["https://vim.example/a", "https://vim.example/b"]),
+        ("ex", format!("ex -s -c '$a|https://ex.example/c' -c 'wq' '{f}'"), vec!["https://vim.example/a", "https://vim.example/b", "https://ex.example/c"]),
+    ];
+    for (what, script, want) in cases {
+        emu.clear_requests();
+        let out = m.sh(&script);
+        assert!(
+            out.status.success(),
+            "{what}: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            tail(&m.log_text(), 30)
+        );
+        assert_eq!(
+            puts(&emu, &guid),
+            1,
+            "{what}: exactly one PUT, log: {:?}",
+            mutating(&emu)
+        );
+        assert_eq!(
+            api_urls(&emu, &guid),
+            want,
+            "{what}: the API has the new inputs"
+        );
+        let text = std::fs::read_to_string(m.path(&f)).unwrap();
+        let got: Vec<&str> = text.lines().collect();
+        assert_eq!(got, want, "{what}: reads back");
+        assert_eq!(
+            std::fs::metadata(m.path(&f)).unwrap().len(),
+            text.len() as u64,
+            "{what}: size"
+        );
+    }
+    // Editors' scratch files are gone afterwards and were never sent.
+    let listing = m.sh_ok(&format!("ls -A 'extractors/{name}'"));
+    for l in listing.lines() {
+        assert!(
+            [
+                "extractor.json",
+                "inputs",
+                "start",
+                "stop",
+                "duplicate",
+                "credentials",
+                "crawlruns",
+                "latest"
+            ]
+            .contains(&l),
+            "left behind: {l}"
+        );
+    }
+}
+
+#[test]
+fn invalid_inputs_change_nothing() {
+    if !fuse_or_skip() {
+        return;
+    }
+    let emu = Emu::demo();
+    let m = Mounted::new(&emu.url, &[]);
+    let (name, guid) = plain_extractor(&emu, 1);
+    let f = format!("extractors/{name}/inputs");
+    let before = std::fs::read_to_string(m.path(&f)).unwrap();
+    let before_api = api_urls(&emu, &guid);
+    emu.clear_requests();
+    for (what, script, err) in [
+        ("not a url", format!("printf 'https://ok.example/\\nnot a url\\n' > '{f}'"), "Invalid argument"),
+        ("relative", format!("echo /just/a/path > '{f}'"), "Invalid argument"),
+        ("ftp", format!("echo ftp://files.example/x > '{f}'"), "Invalid argument"),
+        ("binary", format!("printf 'https://ok.example/\\n\\xff\\xfe\\x01junk\\n' > '{f}'"), "Invalid argument"),
+        ("huge", format!("python3 -c \"import sys; f=open('{f}','w'); f.write(('https://big.example/' + 'x'*80 + '\\n') * 20000); f.close()\""), "too large"),
+        ("rename junk", format!("echo 'junk' > 'extractors/{name}/tmp.txt' && python3 -c \"import os; os.rename('extractors/{name}/tmp.txt', '{f}')\""), "Invalid argument"),
+    ] {
+        let out = m.sh(&script);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{what} must fail");
+        assert!(stderr.contains(err), "{what}: expected {err:?} in {stderr:?}");
+        assert_eq!(std::fs::read_to_string(m.path(&f)).unwrap(), before, "{what}: content unchanged");
+    }
+    let _ = m.sh(&format!("rm -f 'extractors/{name}/tmp.txt'"));
+    assert_eq!(puts(&emu, &guid), 0, "no PUT sent: {:?}", mutating(&emu));
+    assert_eq!(api_urls(&emu, &guid), before_api);
+    assert!(
+        m.log_text()
+            .contains("line 2 is not an absolute http(s) URL"),
+        "the log names the line"
+    );
+}
+
+#[test]
+fn control_files_are_one_post_each() {
+    if !fuse_or_skip() {
+        return;
+    }
+    let emu = Emu::start(Config {
+        run_seconds: 2.0,
+        ..Config::default()
+    });
+    let m = Mounted::new(&emu.url, &["--metadata-ttl", "1s"]);
+    let ways = [
+        "touch '{d}/start'",
+        "echo go > '{d}/start'",
+        "python3 -c \"import os; os.utime('{d}/start')\"",
+    ];
+    for (i, way) in ways.iter().enumerate() {
+        let (name, guid) = plain_extractor(&emu, 2 + i);
+        let d = format!("extractors/{name}");
+        emu.clear_requests();
+        m.sh_ok(&way.replace("{d}", &d));
+        assert_eq!(
+            emu.count("POST", &format!("/extractors/{guid}/start")),
+            1,
+            "{way}: one POST: {:?}",
+            mutating(&emu)
+        );
+        assert_eq!(mutating(&emu).len(), 1, "{way}: nothing else");
+    }
+    // Reading a control file triggers nothing; a start during a run is EBUSY.
+    let (name, guid) = plain_extractor(&emu, 2);
+    let d = format!("extractors/{name}");
+    emu.clear_requests();
+    assert!(!m.sh(&format!("cat '{d}/start'")).status.success());
+    assert_eq!(mutating(&emu).len(), 0);
+    let out = m.sh(&format!("touch '{d}/start'"));
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("busy"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The new run shows in crawlruns/ and latest, and finishes.
+    std::thread::sleep(Duration::from_millis(1200));
+    let runs = emu.get_json(&format!("/crawlruns/?extractorId={guid}&_perpage=1000"));
+    let newest = runs
+        .as_array()
+        .unwrap()
+        .iter()
+        .max_by_key(|r| r["startedAt"].as_str().unwrap_or("").to_owned())
+        .unwrap();
+    let newest = newest["guid"].as_str().unwrap().to_owned();
+    let target = std::fs::read_link(m.path(&format!("{d}/latest"))).unwrap();
+    assert!(
+        target.to_string_lossy().ends_with(&newest),
+        "latest → {target:?}, newest {newest}"
+    );
+    assert!(m.path(&format!("{d}/crawlruns/{newest}")).exists());
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let state = std::fs::read_to_string(m.path(&format!("{d}/latest/state"))).unwrap();
+        if state == "FINISHED\n" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "run never finished: {state}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert!(m.path(&format!("{d}/latest/data.csv")).exists());
+
+    // Stop cancels a run; duplicate makes a copy that shows in extractors/.
+    let (name2, guid2) = plain_extractor(&emu, 5);
+    let d2 = format!("extractors/{name2}");
+    m.sh_ok(&format!("touch '{d2}/start'"));
+    emu.clear_requests();
+    m.sh_ok(&format!("touch '{d2}/stop'"));
+    assert_eq!(emu.count("POST", &format!("/extractors/{guid2}/stop")), 1);
+    std::thread::sleep(Duration::from_millis(1200));
+    assert_eq!(
+        std::fs::read_to_string(m.path(&format!("{d2}/latest/state"))).unwrap(),
+        "CANCELLED\n"
+    );
+    let before = std::fs::read_dir(m.path("extractors")).unwrap().count();
+    emu.clear_requests();
+    m.sh_ok(&format!("touch '{d2}/duplicate'"));
+    assert_eq!(
+        emu.count("POST", &format!("/extractors/{guid2}/duplicate")),
+        1
+    );
+    assert_eq!(
+        std::fs::read_dir(m.path("extractors")).unwrap().count(),
+        before + 1
+    );
+}
+
+#[test]
+fn credentials_are_write_only_and_never_stored() {
+    if !fuse_or_skip() {
+        return;
+    }
+    let emu = Emu::demo();
+    let m = Mounted::new(&emu.url, &[]);
+    let (name, guid) = plain_extractor(&emu, 0);
+    let secret = "s3cr3t-PW-7f1c9e";
+    emu.clear_requests();
+    m.sh_ok(&format!("echo '{{\"username\": \"alice\", \"password\": \"{secret}\"}}' > 'extractors/{name}/credentials'"));
+    assert_eq!(
+        emu.count("POST", &format!("/extractors/{guid}/credentials")),
+        1
+    );
+    assert!(!m
+        .sh(&format!("cat 'extractors/{name}/credentials'"))
+        .status
+        .success());
+    // (an external echo: bash ignores close() errors of its builtins' redirections)
+    let out = m.sh(&format!(
+        "/bin/echo 'not json' > 'extractors/{name}/credentials'"
+    ));
+    assert!(!out.status.success(), "invalid credentials fail");
+    assert_eq!(
+        emu.count("POST", &format!("/extractors/{guid}/credentials")),
+        1
+    );
+    assert!(!m.log_text().contains(secret), "password in the log");
+    let grep = std::process::Command::new("grep")
+        .args(["-r", "-l", secret])
+        .arg(&m.cache)
+        .output()
+        .unwrap();
+    assert!(grep.stdout.is_empty(), "password in the cache dir");
+    let got = emu.get_json(&format!("/extractors/{guid}"));
+    assert!(!got.to_string().contains(secret), "no GET returns it");
+}
+
+#[test]
+fn deleting_needs_allow_delete() {
+    if !fuse_or_skip() {
+        return;
+    }
+    let emu = Emu::demo();
+    let before = emu
+        .get_json("/extractors/?_perpage=1000")
+        .as_array()
+        .unwrap()
+        .len();
+    {
+        let m = Mounted::new(&emu.url, &[]);
+        emu.clear_requests();
+        let out =
+            m.sh("rm -rf ./* 2>&1; mkdir extractors/new 2>&1; mv extractors/* /tmp/ 2>&1; true");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains("Operation not permitted") || text.contains("Permission denied"),
+            "{text}"
+        );
+        assert_eq!(
+            mutating(&emu),
+            Vec::<Value>::new(),
+            "no DELETE, POST or PUT"
+        );
+        assert_eq!(
+            emu.get_json("/extractors/?_perpage=1000")
+                .as_array()
+                .unwrap()
+                .len(),
+            before
+        );
+    }
+    let m = Mounted::new(&emu.url, &["--allow-delete"]);
+    let (name, guid) = plain_extractor(&emu, 3);
+    emu.clear_requests();
+    m.sh_ok(&format!("rmdir 'extractors/{name}'"));
+    let muts = mutating(&emu);
+    assert_eq!(muts.len(), 1, "{muts:?}");
+    assert_eq!(muts[0]["method"], "DELETE");
+    assert_eq!(muts[0]["path"], format!("/extractors/{guid}"));
+    assert_eq!(
+        emu.get_json("/extractors/?_perpage=1000")
+            .as_array()
+            .unwrap()
+            .len(),
+        before - 1
+    );
+    assert!(!m.path(&format!("extractors/{name}")).exists());
+}
+
+#[test]
+fn read_only_refuses_every_write() {
+    if !fuse_or_skip() {
+        return;
+    }
+    let emu = Emu::demo();
+    let m = Mounted::new(&emu.url, &["--read-only", "--allow-delete"]);
+    let (name, _) = plain_extractor(&emu, 0);
+    let d = format!("extractors/{name}");
+    emu.clear_requests();
+    for script in [
+        format!("touch '{d}/start'"),
+        format!("echo https://x.example/ > '{d}/inputs'"),
+        format!("python3 -c \"import os; os.utime('{d}/start')\""),
+        format!("rmdir '{d}'"),
+        format!("mkdir '{d}/x'"),
+        format!("touch '{d}/scratch'"),
+        format!("echo '{{}}' > '{d}/credentials'"),
+    ] {
+        let out = m.sh(&script);
+        assert!(!out.status.success(), "{script} must fail");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("Read-only file system"), "{script}: {err}");
+    }
+    assert_eq!(mutating(&emu), Vec::<Value>::new());
+}
+
+#[test]
+fn refresh_forgets_cached_listings() {
+    if !fuse_or_skip() {
+        return;
+    }
+    let emu = Emu::demo();
+    let m = Mounted::new(&emu.url, &["--metadata-ttl", "60s"]);
+    let n = std::fs::read_dir(m.path("extractors")).unwrap().count();
+    emu.hook(
+        reqwest::Method::POST,
+        "/_emulator/extractors",
+        Some(json!({"name": "Fresh one", "inputs": ["https://fresh.example/"]})),
+    );
+    assert_eq!(
+        std::fs::read_dir(m.path("extractors")).unwrap().count(),
+        n,
+        "cached within the TTL"
+    );
+    m.sh_ok("touch .importfs/refresh");
+    assert_eq!(
+        std::fs::read_dir(m.path("extractors")).unwrap().count(),
+        n + 1
+    );
+    assert!(m.path("extractors/Fresh one/inputs").exists());
+}
