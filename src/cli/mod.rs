@@ -71,6 +71,10 @@ pub struct ManpageArgs {
     pub dir: Option<PathBuf>,
 }
 
+/// Set when the log goes to a file: then a fatal error is logged there too,
+/// besides stderr (where it would otherwise appear twice).
+static LOG_TO_FILE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// Set up tracing: `-v` levels or RUST_LOG, to stderr.
 pub fn init_logging(verbose: u8, default: Option<&str>) -> anyhow::Result<()> {
     init_logging_to(verbose, default, None)
@@ -109,7 +113,13 @@ pub fn init_logging_to(
                 .append(true)
                 .open(path)
                 .with_context(|| format!("cannot open the log file {}", path.display()))?;
-            let _ = builder.with_writer(std::sync::Mutex::new(f)).try_init();
+            if builder
+                .with_writer(std::sync::Mutex::new(f))
+                .try_init()
+                .is_ok()
+            {
+                LOG_TO_FILE.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
         }
         None => {
             let _ = builder.with_writer(std::io::stderr).try_init();
@@ -215,6 +225,15 @@ fn manpage(args: ManpageArgs) -> anyhow::Result<()> {
 
 /// Parse the command line, run the subcommand, and turn its outcome into an exit code.
 pub fn main() -> ExitCode {
+    // mount(8) runs helpers with PATH removed from the environment; give
+    // ourselves (and fusermount3, and the background child) the usual one.
+    // This runs before any thread exists, so changing the environment is safe.
+    if std::env::var_os("PATH").is_none_or(|p| p.is_empty()) {
+        std::env::set_var(
+            "PATH",
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        );
+    }
     let argv: Vec<OsString> = std::env::args_os().collect();
     let argv = helper_form(&argv, &subcommand_names()).unwrap_or(argv);
     let cli = Cli::parse_from(argv);
@@ -232,7 +251,9 @@ pub fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("{e:#}");
+            if LOG_TO_FILE.load(std::sync::atomic::Ordering::Relaxed) {
+                tracing::error!("{e:#}");
+            }
             eprintln!("importfs: {e:#}");
             ExitCode::FAILURE
         }

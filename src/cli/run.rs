@@ -76,7 +76,9 @@ impl Format {
 }
 
 pub fn run(args: RunArgs) -> Result<()> {
-    crate::cli::init_logging(args.verbose, None)?;
+    // Errors reach the user as one message; the client's own warnings about
+    // the same failure would only repeat it.
+    crate::cli::init_logging(args.verbose, Some("error"))?;
     let eff = config::resolve_api(&args.api)?;
     let key = eff.api_key()?;
     let url = eff.api_url.value.clone();
@@ -170,8 +172,8 @@ async fn run_async(args: &RunArgs, client: &Client, url: &str) -> Result<()> {
     let started = client.start_extractor(&extractor.guid).await.map_err(|e| {
         if e.status() == Some(400) {
             anyhow!(
-                "{label} did not start: {}. A run is probably in progress already: wait for it to end \
-                 (`ls -l MOUNT/extractors/{label}/crawlruns`), or stop it first",
+                "{label} did not start ({}): it is probably running already; \
+                 wait for that run to end, or stop it, then try again",
                 e.message().unwrap_or("the API refused the start")
             )
         } else {

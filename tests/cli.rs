@@ -1,0 +1,791 @@
+//! The command line as a user meets it: a background mount that reports
+//! success or the key problem, an fstab-style `mount -t fuse.importfs`, the
+//! config file and its precedence (never printing the key), `importfs run`
+//! against the emulator, and the newcomer errors.
+//!
+//! Every importfs child runs with HOME pointing into a temp dir and the
+//! importfs variables cleared, so nothing here reads or writes the real
+//! ~/.config, ~/.cache or ~/.local/state.
+
+mod common;
+
+use common::*;
+use importfs::emulator::Config;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// An importfs command with a clean environment rooted at `home`.
+fn importfs(home: &Path) -> Command {
+    let mut c = Command::new(importfs_bin());
+    c.env("HOME", home)
+        .env_remove("IMPORTIO_API_KEY")
+        .env_remove("IMPORTIO_API_URL")
+        .env_remove("IMPORTFS_CONFIG")
+        .env_remove("XDG_CONFIG_HOME")
+        .env_remove("XDG_CACHE_HOME")
+        .env_remove("XDG_STATE_HOME")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null());
+    c
+}
+
+fn out_text(o: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+/// Unmounts a mount made by a background `importfs mount` (or by mount(8))
+/// on every path, and waits for the daemon behind it to exit.
+struct MountGuard {
+    mnt: PathBuf,
+}
+
+impl MountGuard {
+    fn unmount(&self) {
+        for _ in 0..50 {
+            if !is_fuse_mount(&self.mnt) {
+                break;
+            }
+            let _ = Command::new("fusermount3")
+                .arg("-u")
+                .arg(&self.mnt)
+                .stderr(Stdio::null())
+                .status();
+            if is_fuse_mount(&self.mnt) {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        if is_fuse_mount(&self.mnt) {
+            let _ = Command::new("fusermount3")
+                .arg("-uz")
+                .arg(&self.mnt)
+                .status();
+        }
+    }
+}
+
+impl Drop for MountGuard {
+    fn drop(&mut self) {
+        self.unmount();
+        wait_no_daemon(&self.mnt, Duration::from_secs(10));
+    }
+}
+
+/// Pids of `importfs mount` processes serving `mnt` (found by their argv).
+fn daemons(mnt: &Path) -> Vec<u32> {
+    let want = mnt.to_string_lossy().into_owned();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()))
+        .filter(|pid| {
+            let Ok(raw) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+                return false;
+            };
+            let args: Vec<String> = raw
+                .split(|b| *b == 0)
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect();
+            args.iter().any(|a| a == "mount") && args.contains(&want)
+        })
+        .collect()
+}
+
+fn wait_no_daemon(mnt: &Path, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    while !daemons(mnt).is_empty() {
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    true
+}
+
+/// A plainly named extractor whose name no other extractor shares.
+fn unique_extractor(emu: &Emu) -> (String, String) {
+    let all = emu.get_json("/extractors/?_perpage=1000");
+    let all = all.as_array().expect("extractors");
+    let names: Vec<&str> = all.iter().filter_map(|e| e["name"].as_str()).collect();
+    let e = all
+        .iter()
+        .find(|e| {
+            let n = e["name"].as_str().unwrap_or("");
+            !n.is_empty()
+                && n.chars().all(|c| c.is_ascii_alphanumeric() || c == ' ')
+                && names.iter().filter(|m| m.eq_ignore_ascii_case(n)).count() == 1
+        })
+        .expect("a uniquely, plainly named extractor");
+    (
+        e["name"].as_str().unwrap_or("").to_owned(),
+        e["guid"].as_str().unwrap_or("").to_owned(),
+    )
+}
+
+#[test]
+fn background_mount_returns_once_mounted_then_status_and_unmount() {
+    if !fuse_or_skip() {
+        return;
+    }
+    let emu = Emu::demo();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mnt = dir.path().join("mnt");
+    std::fs::create_dir(&mnt).expect("mkdir");
+    let _guard = MountGuard { mnt: mnt.clone() };
+    let log = dir.path().join("mount.log");
+    let out = importfs(dir.path())
+        .arg("mount")
+        .arg(&mnt)
+        .args(["--api-url", &emu.url, "--metadata-ttl", "2s"])
+        .arg("--cache-dir")
+        .arg(dir.path().join("cache"))
+        .arg("--log-file")
+        .arg(&log)
+        .env("IMPORTIO_API_KEY", KEY)
+        .output()
+        .expect("importfs mount");
+    let (stdout, stderr) = out_text(&out);
+    assert!(
+        out.status.success(),
+        "mount failed: {stderr}\nlog:\n{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    // Returned 0: the mount answers now, without waiting.
+    assert!(is_fuse_mount(&mnt), "exit 0 before the mount was up");
+    let user: Value =
+        serde_json::from_slice(&std::fs::read(mnt.join("user.json")).expect("read user.json"))
+            .expect("user.json is JSON");
+    assert!(user.is_object());
+    assert!(!stdout.contains(KEY) && !stderr.contains(KEY));
+    // The key is not in the daemon's argv.
+    for pid in daemons(&mnt) {
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        assert!(
+            !String::from_utf8_lossy(&cmdline).contains(KEY),
+            "key in argv of {pid}"
+        );
+    }
+    assert_eq!(daemons(&mnt).len(), 1, "one daemon serves the mount");
+
+    let st = importfs(dir.path())
+        .arg("status")
+        .arg(&mnt)
+        .output()
+        .expect("status");
+    let (stdout, stderr) = out_text(&st);
+    assert!(st.status.success(), "status failed: {stderr}");
+    assert!(stdout.contains("api.calls_total"), "{stdout}");
+
+    let un = importfs(dir.path())
+        .arg("unmount")
+        .arg(&mnt)
+        .output()
+        .expect("unmount");
+    assert!(un.status.success(), "unmount failed: {}", out_text(&un).1);
+    assert!(!is_fuse_mount(&mnt));
+    assert!(
+        wait_no_daemon(&mnt, Duration::from_secs(10)),
+        "the daemon outlived its mount"
+    );
+
+    // Neither works on what is no longer mounted.
+    let st = importfs(dir.path())
+        .arg("status")
+        .arg(&mnt)
+        .output()
+        .expect("status");
+    assert!(!st.status.success());
+    assert!(
+        out_text(&st).1.contains("not mounted"),
+        "{}",
+        out_text(&st).1
+    );
+    let un = importfs(dir.path())
+        .arg("unmount")
+        .arg(&mnt)
+        .output()
+        .expect("unmount");
+    assert!(!un.status.success());
+    assert!(
+        out_text(&un).1.contains("not mounted"),
+        "{}",
+        out_text(&un).1
+    );
+}
+
+#[test]
+fn background_mount_with_a_wrong_key_fails_and_leaves_no_mount() {
+    if !fuse_or_skip() {
+        return;
+    }
+    let emu = Emu::demo();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mnt = dir.path().join("mnt");
+    std::fs::create_dir(&mnt).expect("mkdir");
+    let _guard = MountGuard { mnt: mnt.clone() };
+    let wrong = "wrong-key-5e1d9a7c0b";
+    let started = Instant::now();
+    let out = importfs(dir.path())
+        .arg("mount")
+        .arg(&mnt)
+        .args(["--api-url", &emu.url])
+        .arg("--log-file")
+        .arg(dir.path().join("mount.log"))
+        .env("IMPORTIO_API_KEY", wrong)
+        .output()
+        .expect("importfs mount");
+    let (stdout, stderr) = out_text(&out);
+    assert!(!out.status.success(), "a wrong key mounted: {stderr}");
+    assert!(started.elapsed() < Duration::from_secs(30));
+    assert!(
+        stderr.contains("API key") && stderr.contains("refused"),
+        "{stderr}"
+    );
+    assert!(
+        !stdout.contains(wrong) && !stderr.contains(wrong),
+        "the key was printed"
+    );
+    assert!(!is_fuse_mount(&mnt), "a failed mount was left behind");
+    assert!(
+        wait_no_daemon(&mnt, Duration::from_secs(5)),
+        "a failed mount left a process"
+    );
+    let log = std::fs::read_to_string(dir.path().join("mount.log")).unwrap_or_default();
+    assert!(!log.contains(wrong), "the key is in the log");
+}
+
+/// Puts the test binary where mount.fuse3's `/bin/sh -c importfs ...` finds
+/// it: mount(8) strips PATH from a helper's environment, so the shell's
+/// default PATH (which has /usr/local/bin) is what counts. Removed on drop.
+struct HelperOnPath {
+    link: PathBuf,
+}
+
+impl HelperOnPath {
+    fn install() -> Option<HelperOnPath> {
+        let link = PathBuf::from("/usr/local/bin/importfs");
+        let ours = PathBuf::from(importfs_bin());
+        match std::fs::read_link(&link) {
+            Ok(target) if target == ours => {}
+            Ok(_) | Err(_) if link.symlink_metadata().is_ok() => {
+                eprintln!("SKIPPED: {} exists and is not this build", link.display());
+                return None;
+            }
+            _ => {
+                if let Err(e) = std::os::unix::fs::symlink(&ours, &link) {
+                    eprintln!("SKIPPED: cannot link {}: {e}", link.display());
+                    return None;
+                }
+            }
+        }
+        Some(HelperOnPath { link })
+    }
+}
+
+impl Drop for HelperOnPath {
+    fn drop(&mut self) {
+        if std::fs::read_link(&self.link).is_ok_and(|t| t == Path::new(importfs_bin())) {
+            let _ = std::fs::remove_file(&self.link);
+        }
+    }
+}
+
+#[test]
+fn fstab_style_mount_through_the_fuse_mount_helper() {
+    if !fuse_or_skip() {
+        return;
+    }
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let helper = [
+        "/sbin/mount.fuse3",
+        "/usr/sbin/mount.fuse3",
+        "/sbin/mount.fuse",
+        "/usr/sbin/mount.fuse",
+    ]
+    .iter()
+    .any(|p| Path::new(p).exists());
+    if !root || !helper {
+        let why = format!(
+            "mount -t fuse.importfs needs root and mount.fuse3 (root: {root}, helper: {helper})"
+        );
+        assert!(std::env::var("CI").is_err(), "{why}");
+        eprintln!("SKIPPED: {why}");
+        return;
+    }
+    let Some(_on_path) = HelperOnPath::install() else {
+        return;
+    };
+    let emu = Emu::demo();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mnt = dir.path().join("mnt");
+    std::fs::create_dir(&mnt).expect("mkdir");
+    let _guard = MountGuard { mnt: mnt.clone() };
+    let key_file = dir.path().join("importfs.key");
+    std::fs::write(&key_file, format!("{KEY}\n")).expect("key file");
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, "metadata_ttl = \"2s\"\ncache_size = \"64M\"\n").expect("config");
+    // What an /etc/fstab line holds, generic options included.
+    let options = format!(
+        "api_key_file={},api_url={},config={},cache_dir={},log_file={},ro,allow_other,nofail,_netdev,noauto,x-systemd.requires=network-online.target",
+        key_file.display(),
+        emu.url,
+        config.display(),
+        dir.path().join("cache").display(),
+        dir.path().join("mount.log").display(),
+    );
+    let out = Command::new("mount")
+        .args(["-t", "fuse.importfs", "none"])
+        .arg(&mnt)
+        .args(["-o", &options])
+        .env_remove("IMPORTIO_API_KEY")
+        .stdin(Stdio::null())
+        .output()
+        .expect("mount(8)");
+    let (_, stderr) = out_text(&out);
+    assert!(
+        out.status.success(),
+        "mount -t fuse.importfs failed: {stderr}\nlog:\n{}",
+        std::fs::read_to_string(dir.path().join("mount.log")).unwrap_or_default()
+    );
+    assert!(is_fuse_mount(&mnt));
+    let info = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    let line = info
+        .lines()
+        .find(|l| l.split(' ').nth(4) == Some(mnt.to_string_lossy().as_ref()))
+        .expect("mountinfo line");
+    assert!(line.contains("fuse.importfs"), "{line}");
+    assert!(line.contains("allow_other"), "{line}");
+    let text = std::fs::read_to_string(mnt.join("user.json")).expect("read user.json");
+    assert_eq!(
+        serde_json::from_str::<Value>(&text).expect("JSON")["guid"],
+        emu.get_json("/users/current")["guid"]
+    );
+    // `ro` reached the mount.
+    let err =
+        std::fs::write(mnt.join("scratch"), b"x").expect_err("a read-only mount took a write");
+    assert_eq!(err.raw_os_error(), Some(libc::EROFS), "{err}");
+
+    let un = Command::new("umount").arg(&mnt).output().expect("umount");
+    assert!(un.status.success(), "umount: {}", out_text(&un).1);
+    assert!(!is_fuse_mount(&mnt));
+}
+
+/// `importfs config` as `key -> (value, source)`.
+fn config_map(stdout: &str) -> HashMap<String, (String, String)> {
+    stdout
+        .lines()
+        .filter_map(|l| {
+            let (k, rest) = l.split_once(" = ")?;
+            let (v, src) = rest.split_once("  # ")?;
+            Some((k.to_owned(), (v.to_owned(), src.to_owned())))
+        })
+        .collect()
+}
+
+#[test]
+fn config_precedence_and_the_key_never_printed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file_key = "FILEKEY-distinctive-7f3a91";
+    let env_key = "ENVKEY-distinctive-9c1b42";
+    let flag_key = "FLAGKEY-distinctive-2d8e63";
+    std::fs::write(dir.path().join("keyfile"), file_key).expect("key");
+    std::fs::write(dir.path().join("flagkey"), flag_key).expect("key");
+    let cfg = dir.path().join("config.toml");
+    std::fs::write(
+        &cfg,
+        "api_url = \"http://file.example\"\napi_key_file = \"keyfile\"\nmetadata_ttl = \"1m\"\nread_only = true\ncache_size = 1048576\n",
+    )
+    .expect("config");
+
+    let run = |args: &[&str], env: &[(&str, &str)]| -> HashMap<String, (String, String)> {
+        let mut c = importfs(dir.path());
+        c.arg("config").args(args).env("IMPORTFS_CONFIG", &cfg);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let out = c.output().expect("importfs config");
+        let (stdout, stderr) = out_text(&out);
+        assert!(out.status.success(), "config failed: {stderr}");
+        for key in [file_key, env_key, flag_key] {
+            assert!(
+                !stdout.contains(key) && !stderr.contains(key),
+                "a key was printed:\n{stdout}{stderr}"
+            );
+        }
+        config_map(&stdout)
+    };
+
+    // The file beats the defaults.
+    let m = run(&[], &[]);
+    assert_eq!(m["api_url"].0, "\"http://file.example\"");
+    assert!(
+        m["api_url"].1.starts_with("config file"),
+        "{:?}",
+        m["api_url"]
+    );
+    assert_eq!(m["metadata_ttl"].0, "\"1m\"");
+    assert_eq!(
+        m["read_only"],
+        ("true".into(), format!("config file {}", cfg.display()))
+    );
+    assert_eq!(m["cache_size"].0, "\"1M\"");
+    assert_eq!(m["allow_other"], ("false".into(), "default".into()));
+    assert_eq!(m["api_key"].0, "<redacted>");
+    assert!(m["api_key"].1.contains("keyfile"), "{:?}", m["api_key"]);
+
+    // The environment beats the file, for the URL and for the key.
+    let m = run(
+        &[],
+        &[
+            ("IMPORTIO_API_URL", "http://env.example"),
+            ("IMPORTIO_API_KEY", env_key),
+        ],
+    );
+    assert_eq!(
+        m["api_url"],
+        (
+            "\"http://env.example\"".into(),
+            "environment IMPORTIO_API_URL".into()
+        )
+    );
+    assert_eq!(
+        m["api_key"],
+        ("<redacted>".into(), "environment IMPORTIO_API_KEY".into())
+    );
+    assert!(
+        m["api_key_file"].1.contains("not used"),
+        "{:?}",
+        m["api_key_file"]
+    );
+
+    // -o beats the environment; a long flag beats -o.
+    let env = [
+        ("IMPORTIO_API_URL", "http://env.example"),
+        ("IMPORTIO_API_KEY", env_key),
+    ];
+    let m = run(
+        &["-o", "api_url=http://opt.example,metadata_ttl=3s,ro=false"],
+        &env,
+    );
+    assert_eq!(
+        m["api_url"],
+        ("\"http://opt.example\"".into(), "option -o api_url".into())
+    );
+    assert_eq!(m["metadata_ttl"].0, "\"3s\"");
+    assert_eq!(m["read_only"].0, "false");
+    let m = run(
+        &[
+            "-o",
+            "api_url=http://opt.example",
+            "--api-url",
+            "http://flag.example",
+        ],
+        &env,
+    );
+    assert_eq!(
+        m["api_url"],
+        ("\"http://flag.example\"".into(), "flag --api-url".into())
+    );
+
+    // An explicit key file beats IMPORTIO_API_KEY.
+    let flagkey = dir.path().join("flagkey");
+    let m = run(&["--api-key-file", flagkey.to_str().expect("utf-8")], &env);
+    assert_eq!(m["api_key"].0, "<redacted>");
+    assert!(
+        m["api_key"].1.contains("flag --api-key-file"),
+        "{:?}",
+        m["api_key"]
+    );
+
+    // No key anywhere: "not set", and no file at all: defaults.
+    let out = importfs(dir.path()).arg("config").output().expect("config");
+    let m = config_map(&out_text(&out).0);
+    assert_eq!(m["api_key"].0, "not set");
+    assert_eq!(
+        m["api_url"],
+        ("\"https://api.import.io\"".into(), "default".into())
+    );
+    assert!(
+        m["config_file"].1.contains("not found"),
+        "{:?}",
+        m["config_file"]
+    );
+
+    // $XDG_CONFIG_HOME/importfs/config.toml is the default file.
+    let xdg = dir.path().join("xdg");
+    std::fs::create_dir_all(xdg.join("importfs")).expect("mkdir");
+    std::fs::write(
+        xdg.join("importfs/config.toml"),
+        "api_url = \"http://xdg.example\"\n",
+    )
+    .expect("config");
+    let out = importfs(dir.path())
+        .arg("config")
+        .env("XDG_CONFIG_HOME", &xdg)
+        .output()
+        .expect("config");
+    assert_eq!(
+        config_map(&out_text(&out).0)["api_url"].0,
+        "\"http://xdg.example\""
+    );
+
+    // An unknown key is an error naming it.
+    std::fs::write(
+        &cfg,
+        "api_url = \"http://file.example\"\nmetadata_tll = \"5s\"\n",
+    )
+    .expect("config");
+    let out = importfs(dir.path())
+        .arg("config")
+        .env("IMPORTFS_CONFIG", &cfg)
+        .output()
+        .expect("config");
+    assert!(!out.status.success());
+    assert!(
+        out_text(&out).1.contains("unknown key `metadata_tll`"),
+        "{}",
+        out_text(&out).1
+    );
+}
+
+#[test]
+fn run_wait_download_writes_the_runs_data() {
+    let emu = Emu::start(Config {
+        run_seconds: 1.0,
+        ..Config::default()
+    });
+    let (name, guid) = unique_extractor(&emu);
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (who, format) in [(name.as_str(), "csv"), (guid.as_str(), "json")] {
+        let file = dir.path().join(format!("out.{format}"));
+        let out = importfs(dir.path())
+            .args(["run", who, "--wait", "--download", format, "-o"])
+            .arg(&file)
+            .args(["--api-url", &emu.url, "--poll-interval", "200ms"])
+            .env("IMPORTIO_API_KEY", KEY)
+            .output()
+            .expect("importfs run");
+        let (stdout, stderr) = out_text(&out);
+        assert!(out.status.success(), "run {who} failed: {stderr}");
+        let run_id = stdout.lines().next().expect("the run id").trim().to_owned();
+        let run = emu.get_json(&format!("/crawlruns/{run_id}"));
+        assert_eq!(run["state"], "FINISHED");
+        assert_eq!(run["extractorId"], guid.as_str());
+        // Plain progress lines, as stderr is not a terminal.
+        assert!(stderr.contains("FINISHED"), "{stderr}");
+        let want = emu.get_bytes(&format!("/crawlruns/{run_id}/{format}"));
+        let got = std::fs::read(&file).expect("downloaded file");
+        assert!(!want.is_empty());
+        assert_eq!(
+            sha256_bytes(&got),
+            sha256_bytes(&want),
+            "{format} differs from the emulator's"
+        );
+        assert!(!dir.path().join(format!("out.{format}.part")).exists());
+        assert!(!stdout.contains(KEY) && !stderr.contains(KEY));
+    }
+}
+
+/// Kills a child on drop, so a failed assertion leaves no process behind.
+struct ChildGuard(Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn run_exits_nonzero_when_the_run_fails_or_is_already_running() {
+    let emu = Emu::start(Config {
+        run_seconds: 60.0,
+        ..Config::default()
+    });
+    let (name, _) = unique_extractor(&emu);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let child = importfs(dir.path())
+        .args([
+            "run",
+            &name,
+            "--wait",
+            "--api-url",
+            &emu.url,
+            "--poll-interval",
+            "200ms",
+        ])
+        .env("IMPORTIO_API_KEY", KEY)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("importfs run");
+    let mut child = ChildGuard(child);
+    let mut first = String::new();
+    BufReader::new(child.0.stdout.take().expect("stdout"))
+        .read_line(&mut first)
+        .expect("read the run id");
+    let run_id = first.trim().to_owned();
+    assert!(!run_id.is_empty(), "no run id printed");
+
+    // A second start while this run goes on is refused, clearly.
+    let again = importfs(dir.path())
+        .args(["run", &name, "--api-url", &emu.url])
+        .env("IMPORTIO_API_KEY", KEY)
+        .output()
+        .expect("importfs run");
+    assert!(!again.status.success(), "a second start was accepted");
+    assert!(
+        out_text(&again).1.contains("running already"),
+        "{}",
+        out_text(&again).1
+    );
+
+    emu.hook(
+        reqwest::Method::POST,
+        &format!("/_emulator/crawlruns/{run_id}/fail"),
+        None,
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = child.0.try_wait().expect("wait") {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "run --wait did not notice the failure"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.0.stderr.take().expect("stderr"), &mut stderr)
+        .expect("stderr");
+    assert!(!status.success(), "a FAILED run exited 0");
+    assert!(
+        stderr.contains("FAILED") && stderr.contains(&run_id),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn newcomer_errors_say_what_to_do() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mnt = dir.path().join("mnt");
+    // No key anywhere.
+    let out = importfs(dir.path())
+        .arg("mount")
+        .arg(&mnt)
+        .output()
+        .expect("mount");
+    assert!(!out.status.success());
+    let (_, stderr) = out_text(&out);
+    assert!(
+        stderr.contains("IMPORTIO_API_KEY") && stderr.contains("--api-key-file"),
+        "{stderr}"
+    );
+    let out = importfs(dir.path())
+        .args(["run", "x"])
+        .output()
+        .expect("run");
+    assert!(
+        out_text(&out).1.contains("IMPORTIO_API_KEY"),
+        "{}",
+        out_text(&out).1
+    );
+    // A typo in an option.
+    let out = importfs(dir.path())
+        .arg("mount")
+        .arg(&mnt)
+        .args(["-o", "api_url=http://x,readonly"])
+        .env("IMPORTIO_API_KEY", KEY)
+        .output()
+        .expect("mount");
+    assert!(
+        out_text(&out).1.contains("unknown mount option `readonly`"),
+        "{}",
+        out_text(&out).1
+    );
+    // Not a mount.
+    let out = importfs(dir.path())
+        .arg("status")
+        .arg(dir.path())
+        .output()
+        .expect("status");
+    assert!(
+        out_text(&out).1.contains("not mounted"),
+        "{}",
+        out_text(&out).1
+    );
+    if !fuse_or_skip() {
+        return;
+    }
+    // The mountpoint is missing, then not empty.
+    let out = importfs(dir.path())
+        .arg("mount")
+        .arg(&mnt)
+        .env("IMPORTIO_API_KEY", KEY)
+        .output()
+        .expect("mount");
+    assert!(
+        out_text(&out).1.contains("mkdir -p"),
+        "{}",
+        out_text(&out).1
+    );
+    std::fs::create_dir(&mnt).expect("mkdir");
+    std::fs::write(mnt.join("file"), b"x").expect("file");
+    let out = importfs(dir.path())
+        .arg("mount")
+        .arg(&mnt)
+        .env("IMPORTIO_API_KEY", KEY)
+        .output()
+        .expect("mount");
+    assert!(
+        out_text(&out).1.contains("not empty"),
+        "{}",
+        out_text(&out).1
+    );
+    assert!(!is_fuse_mount(&mnt));
+}
+
+#[test]
+fn completions_and_man_page_come_from_the_cli() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for shell in ["bash", "zsh", "fish"] {
+        let out = importfs(dir.path())
+            .args(["completions", shell])
+            .output()
+            .expect("completions");
+        assert!(out.status.success(), "{shell}: {}", out_text(&out).1);
+        let text = out_text(&out).0;
+        assert!(
+            text.contains("importfs") && text.contains("api-key-file"),
+            "{shell}"
+        );
+    }
+    let out = importfs(dir.path())
+        .arg("manpage")
+        .output()
+        .expect("manpage");
+    assert!(out.status.success());
+    assert!(
+        out_text(&out).0.contains(".TH importfs"),
+        "{}",
+        out_text(&out).0
+    );
+    let man = dir.path().join("man");
+    let out = importfs(dir.path())
+        .arg("manpage")
+        .arg("--dir")
+        .arg(&man)
+        .output()
+        .expect("manpage");
+    assert!(out.status.success(), "{}", out_text(&out).1);
+    assert!(man.join("importfs.1").exists() && man.join("importfs-mount.1").exists());
+}
