@@ -154,13 +154,24 @@ pub fn is_mounted(path: &Path) -> bool {
 }
 
 fn check_mountpoint(path: &Path) -> Result<()> {
-    let meta = std::fs::metadata(path).with_context(|| {
-        format!(
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        // A mount whose process died: every stat fails with ENOTCONN until
+        // someone unmounts it, and "does not exist" would send users astray.
+        Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => bail!(
+            "{} is a dead mount (Transport endpoint is not connected: the process serving it \
+             is gone): clear it with `importfs unmount {}` (or `fusermount3 -uz {}`) and mount again",
+            path.display(),
+            path.display(),
+            path.display()
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
             "the mountpoint {} does not exist: create it with `mkdir -p {}`",
             path.display(),
             path.display()
-        )
-    })?;
+        ),
+        Err(e) => return Err(e).with_context(|| format!("cannot use the mountpoint {}", path.display())),
+    };
     if !meta.is_dir() {
         bail!("the mountpoint {} is not a directory", path.display());
     }
