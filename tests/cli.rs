@@ -143,9 +143,13 @@ fn background_mount_returns_once_mounted_then_status_and_unmount() {
     let out = importfs(dir.path())
         .arg("mount")
         .arg(&mnt)
-        .args(["--api-url", &emu.url, "--metadata-ttl", "2s"])
-        .arg("--cache-dir")
-        .arg(dir.path().join("cache"))
+        .args(["--api-url", &emu.url])
+        // `importfs mount MNT -o ...` works like fstab's options.
+        .arg("-o")
+        .arg(format!(
+            "metadata_ttl=2s,cache_dir={},nodev,nosuid",
+            dir.path().join("cache").display()
+        ))
         .arg("--log-file")
         .arg(&log)
         .env("IMPORTIO_API_KEY", KEY)
@@ -173,6 +177,10 @@ fn background_mount_returns_once_mounted_then_status_and_unmount() {
         );
     }
     assert_eq!(daemons(&mnt).len(), 1, "one daemon serves the mount");
+    assert!(
+        dir.path().join("cache").is_dir(),
+        "-o cache_dir= was not used"
+    );
 
     let st = importfs(dir.path())
         .arg("status")
@@ -274,8 +282,16 @@ impl HelperOnPath {
         let ours = PathBuf::from(importfs_bin());
         match std::fs::read_link(&link) {
             Ok(target) if target == ours => {}
-            Ok(_) | Err(_) if link.symlink_metadata().is_ok() => {
-                eprintln!("SKIPPED: {} exists and is not this build", link.display());
+            // A link into some cargo target dir: a leftover of an earlier run.
+            Ok(target) if target.to_string_lossy().contains("/target/") => {
+                let _ = std::fs::remove_file(&link);
+                if let Err(e) = std::os::unix::fs::symlink(&ours, &link) {
+                    eprintln!("SKIPPED: cannot link {}: {e}", link.display());
+                    return None;
+                }
+            }
+            _ if link.symlink_metadata().is_ok() => {
+                eprintln!("SKIPPED: {} exists and is not a test build", link.display());
                 return None;
             }
             _ => {

@@ -216,6 +216,8 @@ const IGNORED_OPTIONS: &[&str] = &[
     "silent",
     "loud",
     "default_permissions",
+    // libmount's bookkeeping for user mounts (`user=alice`, `uhelper=udisks2`).
+    "uhelper",
 ];
 
 fn parse_bool(name: &str, value: Option<&str>) -> Result<bool> {

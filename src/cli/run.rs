@@ -365,9 +365,7 @@ async fn download(
     bar.finish_and_clear();
     std::fs::rename(&part, out)
         .with_context(|| format!("cannot rename {} to {}", part.display(), out.display()))?;
-    if !std::io::stderr().is_terminal() {
-        eprintln!("wrote {} ({total} bytes)", out.display());
-    }
+    eprintln!("wrote {} ({total} bytes)", out.display());
     Ok(())
 }
 
