@@ -22,7 +22,8 @@
 //!   always find a free slot however many files are being read.
 //! - **Listings stop.** Pages are requested until one is empty or shorter
 //!   than `_perpage`, repeats the previous page, or brings no object not
-//!   already seen; and never more than `max_pages` pages.
+//!   already seen; and never more than `max_pages` pages. When the server
+//!   sends `X-Total-Count`, the listing also stops once that many are in.
 
 use super::error::{ApiKey, Error, Redactor};
 use super::models::{
@@ -204,6 +205,8 @@ impl fmt::Debug for Client {
 pub(crate) struct Answer {
     pub content_type: Option<String>,
     pub body: Bytes,
+    /// `X-Total-Count` of a list answer, when the server sends one.
+    pub total: Option<u64>,
 }
 
 /// The request body of a PUT or POST.
@@ -626,8 +629,17 @@ impl Client {
                 .get(header::CONTENT_TYPE)
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned);
+            let total = resp
+                .headers()
+                .get("x-total-count")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok());
             let body = self.read_body(op, resp, MAX_JSON_BODY).await?;
-            Ok(Answer { content_type, body })
+            Ok(Answer {
+                content_type,
+                body,
+                total,
+            })
         };
         match timeout(self.inner.cfg.attempt_timeout, attempt).await {
             Ok(r) => r,
@@ -883,6 +895,11 @@ impl Client {
                 break;
             }
             if count < per_page as usize {
+                break;
+            }
+            // A server that says how many there are saves the call that
+            // would find the empty page after an exact multiple of _perpage.
+            if answer.total.is_some_and(|t| seen.len() as u64 >= t) {
                 break;
             }
             if page == self.inner.cfg.max_pages {

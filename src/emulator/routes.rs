@@ -880,24 +880,33 @@ async fn run_op(ctx: Ctx<'_>, route: Route) -> Result<Reply, Reply> {
     let dialect = app.dialect();
     let now = now_ms();
     let ok = |v: &dyn ErasedSer| v.reply();
+    // Lists also say how many items there are in all (X-Total-Count, as many
+    // REST APIs do), so a client can stop after the last full page.
+    let ok_list = |v: &dyn ErasedSer, total: usize| {
+        let mut r = v.reply();
+        r.headers
+            .insert("x-total-count", HeaderValue::from(total as u64));
+        r
+    };
     match route {
         Route::User => Ok(ok(&app.db().user(dialect))),
         Route::Subscription => Ok(ok(&app.db().subscription())),
         Route::ListExtractors => {
             let p = list_params(&ctx.pairs)?;
             let db = app.db();
-            let items = db
+            let items: Vec<_> = db
                 .extractors
                 .items
                 .iter()
                 .filter(|e| !e.archived)
                 .map(|e| (ext_key(e), e))
-                .collect();
+                .collect::<Vec<_>>();
+            let total = items.len();
             let page: Vec<_> = page_of(items, &p)
                 .into_iter()
                 .map(|e| db.extractor(e, dialect))
                 .collect();
-            Ok(ok(&page))
+            Ok(ok_list(&page, total))
         }
         Route::GetExtractor(id) => {
             let id = parse_id(&id, "extractor")?;
@@ -1060,18 +1069,19 @@ async fn run_op(ctx: Ctx<'_>, route: Route) -> Result<Reply, Reply> {
                 _ => None,
             };
             let db = app.db();
-            let items = db
+            let items: Vec<_> = db
                 .runs
                 .items
                 .iter()
                 .filter(|r| filter.is_none_or(|f| r.extractor == f))
                 .map(|r| (run_key(r, now), r))
                 .collect();
+            let total = items.len();
             let page: Vec<_> = page_of(items, &p)
                 .into_iter()
                 .map(|r| db.crawlrun(r, now, dialect))
                 .collect();
-            Ok(ok(&page))
+            Ok(ok_list(&page, total))
         }
         Route::GetCrawlrun(id) => {
             let id = parse_id(&id, "crawl run")?;
@@ -1093,7 +1103,7 @@ async fn run_op(ctx: Ctx<'_>, route: Route) -> Result<Reply, Reply> {
         Route::ListReports => {
             let p = list_params(&ctx.pairs)?;
             let db = app.db();
-            let items = db
+            let items: Vec<_> = db
                 .reports
                 .items
                 .iter()
@@ -1109,11 +1119,12 @@ async fn run_op(ctx: Ctx<'_>, route: Route) -> Result<Reply, Reply> {
                     (k, r)
                 })
                 .collect();
+            let total = items.len();
             let page: Vec<_> = page_of(items, &p)
                 .into_iter()
                 .map(|r| db.report(r, dialect))
                 .collect();
-            Ok(ok(&page))
+            Ok(ok_list(&page, total))
         }
         Route::GetReport(id) => {
             let id = parse_id(&id, "report")?;
@@ -1181,34 +1192,36 @@ async fn run_op(ctx: Ctx<'_>, route: Route) -> Result<Reply, Reply> {
             if db.reports.get(&id).filter(|r| !r.deleted).is_none() {
                 return Err(Reply::not_found("report"));
             }
-            let items = db
+            let items: Vec<_> = db
                 .report_runs
                 .items
                 .iter()
                 .filter(|r| r.report == id)
                 .map(|r| (rr_key(r, now), r))
                 .collect();
+            let total = items.len();
             let page: Vec<_> = page_of(items, &p)
                 .into_iter()
                 .map(|r| db.report_run(r, now, dialect))
                 .collect();
-            Ok(ok(&page))
+            Ok(ok_list(&page, total))
         }
         Route::ListReportRuns => {
             let p = list_params(&ctx.pairs)?;
             let db = app.db();
-            let items = db
+            let items: Vec<_> = db
                 .report_runs
                 .items
                 .iter()
                 .filter(|r| db.reports.get(&r.report).is_some_and(|rep| !rep.deleted))
                 .map(|r| (rr_key(r, now), r))
                 .collect();
+            let total = items.len();
             let page: Vec<_> = page_of(items, &p)
                 .into_iter()
                 .map(|r| db.report_run(r, now, dialect))
                 .collect();
-            Ok(ok(&page))
+            Ok(ok_list(&page, total))
         }
         Route::GetReportRun(id) => {
             let id = parse_id(&id, "report run")?;

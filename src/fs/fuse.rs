@@ -117,6 +117,12 @@ impl Filesystem for FuseFs {
         // open(O_TRUNC) arrives as one open, not a truncate and then an open:
         // otherwise `echo x > inputs` would be two PUTs.
         let _ = config.add_capabilities(fuser::InitFlags::FUSE_ATOMIC_O_TRUNC);
+        // Entries come with their attributes when the kernel sees `ls -l`
+        // (lookups after a readdir), and as plain names otherwise: a plain
+        // `ls` of a run directory then costs no HEAD of its files.
+        let _ = config.add_capabilities(
+            fuser::InitFlags::FUSE_DO_READDIRPLUS | fuser::InitFlags::FUSE_READDIRPLUS_AUTO,
+        );
         Ok(())
     }
 
@@ -380,6 +386,38 @@ impl Filesystem for FuseFs {
             }
             Err(e) => reply.error(errno(e)),
         }
+    }
+
+    fn readdirplus(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: fuser::ReplyDirectoryPlus,
+    ) {
+        let fs = self.fs.clone();
+        self.spawn(async move {
+            // A reply buffer holds a few hundred entries; ask for about that many.
+            match fs.readdirplus(fh.0, offset, 256).await {
+                Ok(entries) => {
+                    for (next, e, a) in entries {
+                        if reply.add(
+                            INodeNo(e.ino),
+                            next,
+                            &e.name,
+                            &a.ttl,
+                            &file_attr(&a.attr),
+                            Generation(0),
+                        ) {
+                            break;
+                        }
+                    }
+                    reply.ok();
+                }
+                Err(e) => reply.error(errno(e)),
+            }
+        });
     }
 
     fn releasedir(
