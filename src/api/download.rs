@@ -382,6 +382,13 @@ impl Client {
         let mut stream = resp.bytes_stream();
         let mut offset = start;
         let mut received = 0u64;
+        // Chunks from the socket are small (often 16 KiB); writing and
+        // announcing each one cost a syscall and a reader wake-up per chunk.
+        // They are gathered into writes of WRITE_BATCH bytes instead, and
+        // whatever was gathered is written before any error is returned, so
+        // a resume starts from every byte that arrived.
+        let mut batch: Vec<u8> = Vec::with_capacity(WRITE_BATCH);
+        let mut batch_at = offset;
         loop {
             let (until, after) = st.wait_until(self);
             let next = match timeout_at(until, stream.next()).await {
@@ -392,6 +399,7 @@ impl Client {
                 None => break,
                 Some(Ok(chunk)) => chunk,
                 Some(Err(e)) => {
+                    st.put(self, op, batch_at, &batch)?;
                     let e = self.transport_error(op, e);
                     return Err(match (length, &inflater) {
                         (Some(expected), None) => Error::Truncated {
@@ -404,13 +412,25 @@ impl Client {
                 }
             };
             received += chunk.len() as u64;
-            let data = match &mut inflater {
-                Some(inf) => inf.feed(op, &chunk)?,
-                None => chunk.to_vec(),
+            let inflated;
+            let data: &[u8] = match &mut inflater {
+                Some(inf) => {
+                    inflated = inf.feed(op, &chunk)?;
+                    &inflated
+                }
+                None => &chunk,
             };
-            st.put(self, op, offset, &data)?;
+            if batch.is_empty() {
+                batch_at = offset;
+            }
+            batch.extend_from_slice(data);
             offset += data.len() as u64;
+            if batch.len() >= WRITE_BATCH {
+                st.put(self, op, batch_at, &batch)?;
+                batch.clear();
+            }
         }
+        st.put(self, op, batch_at, &batch)?;
         if let Some(inf) = inflater.take() {
             let tail = inf.finish(op)?;
             st.put(self, op, offset, &tail)?;
@@ -434,6 +454,9 @@ impl Client {
         }
     }
 }
+
+/// How many bytes a download gathers before writing them to the file.
+const WRITE_BATCH: usize = 256 * 1024;
 
 fn closed(op: Operation) -> Error {
     Error::Protocol {

@@ -1252,6 +1252,20 @@ impl Fs {
             .collect())
     }
 
+    /// The complete cache file behind an open result file, for a passthrough
+    /// open: the kernel then reads it itself and read() is never called.
+    pub fn backing_file(&self, fh: u64) -> Option<Arc<CachedFile>> {
+        match lock(&self.handles).get(&fh) {
+            Some(Handle::Data(cf)) if cf.complete_size().is_some() => Some(cf.clone()),
+            _ => None,
+        }
+    }
+
+    /// Is this handle an open result file?
+    pub fn is_data_handle(&self, fh: u64) -> bool {
+        matches!(lock(&self.handles).get(&fh), Some(Handle::Data(_)))
+    }
+
     pub fn releasedir(&self, fh: u64) {
         lock(&self.handles).remove(&fh);
     }

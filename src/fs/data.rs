@@ -13,7 +13,6 @@ use crate::api::{Client, FileRef};
 use crate::fs::cache::lock;
 use crate::fs::FsError;
 use lru::LruCache;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -80,17 +79,49 @@ impl CachedFile {
         if end <= offset {
             return Ok(Vec::new());
         }
-        let mut buf = vec![0u8; (end - offset) as usize];
-        self.file
-            .read_exact_at(&mut buf, offset)
-            .map_err(|e| FsError::io("reading the cache file", e))?;
-        Ok(buf)
+        read_at_uninit(&self.file, offset, (end - offset) as usize)
+            .map_err(|e| FsError::io("reading the cache file", e))
     }
 
     /// The cache file, for passthrough opens of complete files.
     pub fn file(&self) -> &std::fs::File {
         &self.file
     }
+}
+
+/// Read exactly `len` bytes at `offset` into a new buffer without zeroing it
+/// first (zeroing is a measurable share of a cold read's CPU).
+fn read_at_uninit(file: &std::fs::File, offset: u64, len: usize) -> std::io::Result<Vec<u8>> {
+    use std::os::fd::AsRawFd;
+    let mut buf: Vec<u8> = Vec::with_capacity(len);
+    let mut done = 0usize;
+    while done < len {
+        // SAFETY: the pointer and length stay within the buffer's spare
+        // capacity, which pread only writes; set_len below covers only the
+        // bytes pread reported as written.
+        let n = unsafe {
+            libc::pread(
+                file.as_raw_fd(),
+                buf.as_mut_ptr().add(done).cast(),
+                len - done,
+                (offset + done as u64) as libc::off_t,
+            )
+        };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        done += n as usize;
+        // SAFETY: the first `done` bytes were written by pread.
+        unsafe { buf.set_len(done) };
+    }
+    Ok(buf)
 }
 
 impl Drop for CachedFile {

@@ -8,14 +8,17 @@
 use crate::fs::core::{Attr, Entry, Fs, Opened};
 use crate::fs::inodes::Kind;
 use crate::fs::FsError;
+use fuser::BackingId;
 use fuser::{
     Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo,
     KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyData, ReplyDirectory,
     ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, Request, TimeOrNow, WriteFlags,
 };
+use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 use tokio::runtime::Handle;
 
@@ -23,11 +26,54 @@ use tokio::runtime::Handle;
 pub struct FuseFs {
     fs: Arc<Fs>,
     rt: Handle,
+    /// The kernel agreed to FUSE passthrough (Linux >= 6.9, and we may use it).
+    passthrough: Arc<AtomicBool>,
+    backing: Arc<Mutex<Backing>>,
+}
+
+/// Passthrough bookkeeping: one backing id per inode, shared by every handle
+/// open on it and closed with the last one (the kernel needs the same id for
+/// all handles of an inode).
+/// The kernel also refuses (EIO) to mix modes on one inode: while a handle
+/// opened the ordinary way is open (a reader that started during the
+/// download), later opens of that inode must be ordinary too.
+#[derive(Default)]
+struct Backing {
+    by_ino: HashMap<u64, (Arc<BackingId>, usize)>,
+    fh_ino: HashMap<u64, u64>,
+    cached_by_ino: HashMap<u64, usize>,
+    fh_cached: HashMap<u64, u64>,
+}
+
+impl Backing {
+    fn release(&mut self, fh: u64) {
+        if let Some(ino) = self.fh_ino.remove(&fh) {
+            if let Some((_, n)) = self.by_ino.get_mut(&ino) {
+                *n -= 1;
+                if *n == 0 {
+                    self.by_ino.remove(&ino);
+                }
+            }
+        }
+        if let Some(ino) = self.fh_cached.remove(&fh) {
+            if let Some(n) = self.cached_by_ino.get_mut(&ino) {
+                *n -= 1;
+                if *n == 0 {
+                    self.cached_by_ino.remove(&ino);
+                }
+            }
+        }
+    }
 }
 
 impl FuseFs {
     pub fn new(fs: Arc<Fs>, rt: Handle) -> FuseFs {
-        FuseFs { fs, rt }
+        FuseFs {
+            fs,
+            rt,
+            passthrough: Arc::new(AtomicBool::new(false)),
+            backing: Arc::new(Mutex::new(Backing::default())),
+        }
     }
 }
 
@@ -117,6 +163,16 @@ impl Filesystem for FuseFs {
         // open(O_TRUNC) arrives as one open, not a truncate and then an open:
         // otherwise `echo x > inputs` would be two PUTs.
         let _ = config.add_capabilities(fuser::InitFlags::FUSE_ATOMIC_O_TRUNC);
+        // Passthrough: complete cache files are read by the kernel itself, at
+        // local-file speed (PERFORMANCE.md). Needs Linux >= 6.9 and
+        // CAP_SYS_ADMIN; without them every read goes through read().
+        if config
+            .add_capabilities(fuser::InitFlags::FUSE_PASSTHROUGH)
+            .is_ok()
+            && config.set_max_stack_depth(1).is_ok()
+        {
+            self.passthrough.store(true, Ordering::Relaxed);
+        }
         // Entries come with their attributes when the kernel sees `ls -l`
         // (lookups after a readdir), and as plain names otherwise: a plain
         // `ls` of a run directory then costs no HEAD of its files.
@@ -268,11 +324,53 @@ impl Filesystem for FuseFs {
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let fs = self.fs.clone();
+        let passthrough = self.passthrough.clone();
+        let backing = self.backing.clone();
         self.spawn(async move {
-            match fs.open(ino.0, flags.0).await {
-                Ok(o) => reply.opened(FileHandle(o.fh), open_flags(&o)),
-                Err(e) => reply.error(errno(e)),
+            let o = match fs.open(ino.0, flags.0).await {
+                Ok(o) => o,
+                Err(e) => return reply.error(errno(e)),
+            };
+            let mut b = crate::fs::cache::lock(&backing);
+            if passthrough.load(Ordering::Relaxed) && !b.cached_by_ino.contains_key(&ino.0) {
+                if let Some(cf) = fs.backing_file(o.fh) {
+                    let id = match b.by_ino.get_mut(&ino.0) {
+                        Some((id, n)) => {
+                            *n += 1;
+                            Some(id.clone())
+                        }
+                        None => match reply.open_backing(cf.file()) {
+                            Ok(id) => {
+                                let id = Arc::new(id);
+                                b.by_ino.insert(ino.0, (id.clone(), 1));
+                                Some(id)
+                            }
+                            Err(e) => {
+                                // Not permitted (not root) or not supported: read() it is.
+                                tracing::debug!(error = %e, "passthrough unavailable");
+                                passthrough.store(false, Ordering::Relaxed);
+                                None
+                            }
+                        },
+                    };
+                    if let Some(id) = id {
+                        b.fh_ino.insert(o.fh, ino.0);
+                        // No FOPEN_KEEP_CACHE here: the kernel refuses (EIO) a
+                        // passthrough open that also asks for the page cache.
+                        return reply.opened_passthrough(
+                            FileHandle(o.fh),
+                            FopenFlags::empty(),
+                            &id,
+                        );
+                    }
+                }
             }
+            if fs.is_data_handle(o.fh) {
+                b.fh_cached.insert(o.fh, ino.0);
+                *b.cached_by_ino.entry(ino.0).or_default() += 1;
+            }
+            drop(b);
+            reply.opened(FileHandle(o.fh), open_flags(&o))
         });
     }
 
@@ -340,6 +438,7 @@ impl Filesystem for FuseFs {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
+        crate::fs::cache::lock(&self.backing).release(fh.0);
         let fs = self.fs.clone();
         reply.ok();
         self.spawn(async move { fs.release_async(fh.0).await });

@@ -242,8 +242,12 @@ impl Fs {
             Some(Handle::Writer(w)) => {
                 let limit = match w.node {
                     Node::Inputs(_) | Node::Credentials(_) => MAX_INPUTS,
-                    // Control files take any bytes (`echo > start`) and keep none.
-                    _ => return Ok(data.len() as u32),
+                    // Control files take any bytes (`echo > start`) and keep
+                    // none; the write makes the next flush fire.
+                    _ => {
+                        lock(&w.state).written = true;
+                        return Ok(data.len() as u32);
+                    }
                 };
                 let mut st = lock(&w.state);
                 let at = if st.append {
