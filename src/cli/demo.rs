@@ -63,6 +63,8 @@ pub fn run(args: DemoArgs) -> Result<()> {
         cache_size: 1 << 30,
         log_file: None,
         verbose: args.verbose,
+        api_timeout: None,
+        api_deadline: None,
     };
     let result = mount_foreground(&margs, crate::api::ApiKey::new(key), None);
     emu_rt.block_on(emu.shutdown());

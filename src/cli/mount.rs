@@ -34,6 +34,24 @@ pub struct MountCmd {
     /// More logging (-v info, -vv debug, -vvv trace); RUST_LOG also works.
     #[arg(short, long, action = clap::ArgAction::Count)]
     pub verbose: u8,
+    /// The most one API attempt may wait for an answer (headers and body;
+    /// for a download, each next chunk), e.g. 3s [default: 10s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_positive_duration, hide = true)]
+    pub api_timeout: Option<Duration>,
+    /// The most one API call may take, retries included (for a download, the
+    /// longest time without a new byte); a file operation waiting on the API
+    /// fails with EIO after about this long, e.g. 10s [default: 30s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_positive_duration, hide = true)]
+    pub api_deadline: Option<Duration>,
+}
+
+/// A duration above zero, as humantime writes it (`10s`, `1m30s`, `500ms`).
+fn parse_positive_duration(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| format!("{e} (e.g. 10s, 500ms)"))?;
+    if d.is_zero() {
+        return Err("must be above zero".into());
+    }
+    Ok(d)
 }
 
 /// A mount's settings, fully resolved.
@@ -64,6 +82,10 @@ pub struct MountArgs {
     pub log_file: Option<PathBuf>,
     /// More logging (-v info, -vv debug, -vvv trace).
     pub verbose: u8,
+    /// One API attempt's timeout (None: the client's default).
+    pub api_timeout: Option<Duration>,
+    /// One API call's deadline, retries included (None: the client's default).
+    pub api_deadline: Option<Duration>,
 }
 
 /// Parse `123`, `64K`, `512M`, `4G`, `1T` (powers of 1024; `KiB`, `MB` ... accepted).
@@ -240,6 +262,8 @@ pub fn mount_args(cmd: &MountCmd, eff: &config::Effective) -> Result<MountArgs> 
             _ => Some(absolute(&eff.log_file.value)?),
         },
         verbose: cmd.verbose.saturating_add(eff.verbose),
+        api_timeout: cmd.api_timeout,
+        api_deadline: cmd.api_deadline,
     })
 }
 
@@ -309,6 +333,14 @@ fn spawn_background(args: &MountArgs, key: &ApiKey) -> Result<()> {
     if args.verbose > 0 {
         cmd.arg(format!("-{}", "v".repeat(args.verbose.min(3) as usize)));
     }
+    for (value, flag) in [
+        (args.api_timeout, "--api-timeout"),
+        (args.api_deadline, "--api-deadline"),
+    ] {
+        if let Some(d) = value {
+            cmd.arg(flag).arg(humantime::format_duration(d).to_string());
+        }
+    }
     // The key goes through the environment, never argv (`ps` shows argv).
     cmd.env(KEY_ENV, key.expose())
         .env_remove(config::URL_ENV)
@@ -358,6 +390,22 @@ fn spawn_background(args: &MountArgs, key: &ApiKey) -> Result<()> {
     }
 }
 
+/// The client's settings for a mount: the defaults, with the mount's API URL,
+/// key, and any `--api-timeout` / `--api-deadline`. An attempt never outlasts
+/// its call, so a timeout above the deadline is cut to it.
+pub fn client_config(args: &MountArgs, key: ApiKey) -> ClientConfig {
+    let mut cfg = ClientConfig::new(args.api_url.clone(), key);
+    if let Some(d) = args.api_deadline {
+        cfg.call_deadline = d;
+        cfg.attempt_timeout = cfg.attempt_timeout.min(d);
+        cfg.connect_timeout = cfg.connect_timeout.min(d);
+    }
+    if let Some(t) = args.api_timeout {
+        cfg.attempt_timeout = t.min(cfg.call_deadline);
+    }
+    cfg
+}
+
 /// Mount and serve until unmounted or signalled. `ready` is told once the mount is up.
 pub fn mount_foreground(
     args: &MountArgs,
@@ -370,8 +418,7 @@ pub fn mount_foreground(
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let client = Client::new(ClientConfig::new(args.api_url.clone(), key))
-        .context("cannot build the API client")?;
+    let client = Client::new(client_config(args, key)).context("cannot build the API client")?;
 
     // Fail before mounting when the key or the URL is wrong.
     rt.block_on(async { client.current_user().await })
@@ -439,13 +486,22 @@ pub fn mount_foreground(
     rt.spawn(async move {
         wait_for_signal().await;
         tracing::info!("signal received, unmounting");
-        if let Err(e) = unmounter.unmount() {
-            tracing::warn!(error = %e, "unmount failed; trying fusermount3 -uz");
+        // Unmount by path: the kernel then ends the session loop (ENODEV).
+        // Dropping fuser's auto-unmount socket is not enough: fusermount3's
+        // watcher leaves a mount whose connection is still alive.
+        let unmounted = std::process::Command::new("fusermount3")
+            .arg("-u")
+            .arg(&mountpoint)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !unmounted {
+            tracing::warn!("the mount is busy; detaching it (fusermount3 -uz)");
             let _ = std::process::Command::new("fusermount3")
                 .arg("-uz")
                 .arg(&mountpoint)
                 .status();
         }
+        let _ = unmounter.unmount();
     });
     if let Some(tx) = ready {
         let _ = tx.send(());

@@ -38,10 +38,17 @@ pub struct Emu {
     pub emu: Option<Emulator>,
     pub url: String,
     pub http: reqwest::Client,
+    /// The key this emulator accepts ([`KEY`] unless started with another).
+    pub key: String,
 }
 
 impl Emu {
     pub fn start(config: Config) -> Emu {
+        Emu::start_with_key(config, KEY)
+    }
+
+    /// Like [`Emu::start`], accepting `key` instead of [`KEY`].
+    pub fn start_with_key(config: Config, key: &str) -> Emu {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -49,7 +56,7 @@ impl Emu {
             .expect("runtime");
         let emu = rt
             .block_on(Emulator::start(Config {
-                api_key: KEY.into(),
+                api_key: key.into(),
                 ..config
             }))
             .expect("emulator starts");
@@ -59,6 +66,7 @@ impl Emu {
             emu: Some(emu),
             url,
             http: reqwest::Client::new(),
+            key: key.to_owned(),
         }
     }
 
@@ -72,7 +80,7 @@ impl Emu {
             self.url,
             path,
             if path.contains('?') { "&" } else { "?" },
-            KEY
+            self.key
         );
         self.rt.block_on(async {
             let r = self.http.get(&url).send().await.expect("GET");
@@ -83,7 +91,7 @@ impl Emu {
 
     /// Bytes of a file straight from the emulator (the source of truth).
     pub fn get_bytes(&self, path: &str) -> Vec<u8> {
-        let url = format!("{}{}?_apikey={}", self.url, path, KEY);
+        let url = format!("{}{}?_apikey={}", self.url, path, self.key);
         self.rt.block_on(async {
             let r = self.http.get(&url).send().await.expect("GET");
             assert!(r.status().is_success(), "GET {path}: {}", r.status());
@@ -154,6 +162,8 @@ pub struct Mounted {
     pub cache: PathBuf,
     pub log: PathBuf,
     child: Option<Child>,
+    key: String,
+    env: Vec<(String, String)>,
 }
 
 pub fn importfs_bin() -> &'static str {
@@ -163,16 +173,58 @@ pub fn importfs_bin() -> &'static str {
 impl Mounted {
     /// Mount `url` with extra flags, waiting until the mount answers.
     pub fn new(url: &str, extra: &[&str]) -> Mounted {
+        Mounted::with_key(url, extra, KEY)
+    }
+
+    /// Like [`Mounted::new`], handing the mount `key` instead of [`KEY`].
+    pub fn with_key(url: &str, extra: &[&str], key: &str) -> Mounted {
+        Mounted::with_env(url, extra, key, &[])
+    }
+
+    /// Like [`Mounted::with_key`], with extra environment variables for the
+    /// mount process (e.g. `RUST_LOG`); kept for [`Mounted::remount`].
+    pub fn with_env(url: &str, extra: &[&str], key: &str, env: &[(&str, &str)]) -> Mounted {
         let dir = tempfile::tempdir().expect("tempdir");
         let mnt = dir.path().join("mnt");
         let cache = dir.path().join("cache");
         let log = dir.path().join("mount.log");
         std::fs::create_dir(&mnt).expect("mkdir mnt");
         let log_file = std::fs::File::create(&log).expect("log");
-        let child = Command::new(importfs_bin())
+        let mut m = Mounted {
+            dir,
+            mnt,
+            cache,
+            log,
+            child: None,
+            key: key.to_owned(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        };
+        m.child = Some(m.spawn(url, extra, log_file));
+        m.wait_mounted();
+        m
+    }
+
+    /// Mount again on the same directory, cache directory and log (appended
+    /// to), once the previous process is gone (unmounted, or killed and
+    /// taken with [`Mounted::take_child`]).
+    pub fn remount(&mut self, url: &str, extra: &[&str]) {
+        assert!(self.child.is_none(), "remount while the old mount runs");
+        let log_file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&self.log)
+            .expect("log");
+        self.child = Some(self.spawn(url, extra, log_file));
+        self.wait_mounted();
+    }
+
+    fn spawn(&self, url: &str, extra: &[&str], log_file: std::fs::File) -> Child {
+        Command::new(importfs_bin())
             .arg("mount")
             .arg("--foreground")
-            .arg(&mnt)
+            .arg(&self.mnt)
             .args(["--api-url", url])
             .args(if extra.contains(&"--metadata-ttl") {
                 &[][..]
@@ -180,24 +232,16 @@ impl Mounted {
                 &["--metadata-ttl", "2s"][..]
             })
             .arg("--cache-dir")
-            .arg(&cache)
+            .arg(&self.cache)
             .args(["-vv"])
             .args(extra)
-            .env("IMPORTIO_API_KEY", KEY)
+            .env("IMPORTIO_API_KEY", &self.key)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log_file.try_clone().expect("log"))
             .stderr(log_file)
             .spawn()
-            .expect("spawn importfs");
-        let mut m = Mounted {
-            dir,
-            mnt,
-            cache,
-            log,
-            child: Some(child),
-        };
-        m.wait_mounted();
-        m
+            .expect("spawn importfs")
     }
 
     fn wait_mounted(&mut self) {
