@@ -410,3 +410,125 @@ fn a_slow_download_does_not_block_ls() {
     emu.clear_faults();
     assert!(Path::new(&m.mnt).exists());
 }
+
+#[test]
+fn the_result_cache_streams_and_stays_within_its_bound() {
+    if !fuse_or_skip() {
+        return;
+    }
+    let emu = Emu::start(Config {
+        dataset: Dataset::Scale,
+        extractors: 5,
+        crawlruns: 20,
+        result_bytes: 1_000_000,
+        ..Config::default()
+    });
+    let m = Mounted::new(&emu.url, &["--cache-size", "2500000"]);
+    let runs = finished_runs(&emu);
+    assert!(runs.len() >= 5);
+    for id in runs.iter().take(5) {
+        let bytes = std::fs::read(m.path(&format!("crawlruns/{id}/data.csv"))).unwrap();
+        assert_eq!(bytes.len(), 1_000_000);
+    }
+    let cached: u64 = walk_size(&m.cache);
+    assert!(
+        cached <= 2_500_000,
+        "the cache holds {cached} bytes, over its 2.5 MB bound"
+    );
+    let stats = std::fs::read_to_string(m.path(".importfs/stats")).unwrap();
+    let evictions = stats
+        .lines()
+        .find_map(|l| l.strip_prefix("data_cache_evictions "))
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap();
+    assert!(evictions >= 2, "{stats}");
+    // An evicted file is downloaded again and still reads right.
+    let again = std::fs::read(m.path(&format!("crawlruns/{}/data.csv", runs[0]))).unwrap();
+    assert_eq!(
+        sha256_bytes(&again),
+        sha256_bytes(&emu.get_bytes(&format!("/crawlruns/{}/csv", runs[0])))
+    );
+}
+
+#[test]
+fn a_reader_gets_the_first_bytes_before_the_download_ends() {
+    if !fuse_or_skip() {
+        return;
+    }
+    let emu = Emu::start(Config {
+        dataset: Dataset::Scale,
+        extractors: 2,
+        crawlruns: 4,
+        result_bytes: 400_000_000,
+        ..Config::default()
+    });
+    let m = Mounted::new(&emu.url, &[]);
+    let id = finished_runs(&emu)[0].clone();
+    let p = m.path(&format!("crawlruns/{id}/data.csv"));
+    assert_eq!(
+        std::fs::metadata(&p).unwrap().len(),
+        400_000_000,
+        "exact size before reading"
+    );
+    use std::io::Read;
+    let mut f = std::fs::File::open(&p).unwrap();
+    let mut head = [0u8; 4096];
+    f.read_exact(&mut head).unwrap();
+    let stats = std::fs::read_to_string(m.path(".importfs/stats")).unwrap();
+    assert!(
+        stats.contains("downloads_in_flight 1"),
+        "the first bytes were served while the download went on:\n{stats}"
+    );
+    assert!(head.starts_with("\u{feff}".as_bytes()), "a CSV with a BOM");
+}
+
+#[test]
+fn sigterm_unmounts_cleanly() {
+    if !fuse_or_skip() {
+        return;
+    }
+    let emu = Emu::demo();
+    let mut m = Mounted::new(&emu.url, &[]);
+    m.sh_ok("ls extractors > /dev/null");
+    let pid = m.pid().unwrap();
+    let mut child = m.take_child().unwrap();
+    assert!(std::process::Command::new("kill")
+        .arg("-TERM")
+        .arg(pid.to_string())
+        .status()
+        .unwrap()
+        .success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "importfs did not exit on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "exit status {status}");
+    assert!(!is_fuse_mount(&m.mnt), "still mounted after SIGTERM");
+    assert!(
+        std::fs::read_dir(&m.mnt).unwrap().next().is_none(),
+        "the mountpoint is an empty directory again"
+    );
+}
+
+fn walk_size(dir: &Path) -> u64 {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    rd.filter_map(Result::ok)
+        .map(|e| {
+            let md = e.metadata().unwrap();
+            if md.is_dir() {
+                walk_size(&e.path())
+            } else {
+                md.len()
+            }
+        })
+        .sum()
+}

@@ -307,7 +307,11 @@ fn deleting_needs_allow_delete() {
         let m = Mounted::new(&emu.url, &[]);
         emu.clear_requests();
         let out =
-            m.sh("rm -rf ./* 2>&1; mkdir extractors/new 2>&1; mv extractors/* /tmp/ 2>&1; true");
+            m.sh(
+            "rm -rf ./* 2>&1; mkdir extractors/new 2>&1; mv extractors/* /tmp/ 2>&1; \
+             for d in extractors/*/; do chmod 777 \"$d/inputs\" 2>&1; echo x > \"$d/extractor.json\" 2>&1; \
+             mv \"$d/start\" \"$d/begin\" 2>&1; done; true",
+        );
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(
             text.contains("Operation not permitted") || text.contains("Permission denied"),
