@@ -161,6 +161,10 @@ pub(super) struct Caches {
     sizes: TtlCache<FileRef, Option<u64>>,
     /// Ids known not to exist, so repeated probes of a missing name cost nothing.
     missing: TtlCache<FetchKey, ()>,
+    /// When a fetch of a key last failed for a transient reason (EIO), so
+    /// that callers who queued behind that fetch share its outcome instead of
+    /// each waiting out another deadline.
+    failed: TtlCache<FetchKey, std::time::Instant>,
 }
 
 impl Caches {
@@ -183,6 +187,7 @@ impl Caches {
             reportruns: TtlCache::new(OBJECTS),
             sizes: TtlCache::new(OBJECTS),
             missing: TtlCache::new(4096),
+            failed: TtlCache::new(4096),
         }
     }
 
@@ -212,6 +217,34 @@ struct Counters {
     stale_answers: AtomicU64,
 }
 
+/// Whether the API is failing right now: after a call fails for good with a
+/// transient error, stale answers are given at once, without asking, until
+/// `until` (one metadata TTL) or the next successful call. With the API down
+/// or hung, an `ls` of known things then costs at most one deadline, not one
+/// per syscall (a readdir's entries each need their object) or per caller.
+#[derive(Default)]
+struct Outage {
+    until: Mutex<Option<std::time::Instant>>,
+}
+
+impl Outage {
+    fn began(&self, ttl: Duration) {
+        *lock(&self.until) = std::time::Instant::now().checked_add(ttl);
+    }
+
+    fn ended(&self) {
+        let mut until = lock(&self.until);
+        if until.is_some() {
+            tracing::info!("API answering again");
+            *until = None;
+        }
+    }
+
+    fn ongoing(&self) -> bool {
+        lock(&self.until).is_some_and(|t| std::time::Instant::now() < t)
+    }
+}
+
 /// The filesystem of one mount.
 pub struct Fs {
     pub cfg: FsConfig,
@@ -225,6 +258,7 @@ pub struct Fs {
     pub(super) handles: Mutex<HashMap<u64, Handle>>,
     next_fh: AtomicU64,
     counters: Counters,
+    outage: Outage,
     pub(super) mounted_at: SystemTime,
     pub(super) scratch: Mutex<crate::fs::write::ScratchStore>,
     pub(super) writers: Mutex<HashMap<Ino, usize>>,
@@ -286,6 +320,7 @@ impl Fs {
             handles: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
             counters: Counters::default(),
+            outage: Outage::default(),
             mounted_at: SystemTime::now(),
             scratch: Mutex::new(Default::default()),
             writers: Mutex::new(HashMap::new()),
@@ -322,33 +357,72 @@ impl Fs {
         if self.caches.missing.get(&fetch_key).is_some() {
             return Err(FsError::new(libc::ENOENT));
         }
+        if self.outage.ongoing() {
+            if let Some(stale) = self.stale(cache, &key) {
+                return Ok(stale);
+            }
+        }
+        let asked = std::time::Instant::now();
         let lock = self.fetches.get(&fetch_key);
         let _guard = lock.lock().await;
         if let Some(hit) = cache.get(&key) {
             self.counters.meta_hits.fetch_add(1, Ordering::Relaxed);
             return Ok(hit);
         }
+        if self.caches.missing.get(&fetch_key).is_some() {
+            return Err(FsError::new(libc::ENOENT));
+        }
+        // The fetch we queued behind failed: its answer is ours too.
+        if self
+            .caches
+            .failed
+            .get(&fetch_key)
+            .is_some_and(|(at, _)| at >= asked)
+        {
+            return self.stale(cache, &key).ok_or(FsError::new(libc::EIO));
+        }
         self.counters.meta_misses.fetch_add(1, Ordering::Relaxed);
         match fetch().await {
             Ok((v, exp)) => {
+                self.outage.ended();
                 cache.insert(key, v.clone(), exp);
                 Ok((v, exp))
             }
             Err(e) if e.errno == libc::ENOENT => {
+                self.outage.ended();
                 cache.remove(&key);
                 self.caches.missing.insert(fetch_key, (), self.ttl());
                 Err(e)
             }
-            Err(e) if e.errno == libc::EIO => match cache.get_stale(&key) {
-                Some(v) => {
-                    self.counters.stale_answers.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!("API unavailable, serving a cached answer");
-                    Ok((v, Expiry::At(std::time::Instant::now())))
+            Err(e) if e.errno == libc::EIO => {
+                self.outage.began(self.cfg.metadata_ttl);
+                self.caches.failed.insert(
+                    fetch_key,
+                    std::time::Instant::now(),
+                    Expiry::after(Duration::from_secs(600)),
+                );
+                match self.stale(cache, &key) {
+                    Some(stale) => {
+                        tracing::warn!("API unavailable, serving a cached answer");
+                        Ok(stale)
+                    }
+                    None => Err(e),
                 }
-                None => Err(e),
-            },
+            }
             Err(e) => Err(e),
         }
+    }
+
+    /// An expired answer, handed out while the API fails; the kernel is told
+    /// not to keep it.
+    fn stale<K: Hash + Eq, V: Clone>(
+        &self,
+        cache: &TtlCache<K, V>,
+        key: &K,
+    ) -> Option<(V, Expiry)> {
+        let v = cache.get_stale(key)?;
+        self.counters.stale_answers.fetch_add(1, Ordering::Relaxed);
+        Some((v, Expiry::At(std::time::Instant::now())))
     }
 
     // ---- objects -------------------------------------------------------
@@ -1390,6 +1464,7 @@ impl Fs {
 
     /// `.importfs/refresh`: forget every cached listing and object.
     pub fn refresh(&self) {
+        self.outage.ended();
         self.caches.expire_all();
     }
 

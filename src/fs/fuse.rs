@@ -179,6 +179,10 @@ impl Filesystem for FuseFs {
         let _ = config.add_capabilities(
             fuser::InitFlags::FUSE_DO_READDIRPLUS | fuser::InitFlags::FUSE_READDIRPLUS_AUTO,
         );
+        // Lookups and readdirs of one directory run in parallel: without this
+        // the kernel serializes them, and with the API hung, 8 shells looking
+        // up 8 ids under `crawlruns/` waited 8 deadlines, one after another.
+        let _ = config.add_capabilities(fuser::InitFlags::FUSE_PARALLEL_DIROPS);
         Ok(())
     }
 
