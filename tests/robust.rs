@@ -387,6 +387,9 @@ fn a_hung_api_fails_queued_downloads_within_the_deadline() {
     hung_api(8);
 }
 
+/// What a shell did, how long it took, and whether it went as it should.
+type Timed = (String, Duration, Result<(), String>);
+
 fn hung_api(data_readers: usize) {
     if !fuse_or_skip() {
         return;
@@ -406,7 +409,7 @@ fn hung_api(data_readers: usize) {
     emu.set_faults(json!({"operation": "*", "latency_ms": 3_600_000}));
     std::thread::sleep(Duration::from_millis(2500)); // past the metadata TTL
 
-    let results: Mutex<Vec<(String, Duration, Result<(), String>)>> = Mutex::new(Vec::new());
+    let results: Mutex<Vec<Timed>> = Mutex::new(Vec::new());
     std::thread::scope(|s| {
         for i in 0..SHELLS {
             let (m, results, runs) = (&m, &results, &runs);
