@@ -19,14 +19,56 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// Deserialize a field, reading a value of the wrong type as `None`.
 ///
 /// A hostile or sloppy server must not make a whole listing unreadable
-/// because one field of one object has an unexpected type.
+/// because one field of one object has an unexpected type. `null` is read as
+/// absent quietly; any other misfit is logged (at most once every
+/// [`WRONG_TYPE_LOG_EVERY`], with a count of the ones not shown), so that a
+/// user who sees `_~1a2b3c4d` instead of a name can learn why.
 pub fn lenient<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
 where
     D: Deserializer<'de>,
     T: DeserializeOwned,
 {
     let v = Value::deserialize(d)?;
-    Ok(serde_json::from_value(v).ok())
+    if v.is_null() {
+        return Ok(None);
+    }
+    match serde_json::from_value(v) {
+        Ok(t) => Ok(Some(t)),
+        Err(e) => {
+            note_wrong_type(&e);
+            Ok(None)
+        }
+    }
+}
+
+/// How often a field of the wrong type is logged, at most.
+pub const WRONG_TYPE_LOG_EVERY: Duration = Duration::from_secs(10);
+
+fn note_wrong_type(e: &serde_json::Error) {
+    use std::sync::Mutex;
+    use std::time::Instant;
+    static LAST: Mutex<Option<(Instant, u64)>> = Mutex::new(None);
+    let mut last = LAST.lock().unwrap_or_else(|p| p.into_inner());
+    let now = Instant::now();
+    match &mut *last {
+        Some((at, unlogged)) if now.duration_since(*at) < WRONG_TYPE_LOG_EVERY => {
+            *unlogged += 1;
+        }
+        slot => {
+            let unlogged = slot.map_or(0, |(_, n)| n);
+            *slot = Some((now, 0));
+            drop(last);
+            // serde's message names the type found and the one expected, and
+            // a scalar's value: keep it short.
+            let text = e.to_string();
+            let detail: String = text.chars().take(120).collect();
+            tracing::warn!(
+                detail = %detail,
+                not_logged_since = unlogged,
+                "the API sent a field of the wrong type; it is read as absent"
+            );
+        }
+    }
 }
 
 /// Like [`lenient`] for fields that have a natural default (strings, bools, lists).

@@ -12,6 +12,7 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::faults::parse_faults;
+use super::hostile::Hostile;
 use super::routes::{insert_run, read_body, App, Reply};
 use super::state::{now_ms, ExtractorRec, ResultKind, Spec, Timeline};
 use super::Dataset;
@@ -38,6 +39,9 @@ fn err(status: StatusCode, msg: &str) -> Response {
 #[derive(Deserialize)]
 struct NewExtractor {
     name: String,
+    /// A chosen guid (tests of guids that share their first 8 characters).
+    #[serde(default)]
+    guid: Option<String>,
     #[serde(default)]
     inputs: Vec<String>,
     #[serde(default)]
@@ -84,6 +88,18 @@ pub(crate) async fn handle(app: &Arc<App>, method: &Method, path: &str, body: Bo
             app.faults.clear();
             StatusCode::NO_CONTENT.into_response()
         }
+        (Method::GET, ["hostile"]) => ok_json(&app.hostile()),
+        (Method::POST, ["hostile"]) => match Hostile::parse(&body) {
+            Ok(h) => {
+                app.set_hostile(h);
+                ok_json(&app.hostile())
+            }
+            Err(e) => err(StatusCode::BAD_REQUEST, &format!("bad hostile mode: {e}")),
+        },
+        (Method::DELETE, ["hostile"]) => {
+            app.set_hostile(Hostile::default());
+            StatusCode::NO_CONTENT.into_response()
+        }
         (Method::GET, ["requests"]) => ok_json(&app.log_snapshot()),
         (Method::DELETE, ["requests"]) => {
             app.clear_log();
@@ -97,7 +113,14 @@ pub(crate) async fn handle(app: &Arc<App>, method: &Method, path: &str, body: Bo
                 );
             };
             let now = now_ms();
-            let guid = Uuid::new_v4();
+            let guid = match req.guid.as_deref().map(Uuid::parse_str) {
+                None => Uuid::new_v4(),
+                Some(Ok(g)) => g,
+                Some(Err(_)) => return err(StatusCode::BAD_REQUEST, "malformed guid"),
+            };
+            if app.db().extractors.get(&guid).is_some() {
+                return err(StatusCode::CONFLICT, "an extractor with this guid exists");
+            }
             let result = match app.config.dataset {
                 Dataset::Demo => ResultKind::Rows,
                 Dataset::Scale => ResultKind::Fixed {

@@ -79,8 +79,11 @@
 //!   `{"method","path","query","status","operation","listener"}` (`query`
 //!   without `_apikey`, `status` 0 for a dropped connection, `listener` is
 //!   `"api"` or `"files"`); `DELETE` clears it. The log keeps the last 100 000.
-//! - `POST /_emulator/extractors` `{"name": .., "inputs": [..], "fields": [..]}`
-//!   (`fields` optional) → 200 with the new Extractor.
+//! - `POST /_emulator/extractors` `{"name": .., "inputs": [..], "fields": [..],
+//!   "guid": ..}` (`fields` and `guid` optional; a `guid` already taken is a
+//!   409) → 200 with the new Extractor. The name is stored as given: `/`,
+//!   NUL (`\u0000`), 300 bytes, `..`, the empty string and duplicates are
+//!   all accepted, as a hostile account would hold them.
 //! - `POST /_emulator/extractors/{id}/rename` `{"name": ..}` → the Extractor.
 //! - `POST /_emulator/extractors/{id}/archive` → the Extractor.
 //! - `GET /_emulator/extractors/{id}/credentials` → `{"username","password"}`
@@ -90,6 +93,28 @@
 //! - `POST /_emulator/crawlruns/{id}/finish` and `/fail` → the Crawlrun, now
 //!   FINISHED or FAILED.
 //! - `POST /_emulator/reportruns/{id}/finish` → the ReportRun, now FINISHED.
+//! - `POST /_emulator/hostile` — body a [`Hostile`] object, e.g.
+//!   `{"wrong_types": true, "repeat_pages": true, "lying_length": 10000000000,
+//!   "unauthorized": true}`; it replaces the modes in force (a field not
+//!   given is off; an unknown field is a 400). `GET` shows them, `DELETE`
+//!   turns them all off. Off by default.
+//!
+//! # Hostile modes
+//! For tests of what a client does with a server that lies (see [`Hostile`]):
+//! - `wrong_types`: every successful JSON answer of the API gets fields of
+//!   the wrong type in each object (`name` a number, `archived` `"yes"`,
+//!   `_meta` a list, `state`/`status` 7, `tags` a string, `fields` an
+//!   object, times booleans, counts strings, ...). `guid`, `extractorId`,
+//!   `reportId` and `_url` are left as they are.
+//! - `repeat_pages`: every list endpoint answers every `_page` with page 1,
+//!   filled up to `_perpage` by repeating its objects, and `X-Total-Count`
+//!   claims a million.
+//! - `lying_length`: a whole-file download (200, and its HEAD) claims this
+//!   `Content-Length` when it exceeds the real size, sends the real bytes
+//!   and closes the connection. Range answers tell the truth (so a resume
+//!   from the end of the real bytes gets a 416).
+//! - `unauthorized`: every API call answers 401 with the Error body — a key
+//!   revoked mid-session. Hooks and the files listener are unaffected.
 //!
 //! # Faults
 //! A [`FaultSpec`] names an operationId (or `*`); the fault for the exact
@@ -114,10 +139,12 @@ mod datasets;
 mod faults;
 mod files;
 mod hooks;
+mod hostile;
 mod routes;
 mod state;
 
 pub use faults::FaultSpec;
+pub use hostile::Hostile;
 pub use routes::LoggedRequest;
 
 /// Which account the emulator starts with.

@@ -39,6 +39,7 @@ use super::conn::{Conn, KillableListener};
 use super::datasets::run_seed;
 use super::faults::{Decision, Faults};
 use super::files::{self, FileBody, CHUNK};
+use super::hostile::{self, Hostile};
 use super::state::{now_ms, Db, ExtractorRec, RunRec, Spec, Timeline, Totals};
 use super::{datasets, Config, Dialect};
 use crate::api::models::{
@@ -75,6 +76,7 @@ pub(crate) struct App {
     pub config: Config,
     pub db: Mutex<Db>,
     pub faults: Faults,
+    hostile: Mutex<Hostile>,
     log: Mutex<VecDeque<LoggedRequest>>,
     files_url: String,
     token_keys: (RandomState, RandomState),
@@ -87,6 +89,7 @@ impl App {
             faults: Faults::new(config.faults.clone()),
             config,
             db: Mutex::new(db),
+            hostile: Mutex::new(Hostile::default()),
             log: Mutex::new(VecDeque::new()),
             files_url,
             token_keys: (RandomState::new(), RandomState::new()),
@@ -95,6 +98,18 @@ impl App {
 
     pub fn db(&self) -> std::sync::MutexGuard<'_, Db> {
         self.db.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The hostile modes in force (all off by default).
+    pub fn hostile(&self) -> Hostile {
+        self.hostile
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub fn set_hostile(&self, h: Hostile) {
+        *self.hostile.lock().unwrap_or_else(|p| p.into_inner()) = h;
     }
 
     pub fn log_snapshot(&self) -> Vec<LoggedRequest> {
@@ -520,10 +535,16 @@ async fn api_handler(
         _ => "unknown",
     };
     let gzip_ok = accepts_gzip(&parts.headers);
+    let hostile = app.hostile();
     let key_ok = param(&pairs, "_apikey") == Some(app.config.api_key.as_str());
 
     let mut truncate = false;
-    let reply = if !key_ok {
+    let reply = if hostile.unauthorized {
+        Reply::error(
+            StatusCode::UNAUTHORIZED,
+            "invalid API key (_apikey): the key was revoked",
+        )
+    } else if !key_ok {
         Reply::error(
             StatusCode::UNAUTHORIZED,
             "missing or invalid API key (_apikey)",
@@ -566,14 +587,24 @@ async fn api_handler(
                             headers: parts.headers.clone(),
                             body,
                         };
-                        dispatch(ctx, route).await
+                        let reply = dispatch(ctx, route).await;
+                        if hostile.wrong_types {
+                            spoil_reply(reply)
+                        } else {
+                            reply
+                        }
                     }
                 }
             }
         }
     };
     let status = reply.status.as_u16();
-    let resp = finish(reply, head, gzip_ok, truncate);
+    let mut resp = finish(reply, head, gzip_ok, truncate);
+    if let Some(claimed) = hostile.lying_length {
+        if matches!(operation, "getCrawlrunFile" | "getReportRunFile") {
+            resp = hostile::lie_about_length(resp, claimed, head);
+        }
+    }
     log_request(
         &app,
         &parts.method,
@@ -584,6 +615,24 @@ async fn api_handler(
         "api",
     );
     resp
+}
+
+/// A successful JSON answer with fields of the wrong type (hostile mode).
+fn spoil_reply(mut reply: Reply) -> Reply {
+    let json = reply
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/json"));
+    if !reply.status.is_success() || !json {
+        return reply;
+    }
+    if let Payload::Full(b) = &reply.payload {
+        if let Some(spoiled) = hostile::spoil_json(b) {
+            reply.payload = Payload::Full(Bytes::from(spoiled));
+        }
+    }
+    reply
 }
 
 /// Latency, then drop / 500 / 429. `None`: go on (check `decision.drop`).
@@ -770,6 +819,8 @@ struct ListParams {
     per_page: u64,
     sort: SortKey,
     desc: bool,
+    /// Hostile mode: every page is page 1, never short.
+    repeat: bool,
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -795,7 +846,7 @@ fn parse_int(s: &str) -> Option<i64> {
     Some(if neg { -v } else { v })
 }
 
-fn list_params(pairs: &[(String, String)]) -> Result<ListParams, Reply> {
+fn list_params(pairs: &[(String, String)], repeat: bool) -> Result<ListParams, Reply> {
     let page = match param(pairs, "_page") {
         None => 1,
         Some(v) => parse_int(v)
@@ -825,6 +876,7 @@ fn list_params(pairs: &[(String, String)]) -> Result<ListParams, Reply> {
         per_page,
         sort,
         desc,
+        repeat,
     })
 }
 
@@ -837,8 +889,9 @@ struct Key<'a> {
     state: &'static str,
 }
 
-/// Sort (ties broken by guid, so pages are stable) and cut one page.
-fn page_of<'a, T>(mut items: Vec<(Key<'a>, T)>, p: &ListParams) -> Vec<T> {
+/// Sort (ties broken by guid, so pages are stable) and cut one page. With
+/// `repeat_pages` (hostile mode) every page is page 1 filled to `_perpage`.
+fn page_of<'a, T: Clone>(mut items: Vec<(Key<'a>, T)>, p: &ListParams) -> Vec<T> {
     items.sort_by(|(a, _), (b, _)| {
         let primary = match p.sort {
             SortKey::Created => a.created.cmp(&b.created),
@@ -854,6 +907,19 @@ fn page_of<'a, T>(mut items: Vec<(Key<'a>, T)>, p: &ListParams) -> Vec<T> {
             o
         }
     });
+    if p.repeat {
+        let first: Vec<T> = items
+            .into_iter()
+            .take(p.per_page as usize)
+            .map(|(_, t)| t)
+            .collect();
+        return first
+            .iter()
+            .cycle()
+            .take(p.per_page as usize)
+            .cloned()
+            .collect();
+    }
     let skip = (p.page - 1).saturating_mul(p.per_page);
     if skip >= items.len() as u64 {
         return Vec::new();
@@ -882,17 +948,19 @@ async fn run_op(ctx: Ctx<'_>, route: Route) -> Result<Reply, Reply> {
     let ok = |v: &dyn ErasedSer| v.reply();
     // Lists also say how many items there are in all (X-Total-Count, as many
     // REST APIs do), so a client can stop after the last full page.
+    let repeat = app.hostile().repeat_pages;
     let ok_list = |v: &dyn ErasedSer, total: usize| {
         let mut r = v.reply();
-        r.headers
-            .insert("x-total-count", HeaderValue::from(total as u64));
+        // Hostile: claim a thousand full pages, whatever there is.
+        let total = if repeat { 1000 * 1000 } else { total as u64 };
+        r.headers.insert("x-total-count", HeaderValue::from(total));
         r
     };
     match route {
         Route::User => Ok(ok(&app.db().user(dialect))),
         Route::Subscription => Ok(ok(&app.db().subscription())),
         Route::ListExtractors => {
-            let p = list_params(&ctx.pairs)?;
+            let p = list_params(&ctx.pairs, repeat)?;
             let db = app.db();
             let items: Vec<_> = db
                 .extractors
@@ -1063,7 +1131,7 @@ async fn run_op(ctx: Ctx<'_>, route: Route) -> Result<Reply, Reply> {
             Ok(Reply::empty(StatusCode::OK))
         }
         Route::ListCrawlruns => {
-            let p = list_params(&ctx.pairs)?;
+            let p = list_params(&ctx.pairs, repeat)?;
             let filter = match param(&ctx.pairs, "extractorId") {
                 Some(v) if !v.is_empty() => Some(parse_id(v, "extractor")?),
                 _ => None,
@@ -1101,7 +1169,7 @@ async fn run_op(ctx: Ctx<'_>, route: Route) -> Result<Reply, Reply> {
             Ok(serve_file(&ctx.headers, body, ct, &name))
         }
         Route::ListReports => {
-            let p = list_params(&ctx.pairs)?;
+            let p = list_params(&ctx.pairs, repeat)?;
             let db = app.db();
             let items: Vec<_> = db
                 .reports
@@ -1187,7 +1255,7 @@ async fn run_op(ctx: Ctx<'_>, route: Route) -> Result<Reply, Reply> {
         }
         Route::ReportRunsFor(id) => {
             let id = parse_id(&id, "report")?;
-            let p = list_params(&ctx.pairs)?;
+            let p = list_params(&ctx.pairs, repeat)?;
             let db = app.db();
             if db.reports.get(&id).filter(|r| !r.deleted).is_none() {
                 return Err(Reply::not_found("report"));
@@ -1207,7 +1275,7 @@ async fn run_op(ctx: Ctx<'_>, route: Route) -> Result<Reply, Reply> {
             Ok(ok_list(&page, total))
         }
         Route::ListReportRuns => {
-            let p = list_params(&ctx.pairs)?;
+            let p = list_params(&ctx.pairs, repeat)?;
             let db = app.db();
             let items: Vec<_> = db
                 .report_runs
@@ -1648,7 +1716,10 @@ async fn files_handler(
         }
     };
     let status = reply.status.as_u16();
-    let resp = finish(reply, head, gzip_ok, truncate);
+    let mut resp = finish(reply, head, gzip_ok, truncate);
+    if let (Some(claimed), Some(_)) = (app.hostile().lying_length, target) {
+        resp = hostile::lie_about_length(resp, claimed, head);
+    }
     log_request(
         &app,
         &parts.method,

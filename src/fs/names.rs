@@ -136,16 +136,7 @@ impl NameTable {
         newcomers.sort();
         newcomers.dedup_by(|a, b| a.0 == b.0);
         for (guid, base) in newcomers {
-            let name = if base_count[base.as_str()] == 1 && !self.by_name.contains_key(base) {
-                base.clone()
-            } else {
-                let short = suffixed(base, guid);
-                if self.by_name.contains_key(&short) {
-                    long_suffixed(base, guid)
-                } else {
-                    short
-                }
-            };
+            let name = self.free_name(base, guid, base_count[base.as_str()] == 1);
             self.by_name.insert(name.clone(), (*guid).to_owned());
             self.by_guid.insert(
                 (*guid).to_owned(),
@@ -164,11 +155,7 @@ impl NameTable {
             return held.name.clone();
         }
         let base = safe_name(api_name);
-        let name = if self.by_name.contains_key(&base) {
-            suffixed(&base, guid)
-        } else {
-            base.clone()
-        };
+        let name = self.free_name(&base, guid, true);
         self.by_name.insert(name.clone(), guid.to_owned());
         self.by_guid.insert(
             guid.to_owned(),
@@ -178,6 +165,37 @@ impl NameTable {
             },
         );
         name
+    }
+
+    /// The first name nobody holds among: `base` itself (when `plain_ok`),
+    /// `<base>~<first 8 of guid>`, `<base>~<guid>`, and then that last form
+    /// numbered `~2`, `~3`, ... A hostile account can hold any of the
+    /// earlier forms as plain names (an extractor named `Shop~1a2b3c4d`), so
+    /// no form is assumed free: two objects must never share a name.
+    fn free_name(&self, base: &str, guid: &str, plain_ok: bool) -> String {
+        if plain_ok && !self.by_name.contains_key(base) {
+            return base.to_owned();
+        }
+        let short = suffixed(base, guid);
+        if !self.by_name.contains_key(&short) {
+            return short;
+        }
+        let long = long_suffixed(base, guid);
+        if !self.by_name.contains_key(&long) {
+            return long;
+        }
+        let mut n: u64 = 2;
+        loop {
+            let tag = format!("~{n}");
+            let numbered = format!(
+                "{}{tag}",
+                truncate_at_char(&long, NAME_MAX.saturating_sub(tag.len()))
+            );
+            if !self.by_name.contains_key(&numbered) {
+                return numbered;
+            }
+            n += 1;
+        }
     }
 
     pub fn guid_of(&self, name: &str) -> Option<&str> {
@@ -241,6 +259,52 @@ mod tests {
         t.update([("cccccccc-3", "Daily News"), ("dddddddd-4", "News")]);
         assert_eq!(t.name_of("cccccccc-3"), Some("Daily News"));
         assert_eq!(t.name_of("dddddddd-4"), Some("News~dddddddd"));
+    }
+
+    #[test]
+    fn suffixes_never_reuse_a_held_name() {
+        // Guids that share their first 8 characters, and objects whose plain
+        // names are exactly the suffixed forms the others would take.
+        let a = "abcdef01-0000-4000-8000-000000000001";
+        let b = "abcdef01-0000-4000-8000-000000000002";
+        let long_a = format!("T~{a}");
+        let listing = [
+            (a, "T"),
+            (b, "T"),
+            ("00000000-0000-4000-8000-00000000000c", "T~abcdef01"),
+            ("00000000-0000-4000-8000-00000000000d", long_a.as_str()),
+        ];
+        let mut t = NameTable::default();
+        t.update(listing);
+        let names: HashSet<&str> = listing
+            .iter()
+            .map(|(g, _)| t.name_of(g).expect("named"))
+            .collect();
+        assert_eq!(names.len(), listing.len(), "{names:?}");
+        for (g, _) in listing {
+            assert_eq!(t.guid_of(t.name_of(g).unwrap()), Some(g));
+            assert!(t.name_of(g).unwrap().len() <= NAME_MAX);
+        }
+
+        // The same by lookups one at a time, and with 300-byte names.
+        let mut t = NameTable::default();
+        let long = "n".repeat(300);
+        let holders = [
+            ("c1", long.clone()),
+            ("c2", suffixed(&safe_name(&long), a)),
+            ("c3", long_suffixed(&safe_name(&long), a)),
+            (
+                "c4",
+                format!("{}~2", &long_suffixed(&safe_name(&long), a)[..253]),
+            ),
+        ];
+        let mut seen = HashSet::new();
+        for (g, n) in &holders {
+            assert!(seen.insert(t.add_one(g, n)));
+        }
+        let got = t.add_one(a, &long);
+        assert!(seen.insert(got.clone()), "{got} was already held");
+        assert!(got.len() <= NAME_MAX);
     }
 
     #[test]

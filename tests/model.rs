@@ -1,0 +1,622 @@
+//! A model test: random sequences of remote changes (through the emulator's
+//! hooks: add, rename and archive extractors, new runs, runs that finish or
+//! fail, inputs changed elsewhere) and local operations through a real mount
+//! (`ls`, `cat`, writing `inputs`, `touch start`, `touch .importfs/refresh`),
+//! checked against a plain model of the account.
+//!
+//! The model is the account as the API should show it: live extractors with
+//! their names, inputs and runs, and each run's state. Names are the one
+//! thing that depends on history (a name once given stays with its object),
+//! so the model keeps its own [`NameTable`] and feeds it exactly the
+//! listings the mount sees: after a remote change, before any local
+//! operation, the test touches `.importfs/refresh` and lists `extractors/`
+//! (a *sync*), so the mount never lists an account state the model did not
+//! also name. At the end of each case (and at `Wait` steps) nothing is
+//! refreshed: the test waits out the metadata TTL (`--metadata-ttl 1s`) and
+//! the kernel's entry TTL, then checks that the mount shows exactly the
+//! model: the extractor directory names, the guid behind each, its inputs,
+//! its runs under `crawlruns/` and every run's `state`.
+//!
+//! One emulator and one mount serve every case (and every shrink step): each
+//! case begins by archiving whatever extractors the account has, which also
+//! releases their names. Runs never finish on their own (`run_seconds` is
+//! huge), so states change only through the model's own steps.
+//!
+//! `IMPORTFS_MODEL_SEED=<n>` replays a run; `IMPORTFS_MODEL_CASES=<n>` runs
+//! more cases.
+
+mod common;
+
+use common::*;
+use importfs::emulator::Config;
+use importfs::fs::names::NameTable;
+use proptest::prelude::*;
+use proptest::sample::Index;
+use proptest::test_runner::{Config as PtConfig, RngSeed, TestError, TestRunner};
+use reqwest::Method;
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+/// Longer than the metadata TTL (1 s) and the kernel's entry TTL (1 s).
+const PAST_TTL: Duration = Duration::from_millis(1400);
+
+/// Names that collide, need making safe, or both.
+fn name_pool() -> Vec<String> {
+    vec![
+        "Shop".into(),
+        "News".into(),
+        "a/b".into(),
+        "a\u{2215}b".into(),
+        "".into(),
+        "..".into(),
+        "nul\u{0}x".into(),
+        "nulx".into(),
+        "x".repeat(300),
+        format!("{}y", "x".repeat(299)),
+    ]
+}
+
+/// The inputs numbered `n`: 0 to 3 URLs.
+fn inputs_of(n: u8) -> Vec<String> {
+    (0..n % 4)
+        .map(|i| format!("https://site{n}.example.com/page/{i}"))
+        .collect()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum St {
+    Pending,
+    Started,
+    Finished,
+    Failed,
+}
+
+impl St {
+    fn as_str(self) -> &'static str {
+        match self {
+            St::Pending => "PENDING",
+            St::Started => "STARTED",
+            St::Finished => "FINISHED",
+            St::Failed => "FAILED",
+        }
+    }
+    fn is_final(self) -> bool {
+        matches!(self, St::Finished | St::Failed)
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    // Remote changes, through the emulator.
+    Add {
+        name: usize,
+        inputs: u8,
+    },
+    Rename {
+        ext: Index,
+        name: usize,
+    },
+    Archive {
+        ext: Index,
+    },
+    NewRun {
+        ext: Index,
+        state: St,
+    },
+    FinishRun {
+        run: Index,
+    },
+    FailRun {
+        run: Index,
+    },
+    RemoteInputs {
+        ext: Index,
+        inputs: u8,
+    },
+    // Local operations, through the mount.
+    LsRuns {
+        ext: Index,
+    },
+    Cat {
+        ext: Index,
+    },
+    CatState {
+        run: Index,
+    },
+    WriteInputs {
+        ext: Index,
+        inputs: u8,
+    },
+    TouchStart {
+        ext: Index,
+    },
+    Refresh,
+    /// Wait out the TTLs and check everything, as at the end of a case.
+    Wait,
+}
+
+fn op_strategy(names: usize) -> impl Strategy<Value = Op> {
+    let state = prop_oneof![
+        Just(St::Pending),
+        Just(St::Started),
+        Just(St::Finished),
+        Just(St::Failed)
+    ];
+    prop_oneof![
+        3 => add_strategy(names),
+        2 => (any::<Index>(), 0..names).prop_map(|(ext, name)| Op::Rename { ext, name }),
+        1 => any::<Index>().prop_map(|ext| Op::Archive { ext }),
+        3 => (any::<Index>(), state).prop_map(|(ext, state)| Op::NewRun { ext, state }),
+        2 => any::<Index>().prop_map(|run| Op::FinishRun { run }),
+        2 => any::<Index>().prop_map(|run| Op::FailRun { run }),
+        1 => (any::<Index>(), any::<u8>()).prop_map(|(ext, inputs)| Op::RemoteInputs { ext, inputs }),
+        1 => any::<Index>().prop_map(|ext| Op::LsRuns { ext }),
+        2 => any::<Index>().prop_map(|ext| Op::Cat { ext }),
+        1 => any::<Index>().prop_map(|run| Op::CatState { run }),
+        2 => (any::<Index>(), any::<u8>()).prop_map(|(ext, inputs)| Op::WriteInputs { ext, inputs }),
+        2 => any::<Index>().prop_map(|ext| Op::TouchStart { ext }),
+        1 => Just(Op::Refresh),
+        1 => Just(Op::Wait),
+    ]
+}
+
+fn add_strategy(names: usize) -> impl Strategy<Value = Op> {
+    (0..names, any::<u8>()).prop_map(|(name, inputs)| Op::Add { name, inputs })
+}
+
+/// 5 to 15 steps, the first one to three of them adding extractors, so that
+/// the rest have something to act on.
+fn steps_strategy(names: usize) -> impl Strategy<Value = Vec<Op>> {
+    (
+        proptest::collection::vec(add_strategy(names), 1..=3),
+        proptest::collection::vec(op_strategy(names), 4..=12),
+    )
+        .prop_map(|(mut adds, ops)| {
+            adds.extend(ops);
+            adds
+        })
+}
+
+#[derive(Debug, Clone)]
+struct ExtM {
+    name: String,
+    inputs: Vec<String>,
+    runs: BTreeMap<String, St>,
+}
+
+/// The account as the mount should show it.
+#[derive(Default)]
+struct Model {
+    exts: BTreeMap<String, ExtM>,
+    names: NameTable,
+    /// A remote change the mount has not been made to see yet.
+    dirty: bool,
+}
+
+impl Model {
+    fn pick_ext(&self, i: &Index) -> Option<String> {
+        if self.exts.is_empty() {
+            return None;
+        }
+        self.exts.keys().nth(i.index(self.exts.len())).cloned()
+    }
+
+    /// Runs of live extractors, optionally only those not final yet.
+    fn runs(&self, open_only: bool) -> Vec<(String, String)> {
+        self.exts
+            .iter()
+            .flat_map(|(g, e)| {
+                e.runs
+                    .iter()
+                    .filter(move |(_, s)| !open_only || !s.is_final())
+                    .map(move |(r, _)| (g.clone(), r.clone()))
+            })
+            .collect()
+    }
+
+    fn pick_run(&self, i: &Index, open_only: bool) -> Option<(String, String)> {
+        let runs = self.runs(open_only);
+        (!runs.is_empty()).then(|| runs[i.index(runs.len())].clone())
+    }
+
+    /// Name the live extractors as the mount does on a listing.
+    fn listed(&mut self) -> BTreeMap<String, String> {
+        self.names
+            .update(self.exts.iter().map(|(g, e)| (g.as_str(), e.name.as_str())));
+        self.exts
+            .keys()
+            .map(|g| (self.names.name_of(g).expect("named").to_owned(), g.clone()))
+            .collect()
+    }
+}
+
+struct World<'a> {
+    emu: &'a Emu,
+    m: &'a Mounted,
+    pool: Vec<String>,
+    /// How many steps of each kind had something to act on.
+    applied: std::cell::RefCell<BTreeMap<&'static str, usize>>,
+}
+
+impl World<'_> {
+    fn hook(&self, method: Method, path: &str, body: Option<Value>) -> Value {
+        self.emu.hook(method, path, body)
+    }
+
+    fn read_names(&self) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(self.m.path("extractors"))
+            .expect("read_dir extractors")
+            .map(|e| e.expect("entry").file_name().into_string().expect("UTF-8"))
+            .collect();
+        v.sort();
+        v
+    }
+
+    fn read(&self, rel: &str) -> String {
+        std::fs::read_to_string(self.m.path(rel)).unwrap_or_else(|e| {
+            panic!(
+                "read {rel:?}: {e}\nlog tail:\n{}",
+                tail(&self.m.log_text(), 30)
+            )
+        })
+    }
+
+    fn touch(&self, rel: &str) -> std::process::Output {
+        std::process::Command::new("touch")
+            .arg(self.m.path(rel))
+            .output()
+            .expect("touch")
+    }
+
+    /// Make the mount see the account as it is now, and name it as it does.
+    fn sync(&self, model: &mut Model) {
+        let out = self.touch(".importfs/refresh");
+        assert!(out.status.success(), "touch refresh: {out:?}");
+        let names = self.read_names();
+        let want: Vec<String> = model.listed().into_keys().collect();
+        assert_eq!(names, want, "extractors/ right after a refresh");
+        model.dirty = false;
+    }
+
+    /// One extractor's directory against the model.
+    fn check_extractor(&self, dir: &str, guid: &str, e: &ExtM) {
+        let v: Value = serde_json::from_str(&self.read(&format!("{dir}/extractor.json")))
+            .expect("extractor.json is JSON");
+        assert_eq!(v["guid"], guid, "{dir}/extractor.json");
+        assert_eq!(v["name"], e.name.as_str(), "{dir}/extractor.json");
+        let mut inputs = String::new();
+        for u in &e.inputs {
+            inputs.push_str(u);
+            inputs.push('\n');
+        }
+        assert_eq!(self.read(&format!("{dir}/inputs")), inputs, "{dir}/inputs");
+        let runs: BTreeSet<String> = std::fs::read_dir(self.m.path(&format!("{dir}/crawlruns")))
+            .unwrap_or_else(|err| panic!("ls {dir}/crawlruns: {err}"))
+            .map(|d| d.unwrap().file_name().into_string().unwrap())
+            .collect();
+        let want: BTreeSet<String> = e.runs.keys().cloned().collect();
+        assert_eq!(runs, want, "{dir}/crawlruns");
+        for (r, st) in &e.runs {
+            let got = self.read(&format!("{dir}/crawlruns/{r}/state"));
+            assert_eq!(
+                got,
+                format!("{}\n", st.as_str()),
+                "{dir}/crawlruns/{r}/state"
+            );
+        }
+        let latest = std::fs::read_link(self.m.path(&format!("{dir}/latest")));
+        match latest {
+            Ok(t) => {
+                let t = t.to_string_lossy().into_owned();
+                let id = t.rsplit('/').next().unwrap_or("");
+                assert!(e.runs.contains_key(id), "{dir}/latest → {t}");
+            }
+            Err(err) => assert!(e.runs.is_empty(), "{dir}/latest: {err}"),
+        }
+    }
+
+    /// Past the TTLs, with no refresh: the mount shows exactly the model.
+    fn check_all(&self, model: &mut Model) {
+        std::thread::sleep(PAST_TTL);
+        let names = self.read_names();
+        let want = model.listed();
+        assert_eq!(
+            names,
+            want.keys().cloned().collect::<Vec<_>>(),
+            "extractors/ after the TTL"
+        );
+        for (name, g) in &want {
+            self.check_extractor(&format!("extractors/{name}"), g, &model.exts[g]);
+        }
+        model.dirty = false;
+    }
+
+    /// Archive every live extractor: an empty account, all names released.
+    fn reset(&self) -> Model {
+        let live = self.emu.get_json("/extractors/?_perpage=1000");
+        for e in live.as_array().expect("a list") {
+            let g = e["guid"].as_str().expect("guid");
+            self.hook(
+                Method::POST,
+                &format!("/_emulator/extractors/{g}/archive"),
+                None,
+            );
+        }
+        let mut model = Model::default();
+        self.sync(&mut model);
+        model
+    }
+
+    fn apply(&self, model: &mut Model, op: &Op) {
+        if self.apply_one(model, op) {
+            let kind = match op {
+                Op::Add { .. } => "add",
+                Op::Rename { .. } => "rename",
+                Op::Archive { .. } => "archive",
+                Op::NewRun { .. } => "new run",
+                Op::FinishRun { .. } => "finish run",
+                Op::FailRun { .. } => "fail run",
+                Op::RemoteInputs { .. } => "remote inputs",
+                Op::LsRuns { .. } => "ls runs",
+                Op::Cat { .. } => "cat",
+                Op::CatState { .. } => "cat state",
+                Op::WriteInputs { .. } => "write inputs",
+                Op::TouchStart { .. } => "touch start",
+                Op::Refresh => "refresh",
+                Op::Wait => "wait",
+            };
+            *self.applied.borrow_mut().entry(kind).or_default() += 1;
+        }
+    }
+
+    /// Apply one step; false when it had nothing to act on.
+    fn apply_one(&self, model: &mut Model, op: &Op) -> bool {
+        match op {
+            Op::Add { name, inputs } => {
+                let name = &self.pool[*name];
+                let inputs = inputs_of(*inputs);
+                let e = self.hook(
+                    Method::POST,
+                    "/_emulator/extractors",
+                    Some(json!({"name": name, "inputs": inputs})),
+                );
+                let g = e["guid"].as_str().expect("guid").to_owned();
+                model.exts.insert(
+                    g,
+                    ExtM {
+                        name: name.clone(),
+                        inputs,
+                        runs: BTreeMap::new(),
+                    },
+                );
+                model.dirty = true;
+            }
+            Op::Rename { ext, name } => {
+                let Some(g) = model.pick_ext(ext) else {
+                    return false;
+                };
+                let name = &self.pool[*name];
+                self.hook(
+                    Method::POST,
+                    &format!("/_emulator/extractors/{g}/rename"),
+                    Some(json!({ "name": name })),
+                );
+                model.exts.get_mut(&g).unwrap().name = name.clone();
+                model.dirty = true;
+            }
+            Op::Archive { ext } => {
+                let Some(g) = model.pick_ext(ext) else {
+                    return false;
+                };
+                self.hook(
+                    Method::POST,
+                    &format!("/_emulator/extractors/{g}/archive"),
+                    None,
+                );
+                model.exts.remove(&g);
+                model.dirty = true;
+            }
+            Op::NewRun { ext, state } => {
+                let Some(g) = model.pick_ext(ext) else {
+                    return false;
+                };
+                let r = self.hook(
+                    Method::POST,
+                    "/_emulator/crawlruns",
+                    Some(json!({"extractorId": g, "state": state.as_str()})),
+                );
+                assert_eq!(r["state"], state.as_str());
+                let id = r["guid"].as_str().expect("guid").to_owned();
+                model.exts.get_mut(&g).unwrap().runs.insert(id, *state);
+                model.dirty = true;
+            }
+            Op::FinishRun { run } | Op::FailRun { run } => {
+                let Some((g, r)) = model.pick_run(run, true) else {
+                    return false;
+                };
+                let (action, st) = match op {
+                    Op::FinishRun { .. } => ("finish", St::Finished),
+                    _ => ("fail", St::Failed),
+                };
+                self.hook(
+                    Method::POST,
+                    &format!("/_emulator/crawlruns/{r}/{action}"),
+                    None,
+                );
+                model.exts.get_mut(&g).unwrap().runs.insert(r, st);
+                model.dirty = true;
+            }
+            Op::RemoteInputs { ext, inputs } => {
+                let Some(g) = model.pick_ext(ext) else {
+                    return false;
+                };
+                let inputs = inputs_of(*inputs);
+                let url = format!("{}/extractors/{g}/inputs?_apikey={KEY}", self.emu.url);
+                let body = json!({"_url": inputs.join("\n")});
+                let status = self.emu.rt.block_on(async {
+                    self.emu
+                        .http
+                        .put(&url)
+                        .json(&body)
+                        .send()
+                        .await
+                        .expect("PUT inputs")
+                        .status()
+                });
+                assert!(status.is_success(), "PUT inputs: {status}");
+                model.exts.get_mut(&g).unwrap().inputs = inputs;
+                model.dirty = true;
+            }
+            Op::LsRuns { ext } => {
+                let Some(g) = self.local(model, ext) else {
+                    return false;
+                };
+                let runs: BTreeSet<String> =
+                    std::fs::read_dir(self.m.path(&format!("extractors/{g}/crawlruns")))
+                        .expect("ls crawlruns")
+                        .map(|d| d.unwrap().file_name().into_string().unwrap())
+                        .collect();
+                let want: BTreeSet<String> = model.exts[&g].runs.keys().cloned().collect();
+                assert_eq!(runs, want, "ls extractors/{g}/crawlruns");
+            }
+            Op::Cat { ext } => {
+                let Some(g) = self.local(model, ext) else {
+                    return false;
+                };
+                // By guid, which the kernel never confuses with another
+                // object; by name is checked after the TTL.
+                self.check_extractor(&format!("extractors/{g}"), &g, &model.exts[&g]);
+            }
+            Op::CatState { run } => {
+                if model.dirty {
+                    self.sync(model);
+                }
+                let Some((g, r)) = model.pick_run(run, false) else {
+                    return false;
+                };
+                let st = model.exts[&g].runs[&r];
+                assert_eq!(
+                    self.read(&format!("crawlruns/{r}/state")),
+                    format!("{}\n", st.as_str()),
+                    "crawlruns/{r}/state"
+                );
+            }
+            Op::WriteInputs { ext, inputs } => {
+                let Some(g) = self.local(model, ext) else {
+                    return false;
+                };
+                let inputs = inputs_of(*inputs);
+                let before = self.emu.count("PUT", &format!("/extractors/{g}/inputs"));
+                // printf with no URL writes one blank line: no URLs.
+                let quoted: Vec<String> = inputs.iter().map(|u| format!("'{u}'")).collect();
+                self.m.sh_ok(&format!(
+                    "printf '%s\\n' {} > extractors/{g}/inputs",
+                    quoted.join(" ")
+                ));
+                let after = self.emu.count("PUT", &format!("/extractors/{g}/inputs"));
+                assert_eq!(after - before, 1, "one write, one PUT");
+                model.exts.get_mut(&g).unwrap().inputs = inputs;
+            }
+            Op::TouchStart { ext } => {
+                let Some(g) = self.local(model, ext) else {
+                    return false;
+                };
+                let busy = model.exts[&g].runs.values().any(|s| !s.is_final());
+                let posts = || self.emu.count("POST", &format!("/extractors/{g}/start"));
+                let before = posts();
+                let out = self.touch(&format!("extractors/{g}/start"));
+                assert_eq!(posts() - before, 1, "one touch, one POST");
+                if busy {
+                    assert!(!out.status.success(), "a start while a run is open");
+                    let err = String::from_utf8_lossy(&out.stderr);
+                    assert!(err.contains("busy"), "EBUSY: {err}");
+                    return true;
+                }
+                assert!(out.status.success(), "touch start: {out:?}");
+                let runs = self
+                    .emu
+                    .get_json(&format!("/crawlruns/?extractorId={g}&_perpage=1000"));
+                let new: Vec<&Value> = runs
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter(|r| {
+                        !model.exts[&g]
+                            .runs
+                            .contains_key(r["guid"].as_str().unwrap_or(""))
+                    })
+                    .collect();
+                assert_eq!(new.len(), 1, "one new run: {new:?}");
+                assert_eq!(new[0]["state"], "PENDING");
+                let id = new[0]["guid"].as_str().unwrap().to_owned();
+                model.exts.get_mut(&g).unwrap().runs.insert(id, St::Pending);
+                model.dirty = true;
+            }
+            Op::Refresh => self.sync(model),
+            Op::Wait => self.check_all(model),
+        }
+        true
+    }
+
+    /// An extractor for a local operation, after a sync if the account
+    /// changed since the mount last looked.
+    fn local(&self, model: &mut Model, ext: &Index) -> Option<String> {
+        if model.dirty {
+            self.sync(model);
+        }
+        model.pick_ext(ext)
+    }
+}
+
+fn env_u64(name: &str) -> Option<u64> {
+    std::env::var(name).ok().and_then(|v| v.parse().ok())
+}
+
+#[test]
+fn the_mount_shows_exactly_the_model() {
+    if !fuse_or_skip() {
+        return;
+    }
+    let emu = Emu::start(Config {
+        run_seconds: 1e7,
+        ..Config::default()
+    });
+    let m = Mounted::new(&emu.url, &["--metadata-ttl", "1s"]);
+    let world = World {
+        emu: &emu,
+        m: &m,
+        pool: name_pool(),
+        applied: Default::default(),
+    };
+    let cases = env_u64("IMPORTFS_MODEL_CASES").unwrap_or(10) as u32;
+    let seed = env_u64("IMPORTFS_MODEL_SEED").unwrap_or_else(|| fastrand::u64(..));
+    eprintln!("model test: seed {seed} (IMPORTFS_MODEL_SEED={seed} replays it), {cases} cases");
+    let mut runner = TestRunner::new(PtConfig {
+        cases,
+        max_shrink_iters: 48,
+        failure_persistence: None,
+        rng_seed: RngSeed::Fixed(seed),
+        ..PtConfig::default()
+    });
+    let ops = steps_strategy(world.pool.len());
+    let result = runner.run(&ops, |ops| {
+        let mut model = world.reset();
+        for op in &ops {
+            world.apply(&mut model, op);
+        }
+        world.check_all(&mut model);
+        Ok(())
+    });
+    match result {
+        Ok(()) => {}
+        Err(TestError::Fail(why, ops)) => panic!(
+            "seed {seed}: the mount differs from the model: {why}\nminimal steps: {ops:#?}\nlog tail:\n{}",
+            tail(&m.log_text(), 40)
+        ),
+        Err(e) => panic!("seed {seed}: {e}"),
+    }
+    eprintln!("steps applied: {:?}", world.applied.borrow());
+    let log = m.log_text();
+    assert!(!log.contains("panicked"), "{}", tail(&log, 60));
+}
