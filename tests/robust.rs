@@ -578,20 +578,26 @@ fn readers_writers_and_starters_at_once() {
     assert!(exts.len() >= WRITERS + STARTERS);
     let m = Mounted::new(&emu.url, &[]);
 
-    // Reader i reads the 6 files of run i, twice.
-    let mut paths: Vec<&String> = truth.keys().collect();
-    paths.sort();
+    // Reader i reads the 6 files of run i, again and again (twice at least)
+    // until the writers and starters are done.
+    let busy = AtomicUsize::new(WRITERS + STARTERS);
+    let reads = AtomicUsize::new(0);
     let failures: Mutex<Vec<String>> = Mutex::new(Vec::new());
     let fail = |s: String| failures.lock().unwrap().push(s);
     let started = Instant::now();
     std::thread::scope(|s| {
         for run in runs.iter().take(READERS) {
-            let truth = &truth;
-            let m = &m;
-            let fail = &fail;
+            let (truth, m, fail, busy, reads) = (&truth, &m, &fail, &busy, &reads);
             s.spawn(move || {
-                for _ in 0..2 {
+                for pass in 0..3000 {
+                    if pass >= 2 {
+                        if busy.load(Ordering::Relaxed) == 0 {
+                            break;
+                        }
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
                     for (name, _) in RUN_FILES {
+                        reads.fetch_add(1, Ordering::Relaxed);
                         let rel = format!("crawlruns/{run}/{name}");
                         match std::fs::read(m.path(&rel)) {
                             Ok(b) if b == **truth[&rel] => {}
@@ -603,8 +609,9 @@ fn readers_writers_and_starters_at_once() {
             });
         }
         for (w, (name, guid)) in exts.iter().take(WRITERS).enumerate() {
-            let (m, emu, fail) = (&m, &emu, &fail);
+            let (m, emu, fail, busy) = (&m, &emu, &fail, &busy);
             s.spawn(move || {
+                let _done = Done(busy);
                 let path = m.path(&format!("extractors/{name}/inputs"));
                 let puts = || emu.count("PUT", &format!("/extractors/{guid}/inputs"));
                 for i in 0..REWRITES {
@@ -639,8 +646,9 @@ fn readers_writers_and_starters_at_once() {
             });
         }
         for (name, guid) in exts.iter().skip(WRITERS).take(STARTERS) {
-            let (m, emu, fail) = (&m, &emu, &fail);
+            let (m, emu, fail, busy) = (&m, &emu, &fail, &busy);
             s.spawn(move || {
+                let _done = Done(busy);
                 let start = m.path(&format!("extractors/{name}/start"));
                 let posts = || emu.count("POST", &format!("/extractors/{guid}/start"));
                 for i in 0..STARTS {
@@ -694,9 +702,9 @@ fn readers_writers_and_starters_at_once() {
     });
     let failures = failures.into_inner().unwrap();
     eprintln!(
-        "concurrency: {READERS} readers x {} files x 2, {WRITERS} writers x {REWRITES}, \
-         {STARTERS} starters x {STARTS} in {:.1?}",
-        RUN_FILES.len(),
+        "concurrency: {READERS} readers, {} reads; {WRITERS} writers x {REWRITES}, \
+         {STARTERS} starters x {STARTS}; in {:.1?}",
+        reads.load(Ordering::Relaxed),
         started.elapsed()
     );
     assert!(
@@ -705,6 +713,15 @@ fn readers_writers_and_starters_at_once() {
         failures.join("\n"),
         tail(&m.log_text(), 30)
     );
+}
+
+/// Counts a worker out when it ends, however it ends.
+struct Done<'a>(&'a AtomicUsize);
+
+impl Drop for Done<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 // ---- 5. secrets -------------------------------------------------------------
