@@ -521,6 +521,16 @@ fn a_lying_content_length_is_eio_never_short_data() {
     assert!(m.log_text().contains("download failed"));
     assert_eq!(std::fs::read(m.path(&good)).unwrap(), good_bytes);
     assert_alive(&m);
+
+    // Once the server tells the truth, the file reads whole, without a
+    // remount (the failed download left nothing behind), and stat agrees.
+    emu.hook(Method::DELETE, "/_emulator/hostile", None);
+    assert_eq!(std::fs::read(m.path(&f)).unwrap(), real);
+    assert_eq!(
+        std::fs::metadata(m.path(&f)).unwrap().len(),
+        real.len() as u64
+    );
+    assert_alive(&m);
 }
 
 #[test]
