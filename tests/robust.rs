@@ -382,7 +382,6 @@ fn a_hung_api_gives_eio_or_a_cached_answer_within_the_deadline() {
 /// concurrent readers of uncached files wait two deadlines (8 s here, 60 s
 /// with the defaults) before their EIO.
 #[test]
-#[ignore = "queued downloads wait past the deadline (download.rs starts the stall clock at the slot)"]
 fn a_hung_api_fails_queued_downloads_within_the_deadline() {
     hung_api(8);
 }

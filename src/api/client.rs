@@ -190,6 +190,11 @@ pub(crate) struct Inner {
     pub(crate) slots: Semaphore,
     pub(crate) download_slots: Semaphore,
     pub(crate) counters: Counters,
+    /// When any download last received a byte (ms since `epoch`): a download
+    /// queued for a slot gives up once no download anywhere made progress
+    /// for a whole deadline, so a hung API fails queued reads in time too.
+    pub(crate) last_byte_ms: std::sync::atomic::AtomicU64,
+    pub(crate) epoch: Instant,
 }
 
 impl fmt::Debug for Client {
@@ -278,6 +283,8 @@ impl Client {
                 slots: Semaphore::new(cfg.max_concurrent),
                 download_slots: Semaphore::new(downloads),
                 counters: Counters::default(),
+                last_byte_ms: std::sync::atomic::AtomicU64::new(0),
+                epoch: Instant::now(),
                 base,
                 cfg,
             }),

@@ -33,7 +33,7 @@ use super::error::Error;
 use super::ops::Operation;
 use super::retry::{self, Backoff};
 use bytes::Bytes;
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use reqwest::header::{self, HeaderMap, HeaderValue};
 use reqwest::{Method, StatusCode, Url};
 use std::io::Write;
@@ -84,6 +84,7 @@ impl Progress<'_> {
         self.have += data.len() as u64;
         client.inner.counters.bytes(data.len() as u64);
         self.stall_deadline = Instant::now() + client.inner.cfg.call_deadline;
+        client.note_progress();
         (self.report)(self.have);
         Ok(())
     }
@@ -215,18 +216,14 @@ impl Client {
         let url = self.url(&segments, &[]);
         let inner = &self.inner;
         let _in_flight = inner.counters.download_started();
-        let _download_slot = inner
-            .download_slots
-            .acquire()
-            .await
-            .map_err(|_| closed(op))?;
+        let (_download_slot, stall_deadline) = self.download_slot(op).await?;
         let mut state = Progress {
             out,
             report: progress,
             have: 0,
             expected: None,
             ranges: true,
-            stall_deadline: Instant::now() + inner.cfg.call_deadline,
+            stall_deadline,
         };
         let mut backoff = Backoff::new(inner.cfg.backoff_base, inner.cfg.backoff_max);
         let mut failures = 0u32;
@@ -384,16 +381,24 @@ impl Client {
         let mut received = 0u64;
         // Chunks from the socket are small (often 16 KiB); writing and
         // announcing each one cost a syscall and a reader wake-up per chunk.
-        // They are gathered into writes of WRITE_BATCH bytes instead, and
-        // whatever was gathered is written before any error is returned, so
-        // a resume starts from every byte that arrived.
+        // While chunks keep arriving they are gathered into writes of up to
+        // WRITE_BATCH bytes; the batch is written as soon as the next chunk
+        // is not already there, so a slow or stalled server never holds bytes
+        // back from readers, and a resume starts from every byte that came.
         let mut batch: Vec<u8> = Vec::with_capacity(WRITE_BATCH);
         let mut batch_at = offset;
         loop {
-            let (until, after) = st.wait_until(self);
-            let next = match timeout_at(until, stream.next()).await {
-                Err(_) => return Err(Error::Timeout { op, after }),
-                Ok(next) => next,
+            let next = match stream.next().now_or_never() {
+                Some(next) => next,
+                None => {
+                    st.put(self, op, batch_at, &batch)?;
+                    batch.clear();
+                    let (until, after) = st.wait_until(self);
+                    match timeout_at(until, stream.next()).await {
+                        Err(_) => return Err(Error::Timeout { op, after }),
+                        Ok(next) => next,
+                    }
+                }
             };
             let chunk: Bytes = match next {
                 None => break,
@@ -451,6 +456,60 @@ impl Client {
                 expected,
             }),
             _ => Ok(st.have),
+        }
+    }
+}
+
+impl Client {
+    /// Record that a download received bytes just now.
+    fn note_progress(&self) {
+        let ms = self.inner.epoch.elapsed().as_millis() as u64;
+        self.inner
+            .last_byte_ms
+            .fetch_max(ms, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Wait for a download slot. Queueing behind healthy downloads has no
+    /// deadline, but when no download anywhere has received a byte for a
+    /// whole `call_deadline` (since this one was asked for, at the earliest),
+    /// the API is hung and the wait ends with a timeout. The slot comes with
+    /// the download's first stall deadline, counted from that same moment:
+    /// a slot freed by a download that just timed out must not start a
+    /// fresh deadline for the next one in the queue.
+    async fn download_slot(
+        &self,
+        op: Operation,
+    ) -> Result<(tokio::sync::SemaphorePermit<'_>, Instant), Error> {
+        let inner = &self.inner;
+        let asked = inner.epoch.elapsed().as_millis() as u64;
+        let deadline = inner.cfg.call_deadline;
+        loop {
+            let last = inner
+                .last_byte_ms
+                .load(std::sync::atomic::Ordering::Relaxed)
+                .max(asked);
+            let until = inner.epoch + Duration::from_millis(last) + deadline;
+            match timeout_at(until, inner.download_slots.acquire()).await {
+                Ok(permit) => {
+                    let last = inner
+                        .last_byte_ms
+                        .load(std::sync::atomic::Ordering::Relaxed)
+                        .max(asked);
+                    let stall = inner.epoch + Duration::from_millis(last) + deadline;
+                    return Ok((permit.map_err(|_| closed(op))?, stall));
+                }
+                Err(_) => {
+                    let now_last = inner
+                        .last_byte_ms
+                        .load(std::sync::atomic::Ordering::Relaxed);
+                    if now_last <= last {
+                        return Err(Error::Timeout {
+                            op,
+                            after: deadline,
+                        });
+                    }
+                }
+            }
         }
     }
 }
