@@ -370,17 +370,15 @@ fn a_dead_api_leaves_the_cache_readable_and_a_revived_one_is_used() {
 /// on the same call. Once the API answers again, so does the mount.
 ///
 /// Only 4 of the shells read a result file: that is how many downloads run
-/// at once (`max_concurrent_downloads`); see the ignored test below for more.
+/// at once (`max_concurrent_downloads`); the test below queues more.
 #[test]
 fn a_hung_api_gives_eio_or_a_cached_answer_within_the_deadline() {
     hung_api(4);
 }
 
-/// Known bug, for the download code (src/api/download.rs, src/fs/data.rs):
-/// a download queued for one of the 4 download slots does not start its
-/// stall deadline until it holds one, so with the API hung, the 5th to 8th
-/// concurrent readers of uncached files wait two deadlines (8 s here, 60 s
-/// with the defaults) before their EIO.
+/// Twice as many readers as download slots: the 5th to 8th wait in the
+/// queue, and must still get their EIO within one deadline (they used to
+/// wait out the downloads ahead of them and then their own deadline).
 #[test]
 fn a_hung_api_fails_queued_downloads_within_the_deadline() {
     hung_api(8);
