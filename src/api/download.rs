@@ -307,6 +307,19 @@ impl Client {
                 {
                     return Ok(st.have);
                 }
+                // Bytes past the end when we hold fewer than promised: the
+                // promise (Content-Length) was wrong; say so plainly.
+                if e.status() == Some(416) && resume_from.is_some() {
+                    if let Some(expected) = st.expected.filter(|&x| x > st.have) {
+                        return Err(Error::Protocol {
+                            op,
+                            detail: format!(
+                                "the server promised {expected} bytes but has only {}",
+                                st.have
+                            ),
+                        });
+                    }
+                }
                 return Err(e);
             }
             Ok(Ok(resp)) => resp,

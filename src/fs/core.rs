@@ -115,7 +115,8 @@ pub struct Opened {
 #[derive(Clone)]
 pub(super) enum Handle {
     Bytes(Arc<[u8]>),
-    Data(Arc<CachedFile>),
+    /// A result file and the size it was opened with.
+    Data(Arc<CachedFile>, u64),
     Dir(Arc<Vec<DirEntry>>),
     /// A file opened for writing whose content is sent on close.
     Writer(Arc<crate::fs::write::Writer>),
@@ -693,6 +694,20 @@ impl Fs {
         }
     }
 
+    /// Size and expiry of a result file. Until the file is in the cache its
+    /// size is only what a HEAD said, so the kernel keeps it for a short TTL
+    /// only: a server whose download disagrees with its HEAD shows the true
+    /// size at the next stat instead of an hour later.
+    async fn data_attr(&self, f: &FileRef, run_expiry: Expiry) -> Result<(u64, Expiry), FsError> {
+        let immutable = run_expiry == Expiry::Never;
+        let size = self.file_size(f, immutable).await?;
+        if self.data.complete_size(f).is_some() {
+            return Ok((size, run_expiry));
+        }
+        let short = Expiry::after(self.cfg.kernel_ttl);
+        Ok((size, if immutable { short } else { run_expiry }))
+    }
+
     /// The newest of a list of runs (by start, else creation time).
     fn newest_run(&self, ids: &[Arc<str>]) -> Option<Arc<str>> {
         ids.iter()
@@ -1005,7 +1020,7 @@ impl Fs {
                 let (r, e) = self.crawlrun(id).await?;
                 mtime = r.mtime().unwrap_or(mtime);
                 match Self::file_ref(node) {
-                    Some(f) => (self.file_size(&f, e == Expiry::Never).await?, e),
+                    Some(f) => self.data_attr(&f, e).await?,
                     None => (0, e),
                 }
             }
@@ -1018,7 +1033,7 @@ impl Fs {
                 let (r, e) = self.reportrun(id).await?;
                 mtime = r.meta.modified().unwrap_or(mtime);
                 match Self::file_ref(node) {
-                    Some(f) => (self.file_size(&f, e == Expiry::Never).await?, e),
+                    Some(f) => self.data_attr(&f, e).await?,
                     None => (0, e),
                 }
             }
@@ -1330,14 +1345,14 @@ impl Fs {
     /// open: the kernel then reads it itself and read() is never called.
     pub fn backing_file(&self, fh: u64) -> Option<Arc<CachedFile>> {
         match lock(&self.handles).get(&fh) {
-            Some(Handle::Data(cf)) if cf.complete_size().is_some() => Some(cf.clone()),
+            Some(Handle::Data(cf, _)) if cf.complete_size().is_some() => Some(cf.clone()),
             _ => None,
         }
     }
 
     /// Is this handle an open result file?
     pub fn is_data_handle(&self, fh: u64) -> bool {
-        matches!(lock(&self.handles).get(&fh), Some(Handle::Data(_)))
+        matches!(lock(&self.handles).get(&fh), Some(Handle::Data(..)))
     }
 
     pub fn releasedir(&self, fh: u64) {
@@ -1369,9 +1384,14 @@ impl Fs {
             _ => {}
         }
         if let Some(f) = Self::file_ref(&node) {
-            let immutable = self.attr_of(&node).await?.1 == Expiry::Never;
+            let size = self.attr_of(&node).await?.0.size;
+            let immutable = match &node {
+                Node::CrawlrunData(id, _) => self.crawlrun(id).await?.1 == Expiry::Never,
+                Node::ReportRunData(id, _) => self.reportrun(id).await?.1 == Expiry::Never,
+                _ => false,
+            };
             let cf = self.data.get(&f)?;
-            let fh = self.new_handle(Handle::Data(cf));
+            let fh = self.new_handle(Handle::Data(cf, size));
             return Ok(Opened {
                 fh,
                 keep_cache: immutable,
@@ -1391,7 +1411,7 @@ impl Fs {
     pub async fn read(&self, fh: u64, offset: u64, size: u32) -> Result<Vec<u8>, FsError> {
         let handle = match lock(&self.handles).get(&fh) {
             Some(Handle::Bytes(b)) => Ok(b.clone()),
-            Some(Handle::Data(cf)) => Err(cf.clone()),
+            Some(Handle::Data(cf, size)) => Err((cf.clone(), *size)),
             Some(Handle::Scratch(id)) => return Ok(self.scratch_read(*id, offset, size)),
             Some(Handle::Writer(w)) => return Ok(Fs::writer_read(w, offset, size)),
             _ => return Err(FsError::new(libc::EBADF)),
@@ -1402,7 +1422,15 @@ impl Fs {
                 let end = start.saturating_add(size as usize).min(bytes.len());
                 Ok(bytes[start..end].to_vec())
             }
-            Err(cf) => cf.read(offset, size).await,
+            Err((cf, expected)) => {
+                let r = cf.read(offset, size, expected).await;
+                if r.is_err() {
+                    // The size we had may be the server's mistake (a HEAD that
+                    // disagrees with the download): ask again next time.
+                    self.caches.sizes.remove(&cf.fref);
+                }
+                r
+            }
         }
     }
 

@@ -31,6 +31,8 @@ pub enum Progress {
 
 /// One result file in the cache.
 pub struct CachedFile {
+    /// Which result file this is.
+    pub fref: FileRef,
     path: PathBuf,
     file: std::fs::File,
     progress: watch::Receiver<Progress>,
@@ -61,12 +63,22 @@ impl CachedFile {
     }
 
     /// Read `len` bytes at `offset`, waiting only until they have arrived.
-    pub async fn read(&self, offset: u64, len: u32) -> Result<Vec<u8>, FsError> {
+    ///
+    /// `expected` is the size the file was opened with (what `stat` said): a
+    /// download that ends at another size fails every read with EIO rather
+    /// than letting a reader see a file that silently shrank or grew.
+    pub async fn read(&self, offset: u64, len: u32, expected: u64) -> Result<Vec<u8>, FsError> {
         let want_end = offset.saturating_add(len as u64);
         let mut rx = self.progress.clone();
         let end = loop {
             let state = rx.borrow_and_update().clone();
             match state {
+                Progress::Done { size } if size != expected => {
+                    tracing::error!(
+                        "the server sent {size} bytes for a file it said was {expected} bytes: refusing to serve it"
+                    );
+                    return Err(FsError::new(libc::EIO));
+                }
                 Progress::Done { size } => break want_end.min(size),
                 Progress::Running { have } if have >= want_end => break want_end,
                 Progress::Failed { errno } => return Err(FsError::new(errno)),
@@ -204,6 +216,7 @@ impl DataCache {
             .map_err(|e| FsError::io("opening a cache file", e))?;
         let (tx, rx) = watch::channel(Progress::Running { have: 0 });
         let cf = Arc::new(CachedFile {
+            fref: f.clone(),
             path,
             file,
             progress: rx,
