@@ -871,10 +871,17 @@ async fn legacy_redirects_reach_the_files_host_without_the_key() {
     for r in &files {
         let q = r["query"].as_str().unwrap_or_default();
         assert!(!q.contains("apikey") && !q.contains(KEY), "{r}");
-        if let Some(had) = r.get("had_apikey") {
-            assert_eq!(had, false, "{r}");
-        }
+        assert_eq!(r["had_apikey"], false, "the files host got no key: {r}");
     }
+    let api_downloads: Vec<_> = log
+        .iter()
+        .filter(|r| r["listener"] == "api" && r["operation"] == "getCrawlrunFile")
+        .collect();
+    assert!(!api_downloads.is_empty());
+    assert!(
+        api_downloads.iter().all(|r| r["had_apikey"] == true),
+        "the API host did get it: {api_downloads:?}"
+    );
     assert!(c.stats().redirects_followed >= 4);
     emu.shutdown().await;
 }

@@ -69,6 +69,10 @@ pub struct LoggedRequest {
     pub operation: String,
     /// `api` or `files`.
     pub listener: String,
+    /// Whether the request carried an `_apikey` parameter (its value is never
+    /// logged): lets a test prove a redirected download reached the files
+    /// listener without the key.
+    pub had_apikey: bool,
 }
 
 /// Shared state of a running emulator.
@@ -680,6 +684,9 @@ fn log_request(
         method: method.to_string(),
         path,
         query: app.redact_query(raw_query),
+        had_apikey: raw_query
+            .split('&')
+            .any(|p| decode(p.split('=').next().unwrap_or("")) == "_apikey"),
         status,
         operation: operation.to_owned(),
         listener: listener.to_owned(),
