@@ -233,7 +233,9 @@ impl Mounted {
             })
             .arg("--cache-dir")
             .arg(&self.cache)
-            .args(["-vv"])
+            // Every mount of the suite logs at trace level, and is checked
+            // on drop to have leaked its key nowhere (see `check_no_leak`).
+            .args(["-vvv"])
             .args(extra)
             .env("IMPORTIO_API_KEY", &self.key)
             .envs(self.env.iter().map(|(k, v)| (k, v)))
@@ -248,6 +250,13 @@ impl Mounted {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if is_fuse_mount(&self.mnt) {
+                // The key travels in the environment, never in argv.
+                if let Ok(ps) = Command::new("ps").args(["-eo", "args"]).output() {
+                    assert!(
+                        !String::from_utf8_lossy(&ps.stdout).contains(&self.key),
+                        "the API key shows in ps"
+                    );
+                }
                 return;
             }
             if let Some(c) = self.child.as_mut() {
@@ -348,6 +357,34 @@ impl Mounted {
     }
 }
 
+impl Mounted {
+    /// The API key must show in no log line and no file of the cache
+    /// directory, whatever the test did. Checked for every mount of the suite.
+    fn check_no_leak(&self) {
+        let log = self.log_text();
+        assert!(
+            !log.contains(&self.key),
+            "the API key appears in the mount's log:\n{}",
+            log.lines()
+                .filter(|l| l.contains(&self.key))
+                .take(3)
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        let grep = Command::new("grep")
+            .args(["-r", "-l", "-F", &self.key])
+            .arg(&self.cache)
+            .output();
+        if let Ok(out) = grep {
+            assert!(
+                out.stdout.is_empty(),
+                "the API key is in the cache directory: {}",
+                String::from_utf8_lossy(&out.stdout)
+            );
+        }
+    }
+}
+
 impl Drop for Mounted {
     fn drop(&mut self) {
         self.unmount();
@@ -356,6 +393,9 @@ impl Drop for Mounted {
                 .arg("-uz")
                 .arg(&self.mnt)
                 .status();
+        }
+        if !std::thread::panicking() {
+            self.check_no_leak();
         }
     }
 }
