@@ -527,9 +527,18 @@ fn a_killed_mount_leaves_no_dead_mountpoint() {
         "the bare mountpoint is empty"
     );
 
+    let killed_cache = m.cache.join(format!("mount-{}", child.id()));
+    assert!(
+        killed_cache.exists(),
+        "the killed mount left its cache directory"
+    );
     m.remount(&emu.url, &[]);
     assert_eq!(read_user(&m)["guid"], user["guid"]);
     assert!(m.sh_ok("ls extractors").lines().count() > 1);
+    assert!(
+        !killed_cache.exists(),
+        "the new mount removed the cache of the killed one"
+    );
 }
 
 // ---- 4. concurrency -------------------------------------------------------

@@ -171,6 +171,7 @@ impl DataCache {
     /// A cache in a fresh private directory under `parent`, removed on drop.
     pub fn new(parent: &Path, max_bytes: u64, client: Client) -> std::io::Result<DataCache> {
         std::fs::create_dir_all(parent)?;
+        remove_stale_dirs(parent);
         let dir = parent.join(format!("mount-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir(&dir)?;
@@ -293,6 +294,28 @@ impl DataCache {
         for (k, v) in skipped.into_iter().rev() {
             inner.files.push(k.clone(), v);
             inner.files.demote(&k);
+        }
+    }
+}
+
+/// Remove the cache directories of mounts whose process is gone (a killed
+/// mount cannot clean up after itself), so they do not pile up on disk.
+fn remove_stale_dirs(parent: &Path) {
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("mount-"))
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            tracing::info!(dir = %e.path().display(), "removing the cache of a mount that is gone");
+            let _ = std::fs::remove_dir_all(e.path());
         }
     }
 }
