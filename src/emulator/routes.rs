@@ -896,6 +896,26 @@ struct Key<'a> {
     state: &'static str,
 }
 
+/// One page of a list, converted for the answer, with `X-Total-Count`
+/// saying how many items there are in all (as many REST APIs do), so a client
+/// can stop after the last full page.
+fn list_reply<'a, T: Clone, U: Serialize>(
+    items: Vec<(Key<'a>, T)>,
+    p: &ListParams,
+    to_json: impl FnMut(T) -> U,
+) -> Reply {
+    // Hostile mode (repeat_pages): claim a thousand full pages, whatever there is.
+    let total = if p.repeat {
+        1000 * 1000
+    } else {
+        items.len() as u64
+    };
+    let page: Vec<U> = page_of(items, p).into_iter().map(to_json).collect();
+    let mut r = Reply::json(StatusCode::OK, &page);
+    r.headers.insert("x-total-count", HeaderValue::from(total));
+    r
+}
+
 /// Sort (ties broken by guid, so pages are stable) and cut one page. With
 /// `repeat_pages` (hostile mode) every page is page 1 filled to `_perpage`.
 fn page_of<'a, T: Clone>(mut items: Vec<(Key<'a>, T)>, p: &ListParams) -> Vec<T> {
@@ -953,16 +973,7 @@ async fn run_op(ctx: Ctx<'_>, route: Route) -> Result<Reply, Reply> {
     let dialect = app.dialect();
     let now = now_ms();
     let ok = |v: &dyn ErasedSer| v.reply();
-    // Lists also say how many items there are in all (X-Total-Count, as many
-    // REST APIs do), so a client can stop after the last full page.
     let repeat = app.hostile().repeat_pages;
-    let ok_list = |v: &dyn ErasedSer, total: usize| {
-        let mut r = v.reply();
-        // Hostile: claim a thousand full pages, whatever there is.
-        let total = if repeat { 1000 * 1000 } else { total as u64 };
-        r.headers.insert("x-total-count", HeaderValue::from(total));
-        r
-    };
     match route {
         Route::User => Ok(ok(&app.db().user(dialect))),
         Route::Subscription => Ok(ok(&app.db().subscription())),
@@ -976,12 +987,7 @@ async fn run_op(ctx: Ctx<'_>, route: Route) -> Result<Reply, Reply> {
                 .filter(|e| !e.archived)
                 .map(|e| (ext_key(e), e))
                 .collect::<Vec<_>>();
-            let total = items.len();
-            let page: Vec<_> = page_of(items, &p)
-                .into_iter()
-                .map(|e| db.extractor(e, dialect))
-                .collect();
-            Ok(ok_list(&page, total))
+            Ok(list_reply(items, &p, |e| db.extractor(e, dialect)))
         }
         Route::GetExtractor(id) => {
             let id = parse_id(&id, "extractor")?;
@@ -1151,12 +1157,7 @@ async fn run_op(ctx: Ctx<'_>, route: Route) -> Result<Reply, Reply> {
                 .filter(|r| filter.is_none_or(|f| r.extractor == f))
                 .map(|r| (run_key(r, now), r))
                 .collect();
-            let total = items.len();
-            let page: Vec<_> = page_of(items, &p)
-                .into_iter()
-                .map(|r| db.crawlrun(r, now, dialect))
-                .collect();
-            Ok(ok_list(&page, total))
+            Ok(list_reply(items, &p, |r| db.crawlrun(r, now, dialect)))
         }
         Route::GetCrawlrun(id) => {
             let id = parse_id(&id, "crawl run")?;
@@ -1194,12 +1195,7 @@ async fn run_op(ctx: Ctx<'_>, route: Route) -> Result<Reply, Reply> {
                     (k, r)
                 })
                 .collect();
-            let total = items.len();
-            let page: Vec<_> = page_of(items, &p)
-                .into_iter()
-                .map(|r| db.report(r, dialect))
-                .collect();
-            Ok(ok_list(&page, total))
+            Ok(list_reply(items, &p, |r| db.report(r, dialect)))
         }
         Route::GetReport(id) => {
             let id = parse_id(&id, "report")?;
@@ -1274,12 +1270,7 @@ async fn run_op(ctx: Ctx<'_>, route: Route) -> Result<Reply, Reply> {
                 .filter(|r| r.report == id)
                 .map(|r| (rr_key(r, now), r))
                 .collect();
-            let total = items.len();
-            let page: Vec<_> = page_of(items, &p)
-                .into_iter()
-                .map(|r| db.report_run(r, now, dialect))
-                .collect();
-            Ok(ok_list(&page, total))
+            Ok(list_reply(items, &p, |r| db.report_run(r, now, dialect)))
         }
         Route::ListReportRuns => {
             let p = list_params(&ctx.pairs, repeat)?;
@@ -1291,12 +1282,7 @@ async fn run_op(ctx: Ctx<'_>, route: Route) -> Result<Reply, Reply> {
                 .filter(|r| db.reports.get(&r.report).is_some_and(|rep| !rep.deleted))
                 .map(|r| (rr_key(r, now), r))
                 .collect();
-            let total = items.len();
-            let page: Vec<_> = page_of(items, &p)
-                .into_iter()
-                .map(|r| db.report_run(r, now, dialect))
-                .collect();
-            Ok(ok_list(&page, total))
+            Ok(list_reply(items, &p, |r| db.report_run(r, now, dialect)))
         }
         Route::GetReportRun(id) => {
             let id = parse_id(&id, "report run")?;
