@@ -12,16 +12,6 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-fn finished_runs(emu: &Emu) -> Vec<String> {
-    let runs = emu.get_json("/crawlruns/?_perpage=1000");
-    runs.as_array()
-        .expect("runs")
-        .iter()
-        .filter(|r| r["state"] == "FINISHED")
-        .map(|r| r["guid"].as_str().expect("guid").to_owned())
-        .collect()
-}
-
 fn python() -> String {
     std::env::var("IMPORTFS_PYTHON").unwrap_or_else(|_| "python3".into())
 }
@@ -164,7 +154,7 @@ fn result_files_are_byte_identical_and_tools_agree() {
     }
     let emu = Emu::demo();
     let m = Mounted::new(&emu.url, &[]);
-    let runs = finished_runs(&emu);
+    let runs = emu.finished_runs();
     assert!(!runs.is_empty());
     for id in runs.iter().take(4) {
         for (api, file) in [
@@ -385,7 +375,7 @@ fn a_slow_download_does_not_block_ls() {
     }
     let emu = Emu::demo();
     let m = Mounted::new(&emu.url, &[]);
-    let id = finished_runs(&emu)[0].clone();
+    let id = emu.finished_runs()[0].clone();
     m.sh_ok("ls extractors > /dev/null; ls reports > /dev/null");
     emu.set_faults(serde_json::json!({"operation": "getCrawlrunFile", "latency_ms": 3000}));
     let p = m.path(&format!("crawlruns/{id}/data.csv"));
@@ -424,7 +414,7 @@ fn the_result_cache_streams_and_stays_within_its_bound() {
         ..Config::default()
     });
     let m = Mounted::new(&emu.url, &["--cache-size", "2500000"]);
-    let runs = finished_runs(&emu);
+    let runs = emu.finished_runs();
     assert!(runs.len() >= 5);
     for id in runs.iter().take(5) {
         let bytes = std::fs::read(m.path(&format!("crawlruns/{id}/data.csv"))).unwrap();
@@ -463,7 +453,7 @@ fn a_reader_gets_the_first_bytes_before_the_download_ends() {
         ..Config::default()
     });
     let m = Mounted::new(&emu.url, &[]);
-    let id = finished_runs(&emu)[0].clone();
+    let id = emu.finished_runs()[0].clone();
     let p = m.path(&format!("crawlruns/{id}/data.csv"));
     assert_eq!(
         std::fs::metadata(&p).unwrap().len(),

@@ -32,16 +32,6 @@ const RUN_FILES: [(&str, &str); 6] = [
     ("files.zip", "files"),
 ];
 
-fn finished_runs(emu: &Emu) -> Vec<String> {
-    let runs = emu.get_json("/crawlruns/?_perpage=1000");
-    runs.as_array()
-        .expect("runs")
-        .iter()
-        .filter(|r| r["state"] == "FINISHED")
-        .map(|r| r["guid"].as_str().expect("guid").to_owned())
-        .collect()
-}
-
 /// Every result file of these runs, straight from the emulator: mount path
 /// (relative) → bytes.
 fn truth_of(emu: &Emu, runs: &[String]) -> HashMap<String, Arc<Vec<u8>>> {
@@ -140,7 +130,7 @@ fn fault_soak_gives_exact_bytes_or_eio_within_the_deadline() {
         result_bytes: 200_000,
         ..Config::default()
     });
-    let runs = finished_runs(&emu);
+    let runs = emu.finished_runs();
     assert_eq!(runs.len(), 50, "the scale account has 50 finished runs");
     let truth = truth_of(&emu, &runs);
     let m = Mounted::new(&emu.url, &["--api-deadline", "10s", "--api-timeout", "4s"]);
@@ -264,7 +254,7 @@ fn a_dead_api_leaves_the_cache_readable_and_a_revived_one_is_used() {
     let mut emu = Emu::demo();
     let addr = emu.emu.as_ref().expect("emulator").addr();
     let m = Mounted::new(&emu.url, &["--api-deadline", "5s", "--api-timeout", "2s"]);
-    let runs = finished_runs(&emu);
+    let runs = emu.finished_runs();
     assert!(runs.len() >= 2, "the demo account has finished runs");
     let (a, b) = (&runs[0], &runs[1]);
     let a_csv = emu.get_bytes(&format!("/crawlruns/{a}/csv"));
@@ -395,7 +385,7 @@ fn hung_api(data_readers: usize) {
     const SHELLS: usize = 8;
     let emu = Emu::demo();
     let m = Mounted::new(&emu.url, &["--api-deadline", "4s", "--api-timeout", "2s"]);
-    let runs = finished_runs(&emu);
+    let runs = emu.finished_runs();
     assert!(runs.len() >= 2);
     let ls_ext = m.sh_ok("ls extractors");
     let ls_runs = m.sh_ok("ls crawlruns");
@@ -565,7 +555,7 @@ fn readers_writers_and_starters_at_once() {
         run_seconds: 1.0,
         ..Config::default()
     });
-    let runs = finished_runs(&emu);
+    let runs = emu.finished_runs();
     assert_eq!(runs.len(), 32);
     let truth = truth_of(&emu, &runs);
     let exts = emu.get_json("/extractors/?_perpage=1000");
@@ -836,7 +826,7 @@ fn the_key_is_nowhere_at_trace_level() {
     m.sh_ok("cat user.json subscription.json .importfs/stats > /dev/null");
     m.sh_ok("ls -lR extractors > /dev/null");
     m.sh_ok("ls -l crawlruns reports reportruns > /dev/null");
-    let runs = finished_runs(&emu);
+    let runs = emu.finished_runs();
     for run in runs.iter().take(3) {
         m.sh_ok(&format!("cat crawlruns/{run}/* > /dev/null"));
     }

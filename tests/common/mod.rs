@@ -89,6 +89,17 @@ impl Emu {
         })
     }
 
+    /// The guids of the account's finished crawl runs.
+    pub fn finished_runs(&self) -> Vec<String> {
+        let runs = self.get_json("/crawlruns/?_perpage=1000");
+        runs.as_array()
+            .expect("runs")
+            .iter()
+            .filter(|r| r["state"] == "FINISHED")
+            .map(|r| r["guid"].as_str().expect("guid").to_owned())
+            .collect()
+    }
+
     /// Bytes of a file straight from the emulator (the source of truth).
     pub fn get_bytes(&self, path: &str) -> Vec<u8> {
         let url = format!("{}{}?_apikey={}", self.url, path, self.key);
