@@ -24,7 +24,7 @@ use crate::api::models::{
 use crate::api::{Client, FileRef};
 use crate::fs::cache::{lock, Expiry, KeyLocks, TtlCache};
 use crate::fs::data::{CachedFile, DataCache};
-use crate::fs::inodes::{Control, Ino, InodeTable, Kind, Node, ROOT_INO};
+use crate::fs::inodes::{Control, Ino, InodeTable, Kind, Node};
 use crate::fs::names::NameTable;
 use crate::fs::FsError;
 use std::collections::HashMap;
@@ -326,10 +326,6 @@ impl Fs {
             scratch: Mutex::new(Default::default()),
             writers: Mutex::new(HashMap::new()),
         })
-    }
-
-    pub fn client(&self) -> &Client {
-        &self.client
     }
 
     pub(super) fn ttl(&self) -> Expiry {
@@ -1434,8 +1430,9 @@ impl Fs {
         }
     }
 
-    pub fn statfs_counts(&self) -> (u64, u64) {
-        (self.inodes.len() as u64, 0)
+    /// How many inodes the mount has handed out (statfs' file count).
+    pub fn inode_count(&self) -> u64 {
+        self.inodes.len() as u64
     }
 
     /// `.importfs/stats`: one `name value` pair a line.
@@ -1494,9 +1491,5 @@ impl Fs {
     pub fn refresh(&self) {
         self.outage.ended();
         self.caches.expire_all();
-    }
-
-    pub fn root_ino(&self) -> Ino {
-        ROOT_INO
     }
 }

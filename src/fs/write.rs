@@ -21,7 +21,7 @@
 use crate::api::models::{Credentials, Inputs};
 use crate::fs::cache::lock;
 use crate::fs::core::{Entry, Fs, Handle, Opened};
-use crate::fs::inodes::{Control, Ino, Kind, Node};
+use crate::fs::inodes::{Control, Ino, Node};
 use crate::fs::FsError;
 use std::collections::HashMap;
 use std::ffi::OsStr;
@@ -749,20 +749,6 @@ impl Fs {
         let end = start.saturating_add(size as usize).min(st.buf.len());
         st.buf[start..end].to_vec()
     }
-}
-
-/// Is this node one a write can reach at all?
-pub fn is_writable_kind(node: &Node) -> bool {
-    node.kind() == Kind::File
-        && matches!(
-            node,
-            Node::Inputs(_)
-                | Node::Control(..)
-                | Node::ReportStart(_)
-                | Node::Refresh
-                | Node::Credentials(_)
-                | Node::Scratch(_)
-        )
 }
 
 #[cfg(test)]
