@@ -814,8 +814,14 @@ fn resolve(method: &Method, path: &str) -> Resolved {
     }
 }
 
+/// An id as `format: uuid` means it: the hyphenated 36-character form only
+/// (the uuid crate would also take the braced, `urn:uuid:` and bare-hex forms).
 fn parse_id(raw: &str, what: &str) -> Result<Uuid, Reply> {
-    Uuid::parse_str(raw).map_err(|_| Reply::bad_request(&format!("malformed {what} id")))
+    let malformed = || Reply::bad_request(&format!("malformed {what} id"));
+    if raw.len() != 36 {
+        return Err(malformed());
+    }
+    Uuid::parse_str(raw).map_err(|_| malformed())
 }
 
 // ---------------------------------------------------------------------------
@@ -839,12 +845,13 @@ enum SortKey {
     State,
 }
 
-/// Integers as the spec allows them: any size (saturating), `-` allowed.
+/// Integers as the spec allows them: `-?[0-9]+`, any size (saturating).
+/// Nothing around the digits: `2\x0B` or ` 2` is a string, not an integer,
+/// and gets a 400 (schemathesis sends such values to check that).
 fn parse_int(s: &str) -> Option<i64> {
-    let t = s.trim();
-    let (neg, digits) = match t.strip_prefix('-') {
+    let (neg, digits) = match s.strip_prefix('-') {
         Some(d) => (true, d),
-        None => (false, t.strip_prefix('+').unwrap_or(t)),
+        None => (false, s),
     };
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
@@ -1771,6 +1778,9 @@ mod tests {
         assert_eq!(parse_int("99999999999999999999999"), Some(i64::MAX));
         assert_eq!(parse_int("-3"), Some(-3));
         assert_eq!(parse_int("1.5"), None);
+        assert_eq!(parse_int("2\u{b}"), None);
+        assert_eq!(parse_int(" 2"), None);
+        assert_eq!(parse_int("+2"), None);
         assert_eq!(parse_int(""), None);
     }
 }
