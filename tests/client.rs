@@ -1293,9 +1293,11 @@ async fn lists_tolerate_odd_shapes_and_filter_runs() {
         let body = match req.path() {
             // Wrapped in an object, with an element that is not an object.
             "/reports/" => json!({"items": [{"guid": "r1", "name": "one"}, 42]}),
-            // The server ignores extractorId.
+            // The server ignores extractorId; a plain array with an
+            // element that is not an object (skipped, not fatal).
             "/crawlruns/" => json!([
                 {"guid": "c1", "extractorId": "e1", "state": "FINISHED"},
+                "not a run",
                 {"guid": "c2", "extractorId": "e2", "state": "FINISHED"},
             ]),
             _ => json!(null),
