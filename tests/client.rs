@@ -1287,6 +1287,73 @@ async fn a_page_repeated_forever_ends_the_listing() {
     assert_eq!(endless.requests().len(), 7);
 }
 
+/// A paged list of `exist` extractors g0, g1, ... whose answers claim
+/// `X-Total-Count: claimed`, each written after `delay`.
+async fn counted_list(
+    exist: usize,
+    claimed: usize,
+    per_page: usize,
+    delay: Duration,
+) -> mock::Mock {
+    mock::start_slow(delay, move |req, _| {
+        let page: usize = req
+            .query()
+            .split('&')
+            .find_map(|kv| kv.strip_prefix("_page="))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1);
+        let from = ((page - 1) * per_page).min(exist);
+        let to = (from + per_page).min(exist);
+        mock::reply(
+            "200 OK",
+            &[("x-total-count", &claimed.to_string())],
+            &extractor_page((from..to).map(|i| format!("g{i}"))),
+        )
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_counted_list_asks_its_pages_a_few_at_a_time_in_order() {
+    let list = counted_list(25, 25, 5, Duration::from_millis(100)).await;
+    let c = Client::new(ClientConfig {
+        page_size: 5,
+        ..fast_config(&list.url, KEY)
+    })
+    .unwrap();
+    let got: Vec<String> = c
+        .list_extractors()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.guid)
+        .collect();
+    let want: Vec<String> = (0..25).map(|i| format!("g{i}")).collect();
+    assert_eq!(got, want, "every item once, in page order");
+    assert_eq!(
+        list.requests().len(),
+        5,
+        "exactly the pages the count implies"
+    );
+    let peak = list.peak();
+    assert!(
+        (2..=3).contains(&peak),
+        "pages after the first overlap, three at most: {peak} at once"
+    );
+
+    // A count that lies high: the short page still ends the listing, and
+    // the read-ahead costs at most two calls past it.
+    let liar = counted_list(12, 1000, 5, Duration::ZERO).await;
+    let c = Client::new(ClientConfig {
+        page_size: 5,
+        ..fast_config(&liar.url, KEY)
+    })
+    .unwrap();
+    assert_eq!(c.list_extractors().await.unwrap().len(), 12);
+    let calls = liar.requests().len();
+    assert!((3..=5).contains(&calls), "{calls} calls for 3 pages");
+}
+
 #[tokio::test]
 async fn lists_tolerate_odd_shapes_and_filter_runs() {
     let mock = mock::start(|req, _| {

@@ -23,7 +23,8 @@
 //! - **Listings stop.** Pages are requested until one is empty or shorter
 //!   than `_perpage`, repeats the previous page, or brings no object not
 //!   already seen; and never more than `max_pages` pages. When the server
-//!   sends `X-Total-Count`, the listing also stops once that many are in.
+//!   sends `X-Total-Count`, the listing also stops once that many are in,
+//!   and the pages that count implies are asked a few at a time.
 
 use super::error::{ApiKey, Error, Redactor};
 use super::models::{
@@ -34,6 +35,7 @@ use super::ops::Operation;
 use super::retry::{self, RetryPolicy};
 use super::stats::{Counters, Stats};
 use bytes::Bytes;
+use futures_util::stream::{FuturesOrdered, StreamExt};
 use reqwest::header::{self, HeaderMap, HeaderValue};
 use reqwest::{Method, StatusCode, Url};
 use serde::de::DeserializeOwned;
@@ -53,6 +55,9 @@ pub const USER_AGENT: &str = concat!("importfs/", env!("CARGO_PKG_VERSION"));
 const MAX_JSON_BODY: usize = 64 << 20;
 /// The most of an error body read for its message.
 const MAX_ERROR_BODY: usize = 64 << 10;
+/// Pages of one listing in flight at once, once the server has said how
+/// many objects there are (see [`Client::list_all`]).
+const LIST_WINDOW: usize = 3;
 
 /// How the client talks to the API.
 #[derive(Debug, Clone)]
@@ -862,6 +867,14 @@ impl Client {
     }
 
     /// Every page of a listing (see the module docs for when it stops).
+    ///
+    /// Pages are asked one at a time until an answer says how many objects
+    /// there are (`X-Total-Count`); then up to [`LIST_WINDOW`] of the pages
+    /// that count implies are in flight at once, so that the server builds
+    /// the next pages while this one is decoded (and, over a real network,
+    /// round trips overlap). Pages are still taken in order and every stop
+    /// rule applies as before; a server whose count lies costs at most
+    /// `LIST_WINDOW - 1` calls whose answers are dropped.
     async fn list_all<T: DeserializeOwned + Guid>(
         &self,
         op: Operation,
@@ -869,16 +882,33 @@ impl Client {
         filter: &[(&str, &str)],
     ) -> Result<Vec<T>, Error> {
         let per_page = self.inner.cfg.page_size;
+        let max_pages = self.inner.cfg.max_pages;
         let per_page_text = per_page.to_string();
+        let fetch = |page: u32| {
+            let per_page_text = &per_page_text;
+            async move {
+                let page_text = page.to_string();
+                let mut query: Vec<(&str, &str)> = filter.to_vec();
+                query.push(("_page", &page_text));
+                query.push(("_perpage", per_page_text));
+                (page, self.call(op, segments, &query, None).await)
+            }
+        };
+        let mut in_flight = FuturesOrdered::new();
+        // The next page to ask for, and the last page known to be needed.
+        let (mut next, mut wanted) = (1u32, 1u32);
         let mut all = Vec::new();
         let mut seen: HashSet<String> = HashSet::new();
         let mut previous: Option<Vec<String>> = None;
-        for page in 1..=self.inner.cfg.max_pages {
-            let page_text = page.to_string();
-            let mut query: Vec<(&str, &str)> = filter.to_vec();
-            query.push(("_page", &page_text));
-            query.push(("_perpage", &per_page_text));
-            let answer = self.call(op, segments, &query, None).await?;
+        loop {
+            while next <= wanted.min(max_pages) && in_flight.len() < LIST_WINDOW {
+                in_flight.push_back(fetch(next));
+                next += 1;
+            }
+            let Some((page, answer)) = in_flight.next().await else {
+                break;
+            };
+            let answer = answer?;
             let items: Vec<T> = self.decode_list(op, &answer.body)?;
             if items.is_empty() {
                 break;
@@ -909,9 +939,16 @@ impl Client {
             if answer.total.is_some_and(|t| seen.len() as u64 >= t) {
                 break;
             }
-            if page == self.inner.cfg.max_pages {
+            if page == max_pages {
                 tracing::warn!(%op, pages = page, "page limit reached: the listing may be incomplete");
+                break;
             }
+            // A full page: the next one is needed, and as many more as the
+            // count says remain.
+            let by_count = answer.total.map_or(0, |t| {
+                u32::try_from(t.div_ceil(u64::from(per_page))).unwrap_or(u32::MAX)
+            });
+            wanted = wanted.max(page + 1).max(by_count);
             previous = Some(guids);
         }
         Ok(all)
