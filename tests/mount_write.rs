@@ -65,6 +65,24 @@ fn every_way_of_writing_inputs_is_one_put() {
     let m = Mounted::new(&emu.url, &[]);
     let (name, guid) = plain_extractor(&emu, 0);
     let f = format!("extractors/{name}/inputs");
+    // A temporary name that is not UTF-8: listed with its exact bytes,
+    // stat-able, and renamed onto inputs like any editor's temp file.
+    let bytes_py = m.dir.path().join("bytes_name.py");
+    std::fs::write(
+        &bytes_py,
+        format!(
+            r#"import os
+d = os.fsencode('extractors/' + {name:?})
+t = d + b'/.tmp\xff\xfe'
+with open(t, 'wb') as w:
+    w.write(b'https://bytes.example/1\n')
+assert b'.tmp\xff\xfe' in os.listdir(d), os.listdir(d)
+assert os.stat(t).st_size == 24
+os.rename(t, d + b'/inputs')
+"#
+        ),
+    )
+    .unwrap();
     let cases: Vec<(&str, String, Vec<&str>)> = vec![
         ("redirect", format!("printf 'https://a.example/1\\nhttps://a.example/2\\n' > '{f}'"), vec!["https://a.example/1", "https://a.example/2"]),
         ("append", format!("echo https://a.example/3 >> '{f}'"), vec!["https://a.example/1", "https://a.example/2", "https://a.example/3"]),
@@ -73,6 +91,7 @@ fn every_way_of_writing_inputs_is_one_put() {
         ("sed -i", format!("sed -i 's/py.example/sed.example/' '{f}'"), vec!["https://sed.example/a", "https://sed.example/b"]),
         ("vim", format!("vim -es -u NONE -c '%s/sed.example/vim.example/' -c 'wq' '{f}'"), vec!["https://vim.example/a", "https://vim.example/b"]),
         ("ex", format!("ex -s -c '$a|https://ex.example/c' -c 'wq' '{f}'"), vec!["https://vim.example/a", "https://vim.example/b", "https://ex.example/c"]),
+        ("non-UTF-8 temp name", format!("python3 '{}'", bytes_py.display()), vec!["https://bytes.example/1"]),
     ];
     for (what, script, want) in cases {
         emu.clear_requests();

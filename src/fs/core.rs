@@ -31,7 +31,7 @@ use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::future::Future;
 use std::hash::Hash;
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -814,7 +814,7 @@ impl Fs {
                     }
                     Node::ExtractorLatest(g.clone())
                 }
-                _ => match self.scratch_child(g, name) {
+                _ => match self.scratch_child(g, name.as_bytes()) {
                     Some(n) => n,
                     None => return enoent(),
                 },
@@ -1130,10 +1130,17 @@ impl Fs {
         if parent.kind() != Kind::Dir {
             return Err(FsError::new(libc::ENOTDIR));
         }
-        let Ok(name) = std::str::from_utf8(name.as_bytes()) else {
-            return Err(FsError::new(libc::ENOENT));
+        let node = match std::str::from_utf8(name.as_bytes()) {
+            Ok(name) => self.child(&parent, name).await?,
+            // Every name of the API's tree is UTF-8; a scratch file may be
+            // named with any bytes.
+            Err(_) => match &parent {
+                Node::Extractor(g) => self
+                    .scratch_child(g, name.as_bytes())
+                    .ok_or_else(|| FsError::new(libc::ENOENT))?,
+                _ => return Err(FsError::new(libc::ENOENT)),
+            },
         };
-        let node = self.child(&parent, name).await?;
         let (attr, exp) = self.attr_of(&node).await?;
         Ok(self.entry(attr, exp))
     }
@@ -1163,6 +1170,7 @@ impl Fs {
                 name: "..".into(),
             },
         ];
+        let mut scratch = Vec::new();
         let mut push = |n: Node, name: &str| {
             out.push(DirEntry {
                 ino: self.inodes.ino(&n),
@@ -1206,9 +1214,9 @@ impl Fs {
                 if has_latest {
                     push(Node::ExtractorLatest(g.clone()), "latest");
                 }
-                for (n, name) in self.scratch_entries(g) {
-                    push(n, &String::from_utf8_lossy(&name));
-                }
+                // Scratch names are the bytes they were created with, UTF-8
+                // or not: added after the match, as OsStrings.
+                scratch = self.scratch_entries(g);
             }
             Node::ExtractorRuns(g) => {
                 let (ids, _) = self.runs_of(g).await?;
@@ -1275,6 +1283,13 @@ impl Fs {
                 }
             }
             _ => return Err(FsError::new(libc::ENOTDIR)),
+        }
+        for (n, name) in scratch {
+            out.push(DirEntry {
+                ino: self.inodes.ino(&n),
+                kind: n.kind(),
+                name: OsString::from_vec(name),
+            });
         }
         Ok(out)
     }

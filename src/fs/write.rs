@@ -711,10 +711,8 @@ impl Fs {
     }
 
     /// The scratch file `name` in extractor `g`, as a node.
-    pub(super) fn scratch_child(&self, g: &Arc<str>, name: &str) -> Option<Node> {
-        lock(&self.scratch)
-            .find(g, name.as_bytes())
-            .map(Node::Scratch)
+    pub(super) fn scratch_child(&self, g: &Arc<str>, name: &[u8]) -> Option<Node> {
+        lock(&self.scratch).find(g, name).map(Node::Scratch)
     }
 
     pub(super) fn scratch_entries(&self, g: &Arc<str>) -> Vec<(Node, Vec<u8>)> {
