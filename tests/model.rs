@@ -1,7 +1,8 @@
 //! A model test: random sequences of remote changes (through the emulator's
 //! hooks: add, rename and archive extractors, new runs, runs that finish or
-//! fail, inputs changed elsewhere) and local operations through a real mount
-//! (`ls`, `cat`, writing `inputs`, `touch start`, `touch .importfs/refresh`),
+//! fail, inputs changed elsewhere, report runs that finish) and local
+//! operations through a real mount (`ls`, `cat`, writing `inputs`,
+//! `touch start` of an extractor or a report, `touch .importfs/refresh`),
 //! checked against a plain model of the account.
 //!
 //! The model is the account as the API should show it: live extractors with
@@ -15,7 +16,13 @@
 //! refreshed: the test waits out the metadata TTL (`--metadata-ttl 1s`) and
 //! the kernel's entry TTL, then checks that the mount shows exactly the
 //! model: the extractor directory names, the guid behind each, its inputs,
-//! its runs under `crawlruns/` and every run's `state`.
+//! its runs under `crawlruns/` and every run's `state`; the report directory
+//! names, each report's runs under `reportruns/` and `latest`, and each
+//! report run's status and files (data only once finished, `data.json` only
+//! for a Change report).
+//!
+//! Reports come from the demo dataset and are never added or removed; their
+//! runs accumulate across cases, so each case reads them from the API.
 //!
 //! One emulator and one mount serve every case (and every shrink step): each
 //! case begins by archiving whatever extractors the account has, which also
@@ -131,6 +138,14 @@ enum Op {
     TouchStart {
         ext: Index,
     },
+    /// `touch reports/<name>/start`: one POST, one new report run.
+    StartReport {
+        rep: Index,
+    },
+    /// A report run that is not finished yet finishes (remote).
+    FinishReportRun {
+        run: Index,
+    },
     Refresh,
     /// Wait out the TTLs and check everything, as at the end of a case.
     Wait,
@@ -156,6 +171,8 @@ fn op_strategy(names: usize) -> impl Strategy<Value = Op> {
         1 => any::<Index>().prop_map(|run| Op::CatState { run }),
         2 => (any::<Index>(), any::<u8>()).prop_map(|(ext, inputs)| Op::WriteInputs { ext, inputs }),
         2 => any::<Index>().prop_map(|ext| Op::TouchStart { ext }),
+        2 => any::<Index>().prop_map(|rep| Op::StartReport { rep }),
+        2 => any::<Index>().prop_map(|run| Op::FinishReportRun { run }),
         1 => Just(Op::Refresh),
         1 => Just(Op::Wait),
     ]
@@ -185,11 +202,22 @@ struct ExtM {
     runs: BTreeMap<String, St>,
 }
 
+/// A report: its name, whether it is a Change report, and its runs'
+/// statuses by guid.
+#[derive(Debug, Clone)]
+struct RepM {
+    name: String,
+    change: bool,
+    runs: BTreeMap<String, String>,
+}
+
 /// The account as the mount should show it.
 #[derive(Default)]
 struct Model {
     exts: BTreeMap<String, ExtM>,
     names: NameTable,
+    reports: BTreeMap<String, RepM>,
+    report_names: NameTable,
     /// A remote change the mount has not been made to see yet.
     dirty: bool,
 }
@@ -218,6 +246,22 @@ impl Model {
     fn pick_run(&self, i: &Index, open_only: bool) -> Option<(String, String)> {
         let runs = self.runs(open_only);
         (!runs.is_empty()).then(|| runs[i.index(runs.len())].clone())
+    }
+
+    /// Name the reports as the mount does on a listing.
+    fn listed_reports(&mut self) -> BTreeMap<String, String> {
+        self.report_names.update(
+            self.reports
+                .iter()
+                .map(|(g, r)| (g.as_str(), r.name.as_str())),
+        );
+        self.reports
+            .keys()
+            .map(|g| {
+                let name = self.report_names.name_of(g).expect("named");
+                (name.to_owned(), g.clone())
+            })
+            .collect()
     }
 
     /// Name the live extractors as the mount does on a listing.
@@ -329,7 +373,87 @@ impl World<'_> {
         for (name, g) in &want {
             self.check_extractor(&format!("extractors/{name}"), g, &model.exts[g]);
         }
+        let reports = model.listed_reports();
+        assert_eq!(
+            self.list("reports"),
+            reports.keys().cloned().collect::<BTreeSet<_>>(),
+            "reports/ after the TTL"
+        );
+        for (name, g) in &reports {
+            self.check_report(&format!("reports/{name}"), &model.reports[g]);
+        }
         model.dirty = false;
+    }
+
+    /// The names in a directory of the mount.
+    fn list(&self, rel: &str) -> BTreeSet<String> {
+        std::fs::read_dir(self.m.path(rel))
+            .unwrap_or_else(|err| panic!("ls {rel}: {err}"))
+            .map(|d| d.unwrap().file_name().into_string().unwrap())
+            .collect()
+    }
+
+    /// One report's directory, and each of its runs, against the model.
+    fn check_report(&self, dir: &str, r: &RepM) {
+        let want: BTreeSet<String> = r.runs.keys().cloned().collect();
+        assert_eq!(
+            self.list(&format!("{dir}/reportruns")),
+            want,
+            "{dir}/reportruns"
+        );
+        match std::fs::read_link(self.m.path(&format!("{dir}/latest"))) {
+            Ok(t) => {
+                let t = t.to_string_lossy().into_owned();
+                let id = t.rsplit('/').next().unwrap_or("");
+                assert!(r.runs.contains_key(id), "{dir}/latest → {t}");
+            }
+            Err(err) => assert!(r.runs.is_empty(), "{dir}/latest: {err}"),
+        }
+        for (id, status) in &r.runs {
+            let run = format!("reportruns/{id}");
+            let v: Value = serde_json::from_str(&self.read(&format!("{run}/reportrun.json")))
+                .expect("reportrun.json is JSON");
+            assert_eq!(v["status"], status.as_str(), "{run}/reportrun.json");
+            let mut files = BTreeSet::from(["reportrun.json".to_owned()]);
+            if status == "FINISHED" {
+                files.insert("data.csv".into());
+                files.insert("data.xlsx".into());
+                if r.change {
+                    files.insert("data.json".into());
+                }
+            }
+            assert_eq!(self.list(&run), files, "{run} ({status})");
+        }
+    }
+
+    /// The reports and their runs as the API has them now.
+    fn load_reports(&self, model: &mut Model) {
+        model.reports.clear();
+        let reports = self.emu.get_json("/reports/?_perpage=1000");
+        for r in reports.as_array().expect("a list") {
+            let g = r["guid"].as_str().expect("guid").to_owned();
+            let runs = self
+                .emu
+                .get_json(&format!("/reports/{g}/reportruns?_perpage=1000"));
+            let runs = runs
+                .as_array()
+                .expect("a list")
+                .iter()
+                .map(|rr| {
+                    let id = rr["guid"].as_str().expect("guid").to_owned();
+                    (id, rr["status"].as_str().unwrap_or("").to_owned())
+                })
+                .collect();
+            let kind = r["type"].as_str().unwrap_or("");
+            model.reports.insert(
+                g,
+                RepM {
+                    name: r["name"].as_str().unwrap_or("").to_owned(),
+                    change: kind.eq_ignore_ascii_case("change"),
+                    runs,
+                },
+            );
+        }
     }
 
     /// Archive every live extractor: an empty account, all names released.
@@ -344,6 +468,7 @@ impl World<'_> {
             );
         }
         let mut model = Model::default();
+        self.load_reports(&mut model);
         self.sync(&mut model);
         model
     }
@@ -363,6 +488,8 @@ impl World<'_> {
                 Op::CatState { .. } => "cat state",
                 Op::WriteInputs { .. } => "write inputs",
                 Op::TouchStart { .. } => "touch start",
+                Op::StartReport { .. } => "start report",
+                Op::FinishReportRun { .. } => "finish report run",
                 Op::Refresh => "refresh",
                 Op::Wait => "wait",
             };
@@ -552,6 +679,75 @@ impl World<'_> {
                 let id = new[0]["guid"].as_str().unwrap().to_owned();
                 model.exts.get_mut(&g).unwrap().runs.insert(id, St::Pending);
                 model.dirty = true;
+            }
+            Op::StartReport { rep } => {
+                if model.reports.is_empty() {
+                    return false;
+                }
+                let g = model
+                    .reports
+                    .keys()
+                    .nth(rep.index(model.reports.len()))
+                    .unwrap()
+                    .clone();
+                let name = model
+                    .listed_reports()
+                    .into_iter()
+                    .find(|(_, id)| *id == g)
+                    .unwrap()
+                    .0;
+                let posts = || self.emu.count("POST", &format!("/reports/{g}/start"));
+                let before = posts();
+                let out = self.touch(&format!("reports/{name}/start"));
+                assert!(out.status.success(), "touch reports/{name}/start: {out:?}");
+                assert_eq!(posts() - before, 1, "one touch, one POST");
+                let runs = self
+                    .emu
+                    .get_json(&format!("/reports/{g}/reportruns?_perpage=1000"));
+                let new: Vec<&Value> = runs
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter(|rr| {
+                        !model.reports[&g]
+                            .runs
+                            .contains_key(rr["guid"].as_str().unwrap_or(""))
+                    })
+                    .collect();
+                assert_eq!(new.len(), 1, "one new report run: {new:?}");
+                let id = new[0]["guid"].as_str().unwrap().to_owned();
+                let status = new[0]["status"].as_str().unwrap_or("").to_owned();
+                model.reports.get_mut(&g).unwrap().runs.insert(id, status);
+            }
+            Op::FinishReportRun { run } => {
+                let open: Vec<(String, String)> = model
+                    .reports
+                    .iter()
+                    .flat_map(|(g, r)| {
+                        r.runs
+                            .iter()
+                            .filter(|(_, st)| st.as_str() != "FINISHED")
+                            .map(move |(id, _)| (g.clone(), id.clone()))
+                    })
+                    .collect();
+                if open.is_empty() {
+                    return false;
+                }
+                let (g, id) = open[run.index(open.len())].clone();
+                let rr = self.hook(
+                    Method::POST,
+                    &format!("/_emulator/reportruns/{id}/finish"),
+                    None,
+                );
+                assert_eq!(rr["status"], "FINISHED");
+                let st = model
+                    .reports
+                    .get_mut(&g)
+                    .unwrap()
+                    .runs
+                    .get_mut(&id)
+                    .unwrap();
+                *st = "FINISHED".into();
             }
             Op::Refresh => self.sync(model),
             Op::Wait => self.check_all(model),
