@@ -194,29 +194,6 @@ async fn auth_errors_and_bad_input() {
     ] {
         assert_error(t.get(p).await, StatusCode::BAD_REQUEST).await;
     }
-    // Query integers are digits only: a trailing control character, a
-    // space or a plus sign makes a string, which is a 400 (schemathesis
-    // found `_page=2%0B` accepted once).
-    for q in [
-        "_page=2%0B",
-        "_page=%202",
-        "_perpage=%2B5",
-        "_page=1.0",
-        "_perpage=",
-    ] {
-        assert_error(
-            t.get(&format!("/extractors/?{q}")).await,
-            StatusCode::BAD_REQUEST,
-        )
-        .await;
-    }
-    // Out of range integers are clamped, not refused.
-    assert_eq!(
-        t.get("/extractors/?_page=0&_perpage=479612026")
-            .await
-            .status(),
-        StatusCode::OK
-    );
     // Unknown file type: 404.
     let run = t.finished_run("Hacker News").await;
     assert_error(
@@ -368,7 +345,18 @@ async fn pagination_and_sorting() {
     // Beyond the last page: [].
     assert_eq!(t.json("/extractors/?_page=99").await, json!([]));
     // Bad values.
-    for q in ["_perpage=abc", "_page=1.5", "_sortDirection=UP"] {
+    // Query integers are digits only: a trailing control character, a
+    // space or a plus sign makes a string (schemathesis found `_page=2%0B`
+    // accepted once).
+    for q in [
+        "_perpage=abc",
+        "_page=1.5",
+        "_sortDirection=UP",
+        "_page=2%0B",
+        "_page=%202",
+        "_perpage=%2B5",
+        "_perpage=",
+    ] {
         assert_error(
             t.get(&format!("/extractors/?{q}")).await,
             StatusCode::BAD_REQUEST,
@@ -376,6 +364,12 @@ async fn pagination_and_sorting() {
         .await;
     }
     // Clamped values.
+    assert_eq!(
+        t.get("/extractors/?_page=0&_perpage=479612026")
+            .await
+            .status(),
+        StatusCode::OK
+    );
     assert_eq!(
         t.json("/extractors/?_perpage=0")
             .await

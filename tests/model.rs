@@ -661,22 +661,12 @@ impl World<'_> {
                     return true;
                 }
                 assert!(out.status.success(), "touch start: {out:?}");
-                let runs = self
-                    .emu
-                    .get_json(&format!("/crawlruns/?extractorId={g}&_perpage=1000"));
-                let new: Vec<&Value> = runs
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .filter(|r| {
-                        !model.exts[&g]
-                            .runs
-                            .contains_key(r["guid"].as_str().unwrap_or(""))
-                    })
-                    .collect();
-                assert_eq!(new.len(), 1, "one new run: {new:?}");
-                assert_eq!(new[0]["state"], "PENDING");
-                let id = new[0]["guid"].as_str().unwrap().to_owned();
+                let new = self.one_new(
+                    &format!("/crawlruns/?extractorId={g}&_perpage=1000"),
+                    &model.exts[&g].runs,
+                );
+                assert_eq!(new["state"], "PENDING");
+                let id = new["guid"].as_str().unwrap().to_owned();
                 model.exts.get_mut(&g).unwrap().runs.insert(id, St::Pending);
                 model.dirty = true;
             }
@@ -701,22 +691,12 @@ impl World<'_> {
                 let out = self.touch(&format!("reports/{name}/start"));
                 assert!(out.status.success(), "touch reports/{name}/start: {out:?}");
                 assert_eq!(posts() - before, 1, "one touch, one POST");
-                let runs = self
-                    .emu
-                    .get_json(&format!("/reports/{g}/reportruns?_perpage=1000"));
-                let new: Vec<&Value> = runs
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .filter(|rr| {
-                        !model.reports[&g]
-                            .runs
-                            .contains_key(rr["guid"].as_str().unwrap_or(""))
-                    })
-                    .collect();
-                assert_eq!(new.len(), 1, "one new report run: {new:?}");
-                let id = new[0]["guid"].as_str().unwrap().to_owned();
-                let status = new[0]["status"].as_str().unwrap_or("").to_owned();
+                let new = self.one_new(
+                    &format!("/reports/{g}/reportruns?_perpage=1000"),
+                    &model.reports[&g].runs,
+                );
+                let id = new["guid"].as_str().unwrap().to_owned();
+                let status = new["status"].as_str().unwrap_or("").to_owned();
                 model.reports.get_mut(&g).unwrap().runs.insert(id, status);
             }
             Op::FinishReportRun { run } => {
@@ -753,6 +733,20 @@ impl World<'_> {
             Op::Wait => self.check_all(model),
         }
         true
+    }
+
+    /// The one object of the API list at `path` whose guid is not in `known`.
+    fn one_new<V>(&self, path: &str, known: &BTreeMap<String, V>) -> Value {
+        let list = self.emu.get_json(path);
+        let mut new: Vec<Value> = list
+            .as_array()
+            .expect("a list")
+            .iter()
+            .filter(|o| !known.contains_key(o["guid"].as_str().unwrap_or("")))
+            .cloned()
+            .collect();
+        assert_eq!(new.len(), 1, "one new object in {path}: {new:?}");
+        new.pop().unwrap()
     }
 
     /// An extractor for a local operation, after a sync if the account
