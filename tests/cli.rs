@@ -608,6 +608,31 @@ fn run_wait_download_writes_the_runs_data() {
         assert!(!dir.path().join(format!("out.{format}.part")).exists());
         assert!(!stdout.contains(KEY) && !stderr.contains(KEY));
     }
+
+    // `-o -`: the data, and only the data, on standard output; the run id
+    // on standard error; nothing left in the working directory.
+    let out = importfs(dir.path())
+        .args(["run", &name, "--download", "csv", "-o", "-"])
+        .args(["--api-url", &emu.url, "--poll-interval", "200ms"])
+        .env("IMPORTIO_API_KEY", KEY)
+        .output()
+        .expect("importfs run -o -");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "run -o - failed: {stderr}");
+    let run_id = stderr.lines().next().expect("the run id").trim().to_owned();
+    let want = emu.get_bytes(&format!("/crawlruns/{run_id}/csv"));
+    assert!(!want.is_empty());
+    assert_eq!(
+        sha256_bytes(&out.stdout),
+        sha256_bytes(&want),
+        "stdout is the csv"
+    );
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| !n.to_string_lossy().starts_with("out."))
+        .collect();
+    assert!(left.is_empty(), "left in the working directory: {left:?}");
 }
 
 /// Kills a child on drop, so a failed assertion leaves no process behind.

@@ -28,7 +28,8 @@ pub struct RunArgs {
     /// Once FINISHED, download the run's data in this format (implies --wait).
     #[arg(long, value_name = "FORMAT")]
     pub download: Option<Format>,
-    /// Where --download writes [default: CRAWLRUNID.FORMAT in the current directory].
+    /// Where --download writes; `-` is standard output (the run id then goes
+    /// to standard error) [default: CRAWLRUNID.FORMAT in the current directory].
     #[arg(
         short = 'o',
         long = "output",
@@ -184,7 +185,13 @@ async fn run_async(args: &RunArgs, client: &Client, url: &str) -> Result<()> {
         .crawl_run_id
         .filter(|id| !id.is_empty())
         .ok_or_else(|| anyhow!("{label} started, but the API did not say which crawl run it is"))?;
-    println!("{run_id}");
+    // With the data on standard output, the run id goes to standard error.
+    let to_stdout = args.output.as_deref() == Some(Path::new("-"));
+    if to_stdout {
+        eprintln!("{run_id}");
+    } else {
+        println!("{run_id}");
+    }
     if !args.wait && args.download.is_none() {
         return Ok(());
     }
@@ -194,7 +201,11 @@ async fn run_async(args: &RunArgs, client: &Client, url: &str) -> Result<()> {
             .output
             .clone()
             .unwrap_or_else(|| PathBuf::from(format!("{run_id}.{}", format.ext())));
-        download(client, url, &run, format, &out).await?;
+        if to_stdout {
+            download_to_stdout(client, url, &run, format).await?;
+        } else {
+            download(client, url, &run, format, &out).await?;
+        }
     }
     Ok(())
 }
@@ -322,6 +333,52 @@ async fn download(
     let part = PathBuf::from(part);
     let file = std::fs::File::create(&part)
         .with_context(|| format!("cannot create {}", part.display()))?;
+    let total = match fetch(client, url, run, format, &file, &out.display().to_string()).await {
+        Ok(total) => total,
+        Err(e) => {
+            drop(file);
+            let _ = std::fs::remove_file(&part);
+            return Err(e);
+        }
+    };
+    file.sync_all()
+        .with_context(|| format!("cannot write {}", part.display()))?;
+    drop(file);
+    std::fs::rename(&part, out)
+        .with_context(|| format!("cannot rename {} to {}", part.display(), out.display()))?;
+    eprintln!("wrote {} ({total} bytes)", out.display());
+    Ok(())
+}
+
+/// `-o -`: download into an unnamed temporary file (a download resumes by
+/// offset, which a pipe cannot do), then copy it to standard output whole,
+/// so a reader never gets part of a download that failed.
+async fn download_to_stdout(
+    client: &Client,
+    url: &str,
+    run: &Crawlrun,
+    format: Format,
+) -> Result<()> {
+    use std::io::{Seek, Write};
+    let mut file = tempfile::tempfile().context("cannot create a temporary file")?;
+    fetch(client, url, run, format, &file, "standard output").await?;
+    file.rewind().context("cannot read the temporary file")?;
+    let mut stdout = std::io::stdout().lock();
+    std::io::copy(&mut file, &mut stdout)
+        .and_then(|_| stdout.flush())
+        .context("cannot write to standard output")?;
+    Ok(())
+}
+
+/// Stream the run's file into `file`, with a progress bar on a terminal.
+async fn fetch(
+    client: &Client,
+    url: &str,
+    run: &Crawlrun,
+    format: Format,
+    file: &std::fs::File,
+    what: &str,
+) -> Result<u64> {
     let fref = FileRef::Crawlrun(run.guid.clone(), format.file());
     let bar = if std::io::stderr().is_terminal() {
         let size = client.file_size(&fref).await.ok().flatten();
@@ -331,7 +388,7 @@ async fn download(
         {
             bar.set_style(style.progress_chars("=> "));
         }
-        bar.set_message(format!("downloading {}", out.display()));
+        bar.set_message(format!("downloading to {what}"));
         bar
     } else {
         ProgressBar::hidden()
@@ -340,18 +397,14 @@ async fn download(
         let bar = bar.clone();
         move |n: u64| bar.set_position(n)
     };
-    let result = client.download(&fref, &file, &progress).await;
-    if result.is_ok() {
-        file.sync_all()
-            .with_context(|| format!("cannot write {}", part.display()))?;
-    }
-    drop(file);
-    let total = match result {
-        Ok(total) => total,
+    match client.download(&fref, file, &progress).await {
+        Ok(total) => {
+            bar.finish_and_clear();
+            Ok(total)
+        }
         Err(e) => {
             bar.abandon();
-            let _ = std::fs::remove_file(&part);
-            return Err(explain(
+            Err(explain(
                 e,
                 url,
                 &format!(
@@ -359,14 +412,9 @@ async fn download(
                     format.ext(),
                     run.guid
                 ),
-            ));
+            ))
         }
-    };
-    bar.finish_and_clear();
-    std::fs::rename(&part, out)
-        .with_context(|| format!("cannot rename {} to {}", part.display(), out.display()))?;
-    eprintln!("wrote {} ({total} bytes)", out.display());
-    Ok(())
+    }
 }
 
 #[cfg(test)]
