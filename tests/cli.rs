@@ -830,3 +830,71 @@ fn completions_and_man_page_come_from_the_cli() {
     assert!(out.status.success(), "{}", out_text(&out).1);
     assert!(man.join("importfs.1").exists() && man.join("importfs-mount.1").exists());
 }
+
+/// scripts/importfs@.service: systemd accepts it (no unknown key, no bad
+/// value), and its ExecStart is a command line importfs accepts.
+#[test]
+fn the_systemd_unit_verifies_and_its_command_parses() {
+    let unit = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/importfs@.service"),
+    )
+    .expect("the unit");
+    let bin = env!("CARGO_BIN_EXE_importfs");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mnt = dir.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+
+    if Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+        .is_ok()
+    {
+        // An instance for the temp mountpoint, with the binary just built.
+        let escaped = Command::new("systemd-escape")
+            .arg("--path")
+            .arg(&mnt)
+            .output()
+            .expect("systemd-escape");
+        let instance = String::from_utf8_lossy(&escaped.stdout).trim().to_owned();
+        let file = dir.path().join(format!("importfs@{instance}.service"));
+        std::fs::write(&file, unit.replace("/usr/local/bin/importfs", bin)).unwrap();
+        let out = Command::new("systemd-analyze")
+            .args(["verify", "--man=no"])
+            .arg(&file)
+            .output()
+            .expect("systemd-analyze verify");
+        let (stdout, stderr) = out_text(&out);
+        assert!(
+            out.status.success() && stdout.trim().is_empty() && stderr.trim().is_empty(),
+            "systemd-analyze verify: {stdout}{stderr}"
+        );
+    } else {
+        eprintln!("systemd-analyze is not installed: the unit's syntax is not checked");
+    }
+
+    // ExecStart, with %f and %i filled in and no key: importfs must get past
+    // its argument parsing and stop at the missing key.
+    let exec = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("ExecStart="))
+        .expect("an ExecStart line");
+    let args: Vec<String> = exec
+        .split_whitespace()
+        .skip(1)
+        .map(|a| {
+            a.replace("%f", &mnt.to_string_lossy())
+                .replace("%i", "instance")
+        })
+        .collect();
+    let out = importfs(dir.path())
+        .args(&args)
+        .env_remove("IMPORTIO_API_KEY")
+        .output()
+        .expect("importfs");
+    let (_, stderr) = out_text(&out);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("IMPORTIO_API_KEY") && !stderr.contains("Usage:"),
+        "ExecStart {args:?}: {stderr}"
+    );
+}
