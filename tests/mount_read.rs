@@ -417,8 +417,34 @@ fn the_result_cache_streams_and_stays_within_its_bound() {
         ..Config::default()
     });
     let m = Mounted::new(&emu.url, &["--cache-size", "2500000"]);
+    // df shows the cache: its size, and (below) the bytes it holds.
+    let df = |m: &Mounted| -> (u64, u64) {
+        let out = m.sh_ok("stat -f -c '%b %f %S' .");
+        let v: Vec<u64> = out.split_whitespace().map(|x| x.parse().unwrap()).collect();
+        (v[0] * v[2], (v[0] - v[1]) * v[2])
+    };
+    let (size, used) = df(&m);
+    assert_eq!(
+        (size, used),
+        (2_498_560, 0),
+        "df of a fresh mount (4 KiB blocks)"
+    );
     let runs = emu.finished_runs();
     assert!(runs.len() >= 5);
+    std::fs::read(m.path(&format!("crawlruns/{}/data.csv", runs[0]))).unwrap();
+    // The download is counted just after its last byte is readable.
+    let mut used = 0;
+    for _ in 0..100 {
+        used = df(&m).1;
+        if used != 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        used, 1_003_520,
+        "df after one 1 MB file (rounded up to blocks)"
+    );
     for id in runs.iter().take(5) {
         let bytes = std::fs::read(m.path(&format!("crawlruns/{id}/data.csv"))).unwrap();
         assert_eq!(bytes.len(), 1_000_000);

@@ -1450,6 +1450,12 @@ impl Fs {
         self.inodes.len() as u64
     }
 
+    /// The result cache's bound and the bytes in it, which is what `df`
+    /// shows of the mount: the account itself has no size or free space.
+    pub fn cache_usage(&self) -> (u64, u64) {
+        self.data.usage()
+    }
+
     /// `.importfs/stats`: one `name value` pair a line.
     pub fn render_stats(&self) -> String {
         let mut s = String::new();

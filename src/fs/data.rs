@@ -270,6 +270,11 @@ impl DataCache {
             .and_then(|(c, _)| c.complete_size())
     }
 
+    /// The cache's bound and the bytes it holds now (downloads done).
+    pub fn usage(&self) -> (u64, u64) {
+        (self.max_bytes, lock(&self.inner).total)
+    }
+
     /// Record a finished download's size and evict old files past the bound.
     fn account(&self, f: &FileRef, size: u64) {
         let mut inner = lock(&self.inner);

@@ -535,9 +535,25 @@ impl Filesystem for FuseFs {
         reply.ok();
     }
 
+    /// `df` shows the result cache: its size is `--cache-size`, its use the
+    /// bytes of result files held. (Reporting zeros made `df` print a
+    /// filesystem of no size, and some tools refuse to write to one.)
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        const BLOCK: u64 = 4096;
+        let (size, used) = self.fs.cache_usage();
+        let blocks = size / BLOCK;
+        let free = blocks.saturating_sub(used.div_ceil(BLOCK));
         let files = self.fs.inode_count();
-        reply.statfs(0, 0, 0, files, 0, 4096, 255, 4096);
+        reply.statfs(
+            blocks,
+            free,
+            free,
+            files,
+            0,
+            BLOCK as u32,
+            255,
+            BLOCK as u32,
+        );
     }
 
     fn getxattr(
