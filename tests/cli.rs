@@ -898,3 +898,31 @@ fn the_systemd_unit_verifies_and_its_command_parses() {
         "ExecStart {args:?}: {stderr}"
     );
 }
+
+#[test]
+fn a_key_file_others_can_read_is_warned_about() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = dir.path().join("key");
+    std::fs::write(&key, "KEY-distinctive-5e0c17\n").expect("key");
+    let config = |mode: u32| {
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(mode)).unwrap();
+        let out = importfs(dir.path())
+            .arg("config")
+            .arg("--api-key-file")
+            .arg(&key)
+            .output()
+            .expect("importfs config");
+        assert!(out.status.success());
+        let (stdout, stderr) = out_text(&out);
+        assert!(!stdout.contains("distinctive") && !stderr.contains("distinctive"));
+        stderr
+    };
+    let stderr = config(0o644);
+    assert!(
+        stderr.contains("can be read by others (mode 644)") && stderr.contains("chmod 600"),
+        "{stderr}"
+    );
+    let stderr = config(0o600);
+    assert!(!stderr.contains("warning"), "{stderr}");
+}

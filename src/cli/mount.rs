@@ -120,11 +120,32 @@ pub fn read_api_key(file: Option<&Path>) -> Result<ApiKey> {
         if key.is_empty() {
             bail!("the API key file {} is empty", path.display());
         }
+        warn_if_others_can_read(path);
         return Ok(ApiKey::new(key));
     }
     match std::env::var(KEY_ENV) {
         Ok(k) if !k.trim().is_empty() => Ok(ApiKey::new(k.trim())),
         _ => bail!("{}", config::NO_KEY_HELP),
+    }
+}
+
+/// A key file others can read is a key others can use: say so (as ssh does
+/// of private keys), but go on, as the file may be shared on purpose.
+fn warn_if_others_can_read(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = std::fs::metadata(path) {
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                eprintln!(
+                    "importfs: warning: the API key file {} can be read by others (mode {mode:03o}): \
+                     `chmod 600 {}`",
+                    path.display(),
+                    path.display()
+                );
+            }
+        }
     }
 }
 
