@@ -593,6 +593,21 @@ impl Client {
         payload: Option<Payload>,
     ) -> Result<Answer, Error> {
         let url = self.url(segments, query);
+        self.with_retries(op, |_| self.attempt_json(op, &url, payload.clone()))
+            .await
+    }
+
+    /// Run `attempt` with retries (see `retry.rs`), the whole inside the
+    /// call deadline; a failure is counted and logged once, here.
+    pub(crate) async fn with_retries<T, F, Fut>(
+        &self,
+        op: Operation,
+        attempt: F,
+    ) -> Result<T, Error>
+    where
+        F: FnMut(u32) -> Fut,
+        Fut: std::future::Future<Output = Result<T, Error>>,
+    {
         let inner = &self.inner;
         let deadline = Instant::now() + inner.cfg.call_deadline;
         let attempts = retry::run(
@@ -600,7 +615,7 @@ impl Client {
             &inner.policy,
             deadline,
             || inner.counters.retry(),
-            |_| self.attempt_json(op, &url, payload.clone()),
+            attempt,
         );
         let result = match timeout_at(deadline, attempts).await {
             Ok(r) => r,

@@ -144,27 +144,7 @@ impl Client {
         let segments = f.segments();
         super::client::check_id(op, segments[1])?;
         let url = self.url(&segments, &[]);
-        let inner = &self.inner;
-        let deadline = Instant::now() + inner.cfg.call_deadline;
-        let attempts = retry::run(
-            op,
-            &inner.policy,
-            deadline,
-            || inner.counters.retry(),
-            |_| self.head_attempt(op, &url),
-        );
-        let result = match timeout_at(deadline, attempts).await {
-            Ok(r) => r,
-            Err(_) => Err(Error::Timeout {
-                op,
-                after: inner.cfg.call_deadline,
-            }),
-        };
-        if let Err(e) = &result {
-            inner.counters.error(op);
-            log_failure(e);
-        }
-        result
+        self.with_retries(op, |_| self.head_attempt(op, &url)).await
     }
 
     async fn head_attempt(&self, op: Operation, url: &Url) -> Result<Option<u64>, Error> {
