@@ -1352,6 +1352,17 @@ async fn a_counted_list_asks_its_pages_a_few_at_a_time_in_order() {
     assert_eq!(c.list_extractors().await.unwrap().len(), 12);
     let calls = liar.requests().len();
     assert!((3..=5).contains(&calls), "{calls} calls for 3 pages");
+
+    // A count that lies low (3, with a first page of 5): ignored, and the
+    // pages alone end the listing.
+    let low = counted_list(12, 3, 5, Duration::ZERO).await;
+    let c = Client::new(ClientConfig {
+        page_size: 5,
+        ..fast_config(&low.url, KEY)
+    })
+    .unwrap();
+    assert_eq!(c.list_extractors().await.unwrap().len(), 12);
+    assert_eq!(low.requests().len(), 3);
 }
 
 #[tokio::test]

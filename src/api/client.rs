@@ -951,7 +951,13 @@ impl Client {
             }
             // A server that says how many there are saves the call that
             // would find the empty page after an exact multiple of _perpage.
-            if answer.total.is_some_and(|t| seen.len() as u64 >= t) {
+            // A count below what it has already listed is wrong, and then
+            // only the pages themselves say when the listing ends.
+            let total = answer.total.filter(|&t| t >= seen.len() as u64);
+            if answer.total.is_some() && total.is_none() {
+                tracing::warn!(%op, page, "X-Total-Count is below the objects listed so far: ignored");
+            }
+            if total == Some(seen.len() as u64) {
                 break;
             }
             if page == max_pages {
@@ -960,7 +966,7 @@ impl Client {
             }
             // A full page: the next one is needed, and as many more as the
             // count says remain.
-            let by_count = answer.total.map_or(0, |t| {
+            let by_count = total.map_or(0, |t| {
                 u32::try_from(t.div_ceil(u64::from(per_page))).unwrap_or(u32::MAX)
             });
             wanted = wanted.max(page + 1).max(by_count);
