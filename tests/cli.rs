@@ -926,3 +926,24 @@ fn a_key_file_others_can_read_is_warned_about() {
     let stderr = config(0o600);
     assert!(!stderr.contains("warning"), "{stderr}");
 }
+
+#[test]
+fn run_with_a_refused_key_says_so_once() {
+    let emu = Emu::demo();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = importfs(dir.path())
+        .args(["run", "anything", "--api-url", &emu.url])
+        .env("IMPORTIO_API_KEY", "wrong-key-3c9e1f")
+        .output()
+        .expect("importfs run");
+    let (stdout, stderr) = out_text(&out);
+    assert!(!out.status.success());
+    assert!(stdout.is_empty(), "{stdout}");
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "one message: {stderr}");
+    assert!(
+        lines[0].contains("API key was refused") && lines[0].contains("IMPORTIO_API_KEY"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("wrong-key-3c9e1f"));
+}
