@@ -947,3 +947,136 @@ fn run_with_a_refused_key_says_so_once() {
     );
     assert!(!stderr.contains("wrong-key-3c9e1f"));
 }
+
+/// Puts back /dev/fuse's mode when the test ends, however it ends.
+struct DevFuseMode(u32);
+
+impl Drop for DevFuseMode {
+    fn drop(&mut self) {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions("/dev/fuse", std::fs::Permissions::from_mode(self.0));
+    }
+}
+
+/// Run a command as `nobody`, with `home` as its home.
+fn as_nobody(home: &Path, program: &str) -> Command {
+    let mut c = Command::new("setpriv");
+    c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(program)
+        .env("HOME", home)
+        .env_remove("IMPORTIO_API_KEY")
+        .env_remove("XDG_CONFIG_HOME")
+        .env_remove("XDG_CACHE_HOME")
+        .env_remove("XDG_STATE_HOME")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null());
+    c
+}
+
+/// Most users are not root: no passthrough, no read-ahead tuning, the mount
+/// made through fusermount3. A user mounts in the background, reads with
+/// ordinary tools, and unmounts; and where /dev/fuse is root-only (some
+/// containers), the error says what to do.
+#[test]
+fn a_user_who_is_not_root_mounts_reads_and_unmounts() {
+    use std::os::unix::fs::PermissionsExt;
+    if !fuse_or_skip() {
+        return;
+    }
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 || Command::new("setpriv").arg("--version").output().is_err()
+    {
+        eprintln!("SKIPPED: needs root and setpriv to act as another user");
+        return;
+    }
+    let emu = Emu::demo();
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let home = dir.path().join("home");
+    let mnt = dir.path().join("mnt");
+    let bin = dir.path().join("importfs");
+    std::fs::copy(env!("CARGO_BIN_EXE_importfs"), &bin).expect("copy the binary");
+    for d in [&home, &mnt] {
+        std::fs::create_dir(d).unwrap();
+        std::os::unix::fs::chown(d, Some(65534), Some(65534)).unwrap();
+    }
+    let bin = bin.to_str().unwrap();
+    let mount = || {
+        as_nobody(&home, bin)
+            .arg("mount")
+            .arg(&mnt)
+            .args(["--api-url", &emu.url])
+            .env("IMPORTIO_API_KEY", KEY)
+            .output()
+            .expect("importfs mount as nobody")
+    };
+
+    let mode = std::fs::metadata("/dev/fuse").unwrap().permissions().mode() & 0o777;
+    let _restore = DevFuseMode(mode);
+    if mode & 0o006 != 0o006 {
+        let out = mount();
+        let (_, stderr) = out_text(&out);
+        assert!(!out.status.success(), "mounted without /dev/fuse access");
+        assert!(
+            stderr.contains("/dev/fuse cannot be opened by you") && stderr.contains("chmod 666"),
+            "{stderr}"
+        );
+        assert!(!is_fuse_mount(&mnt));
+        // As distributions have it, for the rest of the test.
+        std::fs::set_permissions("/dev/fuse", std::fs::Permissions::from_mode(0o666)).unwrap();
+    }
+
+    let out = mount();
+    let _guard = MountGuard { mnt: mnt.clone() };
+    let (_, stderr) = out_text(&out);
+    assert!(out.status.success(), "mount as nobody: {stderr}");
+    assert!(is_fuse_mount(&mnt));
+
+    // Reads, as nobody: every byte right, twice (the second from the cache).
+    let runs = emu.get_json("/crawlruns/?_perpage=1000");
+    let run = runs
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["state"] == "FINISHED")
+        .unwrap()["guid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let want = sha256_bytes(&emu.get_bytes(&format!("/crawlruns/{run}/csv")));
+    let file = mnt.join(format!("crawlruns/{run}/data.csv"));
+    for pass in ["cold", "warm"] {
+        let out = as_nobody(&home, "sha256sum").arg(&file).output().unwrap();
+        let (stdout, stderr) = out_text(&out);
+        assert!(out.status.success(), "{pass} read: {stderr}");
+        assert_eq!(stdout.split(' ').next().unwrap(), want, "{pass} read");
+    }
+    let out = as_nobody(&home, "ls")
+        .arg(mnt.join("crawlruns"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        out_text(&out).0.lines().count(),
+        runs.as_array().unwrap().len(),
+        "ls crawlruns"
+    );
+
+    // Unmounted by its owner, with importfs unmount.
+    let out = as_nobody(&home, bin)
+        .arg("unmount")
+        .arg(&mnt)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "unmount: {}", out_text(&out).1);
+    assert!(!is_fuse_mount(&mnt));
+    wait_no_daemon(&mnt, Duration::from_secs(10));
+
+    let log = std::fs::read_to_string(home.join(".local/state/importfs/importfs.log"))
+        .expect("the background mount's log");
+    assert!(!log.contains(KEY), "the key is in the log");
+    assert!(
+        !log.contains("ERROR") && !log.contains("[Not Implemented]"),
+        "{}",
+        tail(&log, 20)
+    );
+}

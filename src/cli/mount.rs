@@ -247,6 +247,28 @@ fn check_fuse_available() -> Result<()> {
     if !has_fusermount {
         bail!("fusermount3 is missing: install it with `sudo apt-get install fuse3`");
     }
+    // A user mounts through /dev/fuse (fuser opens it before it would try
+    // fusermount3), so it must be readable and writable by everyone, as
+    // distributions set it. Some containers leave it root-only.
+    if !is_root() {
+        if let Err(e) = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/fuse")
+        {
+            if e.kind() == std::io::ErrorKind::PermissionDenied {
+                use std::os::unix::fs::PermissionsExt;
+                let mode = std::fs::metadata("/dev/fuse")
+                    .map(|m| format!(" (mode {:03o})", m.permissions().mode() & 0o777))
+                    .unwrap_or_default();
+                bail!(
+                    "/dev/fuse cannot be opened by you{mode}: users mount through it, so \
+                     distributions make it `crw-rw-rw-`; ask an administrator to run \
+                     `chmod 666 /dev/fuse` (or add a udev rule), or mount as root"
+                );
+            }
+        }
+    }
     Ok(())
 }
 
