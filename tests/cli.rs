@@ -1071,6 +1071,40 @@ fn a_user_who_is_not_root_mounts_reads_and_unmounts() {
     assert!(!is_fuse_mount(&mnt));
     wait_no_daemon(&mnt, Duration::from_secs(10));
 
+    // Killed: without user_allow_other fusermount3 cannot auto-unmount for
+    // a user, so importfs's own watcher must, and the path must not be left
+    // answering "Transport endpoint is not connected".
+    let out = mount();
+    assert!(out.status.success(), "mount again: {}", out_text(&out).1);
+    let pids = daemons(&mnt);
+    assert_eq!(pids.len(), 1, "one daemon: {pids:?}");
+    let _ = Command::new("kill")
+        .args(["-KILL", &pids[0].to_string()])
+        .status();
+    let t = Instant::now();
+    while is_fuse_mount(&mnt) && t.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!is_fuse_mount(&mnt), "still mounted 10 s after SIGKILL");
+    let out = as_nobody(&home, "ls").arg(&mnt).output().unwrap();
+    assert!(
+        out.status.success(),
+        "ls after the crash: {}",
+        out_text(&out).1
+    );
+    let watchers = || {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
+            .filter(|c| String::from_utf8_lossy(c).contains("__watch-mount"))
+            .count()
+    };
+    let t = Instant::now();
+    while watchers() > 0 && t.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(watchers(), 0, "the watcher outlived its work");
+
     let log = std::fs::read_to_string(home.join(".local/state/importfs/importfs.log"))
         .expect("the background mount's log");
     assert!(!log.contains(KEY), "the key is in the log");

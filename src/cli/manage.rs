@@ -68,13 +68,24 @@ fn unescape(field: &str) -> String {
 /// Is something mounted at `path`, and what? The last matching line wins:
 /// it is the mount on top.
 pub fn mount_state(path: &Path) -> Result<MountState> {
+    Ok(match mount_entry(path)? {
+        Some((_, fstype)) => MountState::Mounted(fstype),
+        None => MountState::NotMounted,
+    })
+}
+
+/// The mount on top at `path`, as mountinfo has it: its device
+/// (`major:minor`, unique among the mounts of the moment) and its type.
+fn mount_entry(path: &Path) -> Result<Option<(String, String)>> {
     let want = mountinfo_path(path)?;
     let info = std::fs::read_to_string("/proc/self/mountinfo")
         .context("cannot read /proc/self/mountinfo")?;
-    let mut state = MountState::NotMounted;
+    let mut found = None;
     for line in info.lines() {
-        let mut fields = line.split(' ');
-        let Some(point) = fields.nth(4) else { continue };
+        let fields: Vec<&str> = line.split(' ').take(5).collect();
+        let [_, _, dev, _, point] = fields[..] else {
+            continue;
+        };
         if Path::new(&unescape(point)) != want {
             continue;
         }
@@ -82,11 +93,62 @@ pub fn mount_state(path: &Path) -> Result<MountState> {
             .split(" - ")
             .nth(1)
             .and_then(|r| r.split(' ').next())
-            .unwrap_or("")
-            .to_owned();
-        state = MountState::Mounted(fstype);
+            .unwrap_or("");
+        found = Some((dev.to_owned(), fstype.to_owned()));
     }
-    Ok(state)
+    Ok(found)
+}
+
+/// The device of the importfs mount at `path`, if there is one.
+pub fn importfs_device(path: &Path) -> Option<String> {
+    match mount_entry(path) {
+        Ok(Some((dev, fstype))) if is_importfs(&fstype) => Some(dev),
+        _ => None,
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct WatchArgs {
+    /// The device (major:minor) of the mount to watch over.
+    #[arg(long)]
+    pub dev: String,
+    /// The mountpoint.
+    pub mountpoint: PathBuf,
+}
+
+/// `importfs __watch-mount`: the auto-unmount of mounts that cannot ask
+/// fusermount3 for one (a user without `user_allow_other`, since fuser ties
+/// auto_unmount to allow_root). The mount process starts it with a pipe as
+/// stdin and never writes: when that process ends, however it ends, the pipe
+/// reads EOF. If the same mount (same device) is still there then, its
+/// process died without unmounting: detach it, so the path does not answer
+/// "Transport endpoint is not connected".
+pub fn watch_mount(args: WatchArgs) -> Result<()> {
+    use std::io::Read;
+    let mut stdin = std::io::stdin().lock();
+    let mut buf = [0u8; 64];
+    loop {
+        match stdin.read(&mut buf) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+    if importfs_device(&args.mountpoint).as_deref() == Some(args.dev.as_str()) {
+        let done = Command::new("fusermount3")
+            .arg("-uz")
+            .arg(&args.mountpoint)
+            .status()
+            .is_ok_and(|s| s.success());
+        if done {
+            eprintln!(
+                "importfs: the process serving {} ended without unmounting it: unmounted",
+                args.mountpoint.display()
+            );
+        }
+    }
+    Ok(())
 }
 
 fn is_importfs(fstype: &str) -> bool {

@@ -50,6 +50,9 @@ pub enum Command {
     Demo(demo::DemoArgs),
     /// Run a local Import.io API server (for tests, demos and benchmarks).
     Emulator(emulator::EmulatorArgs),
+    /// Unmount a mount once the process serving it is gone (started by mount).
+    #[command(hide = true, name = "__watch-mount")]
+    WatchMount(manage::WatchArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -247,6 +250,7 @@ pub fn main() -> ExitCode {
         Command::Manpage(args) => manpage(args),
         Command::Demo(args) => demo::run(args),
         Command::Emulator(args) => emulator::run(args),
+        Command::WatchMount(args) => manage::watch_mount(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

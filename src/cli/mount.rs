@@ -506,12 +506,12 @@ pub fn mount_foreground(
     } else {
         fuser::SessionACL::Owner
     };
-    if acl != fuser::SessionACL::Owner {
+    // fusermount3 unmounts the path if this process dies; fuser allows that
+    // only with allow_root or allow_other. Without them, a watcher process
+    // does it (see `watch_mount`).
+    let fusermount_unmounts = acl != fuser::SessionACL::Owner;
+    if fusermount_unmounts {
         options.push(fuser::MountOption::AutoUnmount);
-    } else {
-        tracing::warn!(
-            "no auto-unmount: add user_allow_other to /etc/fuse.conf so a killed importfs cannot leave a dead mount"
-        );
     }
     let mut config = fuser::Config::default();
     config.mount_options = options;
@@ -521,6 +521,9 @@ pub fn mount_foreground(
     let mut session = fuser::Session::new(adapter, &args.mountpoint, &config)
         .with_context(|| format!("cannot mount on {}", args.mountpoint.display()))?;
     let mut unmounter = session.unmount_callable();
+    let watcher = (!fusermount_unmounts)
+        .then(|| spawn_watcher(&args.mountpoint))
+        .flatten();
     raise_read_ahead(&args.mountpoint);
     tracing::info!(mountpoint = %args.mountpoint.display(), api = %args.api_url, "mounted");
 
@@ -550,6 +553,11 @@ pub fn mount_foreground(
         let _ = tx.send(());
     }
     let result = session.run();
+    if let Some(mut watcher) = watcher {
+        // Unmounted: the watcher reads EOF, finds no mount and exits.
+        drop(watcher.stdin.take());
+        let _ = watcher.wait();
+    }
     drop(fs);
     rt.shutdown_timeout(Duration::from_secs(1));
     result.context("the FUSE session ended with an error")?;
@@ -575,6 +583,39 @@ async fn wait_for_signal() {
     }
     #[cfg(not(unix))]
     let _ = tokio::signal::ctrl_c().await;
+}
+
+/// Start `importfs __watch-mount` over this mount: it unmounts it if this
+/// process dies without doing so. It runs in its own process group (a
+/// Ctrl-C meant for us must not reach it) from `/` (so it keeps no
+/// directory busy), and holds the read end of a pipe whose write end only
+/// this process has.
+fn spawn_watcher(mountpoint: &Path) -> Option<std::process::Child> {
+    use std::os::unix::process::CommandExt;
+    let mountpoint = std::path::absolute(mountpoint).ok()?;
+    let dev = crate::cli::manage::importfs_device(&mountpoint)?;
+    let exe = std::env::current_exe().ok()?;
+    let spawned = std::process::Command::new(exe)
+        .arg("__watch-mount")
+        .arg("--dev")
+        .arg(&dev)
+        .arg(&mountpoint)
+        .env_remove(KEY_ENV)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .current_dir("/")
+        .process_group(0)
+        .spawn();
+    match spawned {
+        Ok(child) => {
+            tracing::debug!(pid = child.id(), %dev, "auto-unmount watcher started");
+            Some(child)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "no auto-unmount: the watcher process did not start");
+            None
+        }
+    }
 }
 
 /// Ask the kernel for 1 MiB read-ahead on this mount (root only; quietly
