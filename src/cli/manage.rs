@@ -142,7 +142,10 @@ pub fn watch_mount(args: WatchArgs) -> Result<()> {
             .status()
             .is_ok_and(|s| s.success());
         if done {
-            eprintln!(
+            // stderr may be gone with the terminal: never fail over a message.
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stderr(),
                 "importfs: the process serving {} ended without unmounting it: unmounted",
                 args.mountpoint.display()
             );
