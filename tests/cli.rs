@@ -274,10 +274,15 @@ fn background_mount_with_a_wrong_key_fails_and_leaves_no_mount() {
 /// default PATH (which has /usr/local/bin) is what counts. Removed on drop.
 struct HelperOnPath {
     link: PathBuf,
+    /// Tests that need the link take turns: one's drop removes it.
+    _turn: std::sync::MutexGuard<'static, ()>,
 }
+
+static HELPER_TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 impl HelperOnPath {
     fn install() -> Option<HelperOnPath> {
+        let turn = HELPER_TURN.lock().unwrap_or_else(|e| e.into_inner());
         let link = PathBuf::from("/usr/local/bin/importfs");
         let ours = PathBuf::from(importfs_bin());
         match std::fs::read_link(&link) {
@@ -301,7 +306,7 @@ impl HelperOnPath {
                 }
             }
         }
-        Some(HelperOnPath { link })
+        Some(HelperOnPath { link, _turn: turn })
     }
 }
 
@@ -948,14 +953,61 @@ fn run_with_a_refused_key_says_so_once() {
     assert!(!stderr.contains("wrong-key-3c9e1f"));
 }
 
-/// Puts back /dev/fuse's mode when the test ends, however it ends.
-struct DevFuseMode(u32);
+/// A test's turn at /dev/fuse's mode: the tests that change it take turns,
+/// and the mode found is put back when the turn ends, however it ends.
+struct DevFuseTurn {
+    mode: u32,
+    _turn: std::sync::MutexGuard<'static, ()>,
+}
 
-impl Drop for DevFuseMode {
+static DEV_FUSE_TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+impl DevFuseTurn {
+    fn take() -> DevFuseTurn {
+        use std::os::unix::fs::PermissionsExt;
+        let turn = DEV_FUSE_TURN.lock().unwrap_or_else(|e| e.into_inner());
+        let mode = std::fs::metadata("/dev/fuse").unwrap().permissions().mode() & 0o777;
+        DevFuseTurn { mode, _turn: turn }
+    }
+
+    /// Usable by users, as distributions have it (see
+    /// `a_user_who_is_not_root_mounts_reads_and_unmounts` for why).
+    fn open_to_users(&self) {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions("/dev/fuse", std::fs::Permissions::from_mode(0o666)).unwrap();
+    }
+}
+
+impl Drop for DevFuseTurn {
     fn drop(&mut self) {
         use std::os::unix::fs::PermissionsExt;
-        let _ = std::fs::set_permissions("/dev/fuse", std::fs::Permissions::from_mode(self.0));
+        let _ = std::fs::set_permissions("/dev/fuse", std::fs::Permissions::from_mode(self.mode));
     }
+}
+
+/// A temp dir others can enter, with `home` and `mnt` owned by nobody.
+fn nobody_dirs() -> (tempfile::TempDir, PathBuf, PathBuf) {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let home = dir.path().join("home");
+    let mnt = dir.path().join("mnt");
+    for d in [&home, &mnt] {
+        std::fs::create_dir(d).unwrap();
+        std::os::unix::fs::chown(d, Some(65534), Some(65534)).unwrap();
+    }
+    (dir, home, mnt)
+}
+
+/// Needs root and setpriv (to act as `nobody`); skipped otherwise.
+fn can_act_as_nobody() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    let ok = unsafe { libc::geteuid() } == 0
+        && Command::new("setpriv").arg("--version").output().is_ok();
+    if !ok {
+        eprintln!("SKIPPED: needs root and setpriv to act as another user");
+    }
+    ok
 }
 
 /// Run a command as `nobody`, with `home` as its home.
@@ -979,27 +1031,13 @@ fn as_nobody(home: &Path, program: &str) -> Command {
 /// containers), the error says what to do.
 #[test]
 fn a_user_who_is_not_root_mounts_reads_and_unmounts() {
-    use std::os::unix::fs::PermissionsExt;
-    if !fuse_or_skip() {
-        return;
-    }
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 || Command::new("setpriv").arg("--version").output().is_err()
-    {
-        eprintln!("SKIPPED: needs root and setpriv to act as another user");
+    if !fuse_or_skip() || !can_act_as_nobody() {
         return;
     }
     let emu = Emu::demo();
-    let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let home = dir.path().join("home");
-    let mnt = dir.path().join("mnt");
+    let (dir, home, mnt) = nobody_dirs();
     let bin = dir.path().join("importfs");
     std::fs::copy(env!("CARGO_BIN_EXE_importfs"), &bin).expect("copy the binary");
-    for d in [&home, &mnt] {
-        std::fs::create_dir(d).unwrap();
-        std::os::unix::fs::chown(d, Some(65534), Some(65534)).unwrap();
-    }
     let bin = bin.to_str().unwrap();
     let mount = || {
         as_nobody(&home, bin)
@@ -1011,9 +1049,8 @@ fn a_user_who_is_not_root_mounts_reads_and_unmounts() {
             .expect("importfs mount as nobody")
     };
 
-    let mode = std::fs::metadata("/dev/fuse").unwrap().permissions().mode() & 0o777;
-    let _restore = DevFuseMode(mode);
-    if mode & 0o006 != 0o006 {
+    let dev = DevFuseTurn::take();
+    if dev.mode & 0o006 != 0o006 {
         let out = mount();
         let (_, stderr) = out_text(&out);
         assert!(!out.status.success(), "mounted without /dev/fuse access");
@@ -1023,7 +1060,7 @@ fn a_user_who_is_not_root_mounts_reads_and_unmounts() {
         );
         assert!(!is_fuse_mount(&mnt));
         // As distributions have it, for the rest of the test.
-        std::fs::set_permissions("/dev/fuse", std::fs::Permissions::from_mode(0o666)).unwrap();
+        dev.open_to_users();
     }
 
     let out = mount();
@@ -1113,4 +1150,87 @@ fn a_user_who_is_not_root_mounts_reads_and_unmounts() {
         "{}",
         tail(&log, 20)
     );
+}
+
+/// Puts /etc/fstab back as it was when dropped.
+struct FstabGuard(String);
+
+impl Drop for FstabGuard {
+    fn drop(&mut self) {
+        let _ = std::fs::write("/etc/fstab", &self.0);
+    }
+}
+
+/// An /etc/fstab line with `user,noauto` lets a user `mount MOUNTPOINT` and
+/// `umount MOUNTPOINT`: mount(8), mount.fuse3 and importfs's helper form, all
+/// as that user. It edits /etc/fstab (put back on drop), so it runs under
+/// CI only.
+#[test]
+fn an_fstab_user_line_lets_a_user_mount_and_unmount() {
+    use std::os::unix::fs::PermissionsExt;
+    if !fuse_or_skip() || !can_act_as_nobody() {
+        return;
+    }
+    if std::env::var("CI").is_err() {
+        eprintln!("SKIPPED: edits /etc/fstab, so only under CI=true");
+        return;
+    }
+    let Some(_on_path) = HelperOnPath::install() else {
+        panic!("cannot put importfs on PATH for mount.fuse3");
+    };
+    let dev = DevFuseTurn::take();
+    dev.open_to_users();
+    let emu = Emu::demo();
+    let (dir, home, mnt) = nobody_dirs();
+    let key = home.join("key");
+    std::fs::write(&key, format!("{KEY}\n")).unwrap();
+    std::os::unix::fs::chown(&key, Some(65534), Some(65534)).unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let before = std::fs::read_to_string("/etc/fstab").unwrap_or_default();
+    let _fstab = FstabGuard(before.clone());
+    let line = format!(
+        "none {} fuse.importfs noauto,user,api_key_file={},api_url={},cache_dir={},log_file={} 0 0\n",
+        mnt.display(),
+        key.display(),
+        emu.url,
+        home.join("cache").display(),
+        home.join("mount.log").display(),
+    );
+    let sep = if before.is_empty() || before.ends_with('\n') {
+        ""
+    } else {
+        "\n"
+    };
+    std::fs::write("/etc/fstab", format!("{before}{sep}{line}")).unwrap();
+    let _guard = MountGuard { mnt: mnt.clone() };
+
+    let out = as_nobody(&home, "mount").arg(&mnt).output().expect("mount");
+    let log = || std::fs::read_to_string(home.join("mount.log")).unwrap_or_default();
+    assert!(
+        out.status.success(),
+        "mount as a user: {}\nlog:\n{}",
+        out_text(&out).1,
+        log()
+    );
+    assert!(is_fuse_mount(&mnt));
+    let out = as_nobody(&home, "cat")
+        .arg(mnt.join("user.json"))
+        .output()
+        .unwrap();
+    let user: Value = serde_json::from_slice(&out.stdout).expect("user.json is JSON");
+    assert_eq!(user["guid"], emu.get_json("/users/current")["guid"]);
+
+    let out = as_nobody(&home, "umount")
+        .arg(&mnt)
+        .output()
+        .expect("umount");
+    assert!(
+        out.status.success(),
+        "umount as a user: {}",
+        out_text(&out).1
+    );
+    assert!(!is_fuse_mount(&mnt));
+    assert!(wait_no_daemon(&mnt, Duration::from_secs(10)));
+    assert!(!log().contains(KEY), "the key is in the log");
+    drop(dir);
 }
