@@ -1063,6 +1063,23 @@ fn a_user_who_is_not_root_mounts_reads_and_unmounts() {
         dev.open_to_users();
     }
 
+    // A mountpoint the user cannot write to: fusermount3 would refuse it.
+    let theirs = dir.path().join("root-owned");
+    std::fs::create_dir(&theirs).unwrap();
+    let out = as_nobody(&home, bin)
+        .arg("mount")
+        .arg(&theirs)
+        .args(["--api-url", &emu.url])
+        .env("IMPORTIO_API_KEY", KEY)
+        .output()
+        .unwrap();
+    let (_, stderr) = out_text(&out);
+    assert!(!out.status.success() && !is_fuse_mount(&theirs));
+    assert!(
+        stderr.contains("you cannot write to the mountpoint") && stderr.contains("mkdir -p"),
+        "{stderr}"
+    );
+
     let out = mount();
     let _guard = MountGuard { mnt: mnt.clone() };
     let (_, stderr) = out_text(&out);

@@ -218,6 +218,22 @@ fn check_mountpoint(path: &Path) -> Result<()> {
     if !meta.is_dir() {
         bail!("the mountpoint {} is not a directory", path.display());
     }
+    // fusermount3 lets a user mount only on a directory they can write to.
+    if !is_root() {
+        use std::os::unix::ffi::OsStrExt;
+        let c = std::ffi::CString::new(path.as_os_str().as_bytes())
+            .context("the mountpoint has a NUL byte")?;
+        // SAFETY: a valid NUL-terminated path; access has no other preconditions.
+        if unsafe { libc::access(c.as_ptr(), libc::W_OK) } != 0 {
+            use std::os::unix::fs::MetadataExt;
+            bail!(
+                "you cannot write to the mountpoint {} (owner uid {}), and FUSE lets users mount \
+                 only on directories they can write to: use one of your own, e.g. `mkdir -p ~/importio`",
+                path.display(),
+                meta.uid()
+            );
+        }
+    }
     if is_mounted(path) {
         bail!(
             "{} is already an importfs mount: unmount it first with `fusermount3 -u {}`",
