@@ -191,16 +191,7 @@ fn emulator_hostile_modes_over_http() {
     );
 
     // lying_length: HEAD and GET claim 10 GB; the body is the real one, cut.
-    let run = emu.get_json("/crawlruns/?_perpage=100");
-    let run = run
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["state"] == "FINISHED")
-        .unwrap()["guid"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let run = emu.finished_runs()[0].clone();
     let real = emu.get_bytes(&format!("/crawlruns/{run}/csv"));
     emu.hook(
         Method::POST,

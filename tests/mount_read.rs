@@ -349,16 +349,7 @@ fn listing_costs_pages_and_lookups_cost_no_listing() {
 
     // A fresh mount reading one run's file by id lists nothing.
     let m = Mounted::new(&emu.url, &[]);
-    let runs = emu.get_json("/crawlruns/?_perpage=5");
-    let id = runs
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["state"] == "FINISHED")
-        .unwrap()["guid"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = emu.finished_runs()[0].clone();
     emu.clear_requests();
     let bytes = std::fs::read(m.path(&format!("crawlruns/{id}/data.csv"))).unwrap();
     assert!(!bytes.is_empty());
