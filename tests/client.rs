@@ -1313,14 +1313,19 @@ async fn counted_list(
     .await
 }
 
+/// A client asking `per_page` objects a page.
+fn paged_client(url: &str, per_page: u32) -> Client {
+    Client::new(ClientConfig {
+        page_size: per_page,
+        ..fast_config(url, KEY)
+    })
+    .unwrap()
+}
+
 #[tokio::test]
 async fn a_counted_list_asks_its_pages_a_few_at_a_time_in_order() {
     let list = counted_list(25, 25, 5, Duration::from_millis(100)).await;
-    let c = Client::new(ClientConfig {
-        page_size: 5,
-        ..fast_config(&list.url, KEY)
-    })
-    .unwrap();
+    let c = paged_client(&list.url, 5);
     let got: Vec<String> = c
         .list_extractors()
         .await
@@ -1344,11 +1349,7 @@ async fn a_counted_list_asks_its_pages_a_few_at_a_time_in_order() {
     // A count that lies high: the short page still ends the listing, and
     // the read-ahead costs at most two calls past it.
     let liar = counted_list(12, 1000, 5, Duration::ZERO).await;
-    let c = Client::new(ClientConfig {
-        page_size: 5,
-        ..fast_config(&liar.url, KEY)
-    })
-    .unwrap();
+    let c = paged_client(&liar.url, 5);
     assert_eq!(c.list_extractors().await.unwrap().len(), 12);
     let calls = liar.requests().len();
     assert!((3..=5).contains(&calls), "{calls} calls for 3 pages");
@@ -1356,11 +1357,7 @@ async fn a_counted_list_asks_its_pages_a_few_at_a_time_in_order() {
     // A count that lies low (3, with a first page of 5): ignored, and the
     // pages alone end the listing.
     let low = counted_list(12, 3, 5, Duration::ZERO).await;
-    let c = Client::new(ClientConfig {
-        page_size: 5,
-        ..fast_config(&low.url, KEY)
-    })
-    .unwrap();
+    let c = paged_client(&low.url, 5);
     assert_eq!(c.list_extractors().await.unwrap().len(), 12);
     assert_eq!(low.requests().len(), 3);
 }
