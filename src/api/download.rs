@@ -37,7 +37,6 @@ use futures_util::{FutureExt, StreamExt};
 use reqwest::header::{self, HeaderMap, HeaderValue};
 use reqwest::{Method, StatusCode, Url};
 use std::io::Write;
-use std::os::unix::fs::FileExt;
 use std::time::Duration;
 use tokio::time::{timeout, timeout_at, Instant};
 
@@ -45,8 +44,12 @@ use tokio::time::{timeout, timeout_at, Instant};
 struct Progress<'a> {
     out: &'a std::fs::File,
     report: &'a (dyn Fn(u64) + Send + Sync),
-    /// Bytes of the file written, contiguous from offset 0.
+    /// Bytes of the file written, contiguous from where this call started
+    /// (offset 0 for a whole file), as a file offset.
     have: u64,
+    /// The end (exclusive) of the range this call fetches; `None` for the
+    /// whole file.
+    limit: Option<u64>,
     /// The size the server promised, once known.
     expected: Option<u64>,
     /// Whether a retry may ask a Range (false once the server sent gzip).
@@ -55,11 +58,57 @@ struct Progress<'a> {
     stall_deadline: Instant,
 }
 
+/// How one attempt ended, when it did not fail.
+enum Attempt {
+    /// Every byte asked for is written; the offset reached.
+    Complete(u64),
+    /// A ranged call got the whole file (200) or a compressed answer: the
+    /// server does not serve ranges of this file.
+    RangeRefused,
+}
+
+/// How a ranged download ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RangeOutcome {
+    /// Every byte of the range is in the file.
+    Done,
+    /// The server ignores Range (or compresses): fetch the file whole.
+    Unsupported,
+}
+
 impl Progress<'_> {
+    /// The bytes still wanted, as the `Range` header's `FIRST-LAST`.
+    fn range_header(&self) -> Option<String> {
+        match self.limit {
+            Some(limit) => Some(format!("bytes={}-{}", self.have, limit - 1)),
+            None if self.ranges && self.have > 0 => Some(format!("bytes={}-", self.have)),
+            None => None,
+        }
+    }
+
+    /// Whether every byte this call wants is written.
+    fn complete(&self) -> bool {
+        match (self.limit, self.expected) {
+            (Some(limit), _) => self.have >= limit,
+            (None, Some(expected)) => self.have >= expected,
+            (None, None) => false,
+        }
+    }
+
     /// Write `data`, which starts at file offset `at`, keeping only what
-    /// extends the contiguous prefix.
-    fn put(&mut self, client: &Client, op: Operation, at: u64, data: &[u8]) -> Result<(), Error> {
-        let end = at + data.len() as u64;
+    /// extends the contiguous prefix and lies within the range asked.
+    fn put(
+        &mut self,
+        client: &Client,
+        op: Operation,
+        at: u64,
+        data: &[Bytes],
+    ) -> Result<(), Error> {
+        let len: u64 = data.iter().map(|b| b.len() as u64).sum();
+        let mut end = at + len;
+        if let Some(limit) = self.limit {
+            end = end.min(limit);
+        }
         if end <= self.have {
             return Ok(());
         }
@@ -69,20 +118,30 @@ impl Progress<'_> {
                 detail: format!("bytes from offset {at} when {} were expected", self.have),
             });
         }
-        let data = &data[(self.have - at) as usize..];
         if let Some(expected) = self.expected {
-            if self.have + data.len() as u64 > expected {
+            if end > expected {
                 return Err(Error::Protocol {
                     op,
                     detail: format!("more than the {expected} bytes promised"),
                 });
             }
         }
-        self.out
-            .write_all_at(data, self.have)
+        // The slices of `data` that fall in `have..end`.
+        let mut slices: Vec<std::io::IoSlice<'_>> = Vec::with_capacity(data.len());
+        let mut pos = at;
+        for b in data {
+            let (s, e) = (pos.max(self.have), (pos + b.len() as u64).min(end));
+            if s < e {
+                slices.push(std::io::IoSlice::new(
+                    &b[(s - pos) as usize..(e - pos) as usize],
+                ));
+            }
+            pos += b.len() as u64;
+        }
+        write_all_vectored_at(self.out, &mut slices, self.have)
             .map_err(|source| Error::Io { op, source })?;
-        self.have += data.len() as u64;
-        client.inner.counters.bytes(data.len() as u64);
+        client.inner.counters.bytes(end - self.have);
+        self.have = end;
         self.stall_deadline = Instant::now() + client.inner.cfg.call_deadline;
         client.note_progress();
         (self.report)(self.have);
@@ -190,6 +249,85 @@ impl Client {
         out: &std::fs::File,
         progress: &(dyn Fn(u64) + Send + Sync),
     ) -> Result<u64, Error> {
+        let result = self.fetch(f, out, progress, 0, None, None).await;
+        let op = f.operation();
+        let result = result.and_then(|attempt| match attempt {
+            Attempt::Complete(total) => {
+                out.set_len(total)
+                    .map_err(|source| Error::Io { op, source })?;
+                Ok(total)
+            }
+            // A whole-file call asks no range, so it cannot be refused one.
+            Attempt::RangeRefused => Err(Error::Protocol {
+                op,
+                detail: "a range refused that was not asked".into(),
+            }),
+        });
+        self.downloaded(f, &result);
+        result
+    }
+
+    /// Download bytes `start..end` of a result file of `size` bytes into
+    /// `out` at their offsets, with `Range: bytes=START-(END-1)`, calling
+    /// `progress` with the offset reached (contiguous from `start`). A cut
+    /// answer is resumed from the first missing byte; every answer's
+    /// `Content-Range` must give the same total `size`, or the call fails
+    /// (the file changed, or its size was a lie). A server that answers the
+    /// range with the whole file (200) or compressed gives
+    /// [`RangeOutcome::Unsupported`] at once, before any byte is written:
+    /// the caller then fetches the file whole with [`Client::download`].
+    pub async fn download_range(
+        &self,
+        f: &FileRef,
+        out: &std::fs::File,
+        progress: &(dyn Fn(u64) + Send + Sync),
+        (start, end): (u64, u64),
+        size: u64,
+    ) -> Result<RangeOutcome, Error> {
+        let op = f.operation();
+        if start >= end || end > size {
+            return Err(Error::Protocol {
+                op,
+                detail: format!("the range {start}..{end} of a {size}-byte file"),
+            });
+        }
+        let result = self
+            .fetch(f, out, progress, start, Some(end), Some(size))
+            .await
+            .map(|attempt| match attempt {
+                Attempt::Complete(_) => RangeOutcome::Done,
+                Attempt::RangeRefused => RangeOutcome::Unsupported,
+            });
+        self.downloaded(f, &result);
+        result
+    }
+
+    /// Count and log how a download call ended.
+    fn downloaded<T: std::fmt::Debug>(&self, f: &FileRef, result: &Result<T, Error>) {
+        match result {
+            Ok(outcome) => {
+                self.inner.counters.download_completed();
+                tracing::debug!(op = %f.operation(), run = f.run_id(), file = f.file_name(), ?outcome, "downloaded");
+            }
+            Err(e) => {
+                self.inner.counters.error(f.operation());
+                log_failure(e);
+            }
+        }
+    }
+
+    /// The retry loop of a download: attempts until the bytes asked
+    /// (`from..limit`, or the whole file) are written, resuming each time
+    /// from the first byte missing.
+    async fn fetch(
+        &self,
+        f: &FileRef,
+        out: &std::fs::File,
+        progress: &(dyn Fn(u64) + Send + Sync),
+        from: u64,
+        limit: Option<u64>,
+        expected: Option<u64>,
+    ) -> Result<Attempt, Error> {
         let op = f.operation();
         let segments = f.segments();
         super::client::check_id(op, segments[1])?;
@@ -200,17 +338,18 @@ impl Client {
         let mut state = Progress {
             out,
             report: progress,
-            have: 0,
-            expected: None,
+            have: from,
+            limit,
+            expected,
             ranges: true,
             stall_deadline,
         };
         let mut backoff = Backoff::new(inner.cfg.backoff_base, inner.cfg.backoff_max);
         let mut failures = 0u32;
-        let result = loop {
+        loop {
             let before = state.have;
             let err = match self.download_attempt(op, &url, &mut state).await {
-                Ok(total) => break Ok(total),
+                Ok(attempt) => return Ok(attempt),
                 Err(e) => e,
             };
             if state.have > before {
@@ -230,34 +369,19 @@ impl Client {
                     inner.counters.retry();
                     tokio::time::sleep(wait).await;
                 }
-                None => break Err(err),
-            }
-        };
-        let result = result.and_then(|total| {
-            out.set_len(total)
-                .map_err(|source| Error::Io { op, source })?;
-            Ok(total)
-        });
-        match &result {
-            Ok(total) => {
-                inner.counters.download_completed();
-                tracing::debug!(%op, run = f.run_id(), file = f.file_name(), bytes = total, "downloaded");
-            }
-            Err(e) => {
-                inner.counters.error(op);
-                log_failure(e);
+                None => return Err(err),
             }
         }
-        result
     }
 
-    /// One attempt: slots, request (with Range when resuming), stream to the file.
+    /// One attempt: slots, request (with Range when resuming or ranged),
+    /// stream to the file.
     async fn download_attempt(
         &self,
         op: Operation,
         url: &Url,
         st: &mut Progress<'_>,
-    ) -> Result<u64, Error> {
+    ) -> Result<Attempt, Error> {
         let inner = &self.inner;
         let (until, after) = (st.stall_deadline, inner.cfg.call_deadline);
         let _slot = timeout_at(until, inner.slots.acquire())
@@ -266,16 +390,15 @@ impl Client {
             .map_err(|_| closed(op))?;
         let _in_flight = inner.counters.call_started();
 
-        let resume_from = (st.ranges && st.have > 0).then_some(st.have);
+        let range = st.range_header();
+        let ranged = st.limit.is_some();
         let mut headers = HeaderMap::new();
         headers.insert(
             header::ACCEPT_ENCODING,
             HeaderValue::from_static("identity"),
         );
-        if let Some(from) = resume_from {
-            if let Ok(v) = HeaderValue::from_str(&format!("bytes={from}-")) {
-                headers.insert(header::RANGE, v);
-            }
+        if let Some(v) = range.as_deref().and_then(|r| HeaderValue::from_str(r).ok()) {
+            headers.insert(header::RANGE, v);
         }
         let (until, after) = st.wait_until(self);
         let send = self.send_following(op, Method::GET, url.clone(), headers, None);
@@ -283,18 +406,22 @@ impl Client {
             Err(_) => return Err(Error::Timeout { op, after }),
             Ok(Err(e)) => {
                 // Asked for bytes past the end: we already have them all.
-                if e.status() == Some(416) && resume_from.is_some() && st.expected == Some(st.have)
+                if e.status() == Some(416)
+                    && range.is_some()
+                    && !ranged
+                    && st.expected == Some(st.have)
                 {
-                    return Ok(st.have);
+                    return Ok(Attempt::Complete(st.have));
                 }
                 // Bytes past the end when we hold fewer than promised: the
-                // promise (Content-Length) was wrong; say so plainly.
-                if e.status() == Some(416) && resume_from.is_some() {
+                // promise (Content-Length, or the size a range was asked
+                // of) was wrong; say so plainly.
+                if e.status() == Some(416) && range.is_some() {
                     if let Some(expected) = st.expected.filter(|&x| x > st.have) {
                         return Err(Error::Protocol {
                             op,
                             detail: format!(
-                                "the server promised {expected} bytes but has only {}",
+                                "the server promised {expected} bytes but has no byte {}",
                                 st.have
                             ),
                         });
@@ -308,8 +435,11 @@ impl Client {
         let status = resp.status();
         let encoding = content_encoding(resp.headers());
         let length = content_length(resp.headers());
+        if ranged && (status != StatusCode::PARTIAL_CONTENT || encoding != Encoding::Identity) {
+            return Ok(Attempt::RangeRefused);
+        }
         let (start, total) = match (status, &encoding) {
-            (StatusCode::PARTIAL_CONTENT, Encoding::Identity) if resume_from.is_some() => {
+            (StatusCode::PARTIAL_CONTENT, Encoding::Identity) if range.is_some() => {
                 let range = resp
                     .headers()
                     .get(header::CONTENT_RANGE)
@@ -366,6 +496,9 @@ impl Client {
                 }
                 _ => st.expected = Some(total),
             }
+        } else if ranged {
+            // `bytes a-b/*`: nothing to check the size we ranged over against.
+            return Ok(Attempt::RangeRefused);
         }
 
         let mut inflater = (encoding == Encoding::Gzip).then(Inflater::new);
@@ -374,18 +507,26 @@ impl Client {
         let mut received = 0u64;
         // Chunks from the socket are small (often 16 KiB); writing and
         // announcing each one cost a syscall and a reader wake-up per chunk.
-        // While chunks keep arriving they are gathered into writes of up to
-        // WRITE_BATCH bytes; the batch is written as soon as the next chunk
-        // is not already there, so a slow or stalled server never holds bytes
-        // back from readers, and a resume starts from every byte that came.
-        let mut batch: Vec<u8> = Vec::with_capacity(WRITE_BATCH);
+        // While chunks keep arriving they are gathered, up to WRITE_BATCH
+        // bytes, and written with one pwritev (no copy into one buffer); the
+        // batch is written as soon as the next chunk is not already there,
+        // so a slow or stalled server never holds bytes back from readers,
+        // and a resume starts from every byte that came.
+        let mut batch: Vec<Bytes> = Vec::with_capacity(64);
+        let mut batch_len = 0usize;
         let mut batch_at = offset;
         loop {
+            if st.limit.is_some_and(|limit| offset >= limit) {
+                // Every byte asked for has come: a server that sends more
+                // than the range is not read further.
+                break;
+            }
             let next = match stream.next().now_or_never() {
                 Some(next) => next,
                 None => {
                     st.put(self, op, batch_at, &batch)?;
                     batch.clear();
+                    batch_len = 0;
                     let (until, after) = st.wait_until(self);
                     match timeout_at(until, stream.next()).await {
                         Err(_) => return Err(Error::Timeout { op, after }),
@@ -410,28 +551,29 @@ impl Client {
                 }
             };
             received += chunk.len() as u64;
-            let inflated;
-            let data: &[u8] = match &mut inflater {
-                Some(inf) => {
-                    inflated = inf.feed(op, &chunk)?;
-                    &inflated
-                }
-                None => &chunk,
+            let data = match &mut inflater {
+                Some(inf) => Bytes::from(inf.feed(op, &chunk)?),
+                None => chunk,
             };
             if batch.is_empty() {
                 batch_at = offset;
             }
-            batch.extend_from_slice(data);
             offset += data.len() as u64;
-            if batch.len() >= WRITE_BATCH {
+            batch_len += data.len();
+            batch.push(data);
+            if batch_len >= WRITE_BATCH {
                 st.put(self, op, batch_at, &batch)?;
                 batch.clear();
+                batch_len = 0;
             }
         }
         st.put(self, op, batch_at, &batch)?;
         if let Some(inf) = inflater.take() {
-            let tail = inf.finish(op)?;
-            st.put(self, op, offset, &tail)?;
+            let tail = Bytes::from(inf.finish(op)?);
+            st.put(self, op, offset, &[tail])?;
+        }
+        if st.complete() {
+            return Ok(Attempt::Complete(st.have));
         }
         if let Some(length) = length {
             if received < length {
@@ -442,13 +584,18 @@ impl Client {
                 });
             }
         }
-        match st.expected {
-            Some(expected) if st.have < expected => Err(Error::Truncated {
+        match (st.limit, st.expected) {
+            (Some(limit), _) => Err(Error::Truncated {
+                op,
+                got: st.have,
+                expected: limit,
+            }),
+            (None, Some(expected)) if st.have < expected => Err(Error::Truncated {
                 op,
                 got: st.have,
                 expected,
             }),
-            _ => Ok(st.have),
+            _ => Ok(Attempt::Complete(st.have)),
         }
     }
 }
@@ -505,6 +652,43 @@ impl Client {
             }
         }
     }
+}
+
+/// `pwritev` of every byte of `slices` at `offset`: one syscall for a batch
+/// of received chunks instead of a copy into one buffer and a `pwrite`.
+fn write_all_vectored_at(
+    file: &std::fs::File,
+    mut slices: &mut [std::io::IoSlice<'_>],
+    mut offset: u64,
+) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    while !slices.is_empty() {
+        // IOV_MAX is 1024 on Linux; a batch holds far fewer chunks.
+        let n = slices.len().min(1024);
+        // SAFETY: IoSlice is ABI-compatible with iovec, and the slices
+        // borrow live buffers for the duration of the call.
+        let written = unsafe {
+            libc::pwritev(
+                file.as_raw_fd(),
+                slices.as_ptr().cast(),
+                n as libc::c_int,
+                offset as libc::off_t,
+            )
+        };
+        if written < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        if written == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        offset += written as u64;
+        std::io::IoSlice::advance_slices(&mut slices, written as usize);
+    }
+    Ok(())
 }
 
 /// How many bytes a download gathers before writing them to the file.

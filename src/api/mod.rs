@@ -16,6 +16,7 @@ mod retry;
 mod stats;
 
 pub use client::{Client, ClientConfig, FileRef, USER_AGENT};
+pub use download::RangeOutcome;
 pub use error::{ApiKey, Error};
 pub use models::{
     Crawlrun, CrawlrunFile, Credentials, Extractor, Inputs, InputsDialect, Report, ReportRun,

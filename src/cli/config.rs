@@ -19,6 +19,7 @@ use crate::api::ApiKey;
 use crate::cli::mount::{
     default_cache_dir, default_log_file, parse_size, DEFAULT_API_URL, KEY_ENV,
 };
+use crate::fs::FetchPlan;
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
 use std::fmt;
@@ -31,14 +32,21 @@ pub const CONFIG_ENV: &str = "IMPORTFS_CONFIG";
 pub const URL_ENV: &str = "IMPORTIO_API_URL";
 pub const DEFAULT_METADATA_TTL: Duration = Duration::from_secs(5);
 pub const DEFAULT_CACHE_SIZE: u64 = 4 << 30;
+/// Bounds of `download_chunk_size`: below 64 KiB a request's round trip
+/// outweighs its transfer; above 1 GiB a chunk is a whole file.
+pub const CHUNK_SIZE_RANGE: (u64, u64) = (64 << 10, 1 << 30);
+/// Bounds of `download_streams`.
+pub const STREAMS_RANGE: (usize, usize) = (1, 16);
 
 /// The keys a config file may hold, in the order `importfs config` prints them.
-pub const FILE_KEYS: [&str; 9] = [
+pub const FILE_KEYS: [&str; 11] = [
     "api_url",
     "api_key_file",
     "metadata_ttl",
     "cache_dir",
     "cache_size",
+    "download_chunk_size",
+    "download_streams",
     "read_only",
     "allow_delete",
     "allow_other",
@@ -93,6 +101,8 @@ pub struct Layer {
     pub metadata_ttl: Option<Setting<Duration>>,
     pub cache_dir: Option<Setting<PathBuf>>,
     pub cache_size: Option<Setting<u64>>,
+    pub download_chunk_size: Option<Setting<u64>>,
+    pub download_streams: Option<Setting<usize>>,
     pub read_only: Option<Setting<bool>>,
     pub allow_delete: Option<Setting<bool>>,
     pub allow_other: Option<Setting<bool>>,
@@ -111,6 +121,8 @@ impl Layer {
             metadata_ttl: self.metadata_ttl.or(lower.metadata_ttl),
             cache_dir: self.cache_dir.or(lower.cache_dir),
             cache_size: self.cache_size.or(lower.cache_size),
+            download_chunk_size: self.download_chunk_size.or(lower.download_chunk_size),
+            download_streams: self.download_streams.or(lower.download_streams),
             read_only: self.read_only.or(lower.read_only),
             allow_delete: self.allow_delete.or(lower.allow_delete),
             allow_other: self.allow_other.or(lower.allow_other),
@@ -160,13 +172,19 @@ pub struct SettingsFlags {
     /// The most the result cache may hold, e.g. 512M, 4G [default: 4G].
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub cache_size: Option<u64>,
+    /// Bytes per ranged GET of a result file, 64K to 1G [default: 8M].
+    #[arg(long, value_name = "SIZE", value_parser = parse_chunk_size)]
+    pub download_chunk_size: Option<u64>,
+    /// Ranged GETs of one result file in flight at once, 1 to 16 [default: 4].
+    #[arg(long, value_name = "N", value_parser = parse_streams)]
+    pub download_streams: Option<usize>,
     /// Where a background mount writes its log [default: $XDG_STATE_HOME/importfs/importfs.log].
     #[arg(long, value_name = "FILE")]
     pub log_file: Option<PathBuf>,
     /// Mount options, comma-separated, as in /etc/fstab: every long flag as
     /// NAME or NAME=VALUE (api_url=, api_key_file=, metadata_ttl=, cache_dir=,
-    /// cache_size=, log_file=, config=, read_only, allow_delete, allow_other,
-    /// foreground), `ro`; generic options (rw, dev, suid, nodev, nosuid, exec,
+    /// cache_size=, download_chunk_size=, download_streams=, log_file=,
+    /// config=, read_only, allow_delete, allow_other, foreground), `ro`; generic options (rw, dev, suid, nodev, nosuid, exec,
     /// noexec, auto, noauto, user, users, _netdev, nofail, x-systemd.*, ...)
     /// are accepted and ignored.
     #[arg(short = 'o', value_name = "OPTIONS", action = clap::ArgAction::Append)]
@@ -281,6 +299,17 @@ pub fn parse_options(options: &[String]) -> Result<(Layer, ParsedOptions)> {
                 let n = parse_size(v).map_err(|e| anyhow!("option cache_size: {e}"))?;
                 set!(cache_size, "cache_size", n)
             }
+            "download_chunk_size" => {
+                let v = need(opt, value)?;
+                let n =
+                    parse_chunk_size(v).map_err(|e| anyhow!("option download_chunk_size: {e}"))?;
+                set!(download_chunk_size, "download_chunk_size", n)
+            }
+            "download_streams" => {
+                let v = need(opt, value)?;
+                let n = parse_streams(v).map_err(|e| anyhow!("option download_streams: {e}"))?;
+                set!(download_streams, "download_streams", n)
+            }
             "log_file" => set!(log_file, "log_file", PathBuf::from(need(opt, value)?)),
             "ro" => set!(read_only, "ro", parse_bool(opt, value)?),
             "read_only" => set!(read_only, "read_only", parse_bool(opt, value)?),
@@ -291,8 +320,9 @@ pub fn parse_options(options: &[String]) -> Result<(Layer, ParsedOptions)> {
             "verbose" | "debug" => extra.verbose = extra.verbose.saturating_add(1),
             _ => bail!(
                 "unknown mount option `{raw_name}`: importfs takes api_url=, api_key_file=, \
-                 metadata_ttl=, cache_dir=, cache_size=, log_file=, config=, ro, read_only, \
-                 allow_delete, allow_other, foreground, verbose (see `importfs mount --help`)"
+                 metadata_ttl=, cache_dir=, cache_size=, download_chunk_size=, download_streams=, \
+                 log_file=, config=, ro, read_only, allow_delete, allow_other, foreground, verbose \
+                 (see `importfs mount --help`)"
             ),
         }
     }
@@ -313,6 +343,8 @@ fn flags_layer(flags: &SettingsFlags) -> Layer {
         metadata_ttl: some(flags.metadata_ttl, "--metadata-ttl"),
         cache_dir: some(flags.cache_dir.clone(), "--cache-dir"),
         cache_size: some(flags.cache_size, "--cache-size"),
+        download_chunk_size: some(flags.download_chunk_size, "--download-chunk-size"),
+        download_streams: some(flags.download_streams, "--download-streams"),
         read_only: on(flags.read_only, "--read-only"),
         allow_delete: on(flags.allow_delete, "--allow-delete"),
         allow_other: on(flags.allow_other, "--allow-other"),
@@ -405,6 +437,25 @@ pub fn load_file(path: &Path) -> Result<Layer> {
                 };
                 layer.cache_size = Some(Setting::new(n, src()));
             }
+            "download_chunk_size" => {
+                let n = match value {
+                    toml::Value::Integer(n) if *n >= 0 => {
+                        check_chunk_size(*n as u64).map_err(|e| bad(key, &e))?
+                    }
+                    toml::Value::String(s) => parse_chunk_size(s).map_err(|e| bad(key, &e))?,
+                    _ => return Err(bad(key, "a size like \"8M\" or a number of bytes")),
+                };
+                layer.download_chunk_size = Some(Setting::new(n, src()));
+            }
+            "download_streams" => {
+                let n = match value {
+                    toml::Value::Integer(n) => {
+                        parse_streams(&n.to_string()).map_err(|e| bad(key, &e))?
+                    }
+                    _ => return Err(bad(key, "a number from 1 to 16")),
+                };
+                layer.download_streams = Some(Setting::new(n, src()));
+            }
             "read_only" => layer.read_only = Some(Setting::new(boolean()?, src())),
             "allow_delete" => layer.allow_delete = Some(Setting::new(boolean()?, src())),
             "allow_other" => layer.allow_other = Some(Setting::new(boolean()?, src())),
@@ -443,6 +494,8 @@ pub struct Effective {
     pub metadata_ttl: Setting<Duration>,
     pub cache_dir: Setting<PathBuf>,
     pub cache_size: Setting<u64>,
+    pub download_chunk_size: Setting<u64>,
+    pub download_streams: Setting<usize>,
     pub read_only: Setting<bool>,
     pub allow_delete: Setting<bool>,
     pub allow_other: Setting<bool>,
@@ -512,6 +565,13 @@ pub fn resolve(flags: &SettingsFlags) -> Result<Effective> {
         cache_size: all
             .cache_size
             .unwrap_or(Setting::new(DEFAULT_CACHE_SIZE, Source::Default)),
+        download_chunk_size: all.download_chunk_size.unwrap_or(Setting::new(
+            FetchPlan::default().chunk_size,
+            Source::Default,
+        )),
+        download_streams: all
+            .download_streams
+            .unwrap_or(Setting::new(FetchPlan::default().streams, Source::Default)),
         read_only: or_default(all.read_only),
         allow_delete: or_default(all.allow_delete),
         allow_other: or_default(all.allow_other),
@@ -620,6 +680,16 @@ impl Effective {
             format!("{:?}", format_size(self.cache_size.value)),
             self.cache_size.source.to_string(),
         );
+        line(
+            "download_chunk_size",
+            format!("{:?}", format_size(self.download_chunk_size.value)),
+            self.download_chunk_size.source.to_string(),
+        );
+        line(
+            "download_streams",
+            self.download_streams.value.to_string(),
+            self.download_streams.source.to_string(),
+        );
         for (k, s) in [
             ("read_only", &self.read_only),
             ("allow_delete", &self.allow_delete),
@@ -633,6 +703,33 @@ impl Effective {
             self.log_file.source.to_string(),
         );
         out
+    }
+}
+
+/// A `download_chunk_size` value: a size within [`CHUNK_SIZE_RANGE`].
+pub fn parse_chunk_size(s: &str) -> Result<u64, String> {
+    check_chunk_size(parse_size(s)?)
+}
+
+fn check_chunk_size(n: u64) -> Result<u64, String> {
+    let (lo, hi) = CHUNK_SIZE_RANGE;
+    if (lo..=hi).contains(&n) {
+        Ok(n)
+    } else {
+        Err(format!(
+            "a chunk size from {} to {} (e.g. 8M), not {n} bytes",
+            format_size(lo),
+            format_size(hi)
+        ))
+    }
+}
+
+/// A `download_streams` value: a count within [`STREAMS_RANGE`].
+pub fn parse_streams(s: &str) -> Result<usize, String> {
+    let (lo, hi) = STREAMS_RANGE;
+    match s.trim().parse::<usize>() {
+        Ok(n) if (lo..=hi).contains(&n) => Ok(n),
+        _ => Err(format!("a number of streams from {lo} to {hi}, not {s:?}")),
     }
 }
 

@@ -61,6 +61,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
         metadata_ttl: Duration::from_secs(2),
         cache_dir: None,
         cache_size: 1 << 30,
+        fetch: crate::fs::FetchPlan::default(),
         log_file: None,
         verbose: args.verbose,
         api_timeout: None,

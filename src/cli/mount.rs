@@ -10,6 +10,7 @@ use crate::api::{ApiKey, Client, ClientConfig};
 use crate::cli::config::{self, KeySource, SettingsFlags, Source};
 use crate::fs::core::{Fs, FsConfig};
 use crate::fs::fuse::FuseFs;
+use crate::fs::FetchPlan;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use std::path::{Path, PathBuf};
@@ -77,6 +78,8 @@ pub struct MountArgs {
     pub cache_dir: Option<PathBuf>,
     /// The most the result cache may hold, in bytes.
     pub cache_size: u64,
+    /// How result files are fetched (chunk size, parallel ranged GETs).
+    pub fetch: FetchPlan,
     /// Where the log goes: a background mount's default is under
     /// $XDG_STATE_HOME; a foreground mount logs to stderr unless this is set.
     pub log_file: Option<PathBuf>,
@@ -316,6 +319,10 @@ pub fn mount_args(cmd: &MountCmd, eff: &config::Effective) -> Result<MountArgs> 
         metadata_ttl: eff.metadata_ttl.value,
         cache_dir: Some(absolute(&eff.cache_dir.value)?),
         cache_size: eff.cache_size.value,
+        fetch: FetchPlan {
+            chunk_size: eff.download_chunk_size.value,
+            streams: eff.download_streams.value,
+        },
         log_file: match eff.log_file.source {
             Source::Default => None,
             _ => Some(absolute(&eff.log_file.value)?),
@@ -379,6 +386,10 @@ fn spawn_background(args: &MountArgs, key: &ApiKey) -> Result<()> {
         cmd.arg("--cache-dir").arg(dir);
     }
     cmd.arg("--cache-size").arg(args.cache_size.to_string());
+    cmd.arg("--download-chunk-size")
+        .arg(args.fetch.chunk_size.to_string());
+    cmd.arg("--download-streams")
+        .arg(args.fetch.streams.to_string());
     cmd.arg("--log-file").arg(&log);
     for (on, flag) in [
         (args.read_only, "--read-only"),
@@ -495,6 +506,7 @@ pub fn mount_foreground(
         metadata_ttl: args.metadata_ttl,
         cache_dir: args.cache_dir.clone().unwrap_or_else(default_cache_dir),
         cache_size: args.cache_size,
+        fetch: args.fetch,
         read_only: args.read_only,
         allow_delete: args.allow_delete,
         uid,

@@ -23,7 +23,7 @@ use crate::api::models::{
 };
 use crate::api::{Client, FileRef};
 use crate::fs::cache::{lock, Expiry, KeyLocks, TtlCache};
-use crate::fs::data::{CachedFile, DataCache};
+use crate::fs::data::{CachedFile, DataCache, FetchPlan, FileBytes};
 use crate::fs::inodes::{Control, Ino, InodeTable, Kind, Node};
 use crate::fs::names::NameTable;
 use crate::fs::FsError;
@@ -54,6 +54,8 @@ pub struct FsConfig {
     pub cache_dir: PathBuf,
     /// Bound of the result cache in bytes.
     pub cache_size: u64,
+    /// How result files are fetched: chunk size and parallel ranged GETs.
+    pub fetch: FetchPlan,
     pub read_only: bool,
     pub allow_delete: bool,
     pub uid: u32,
@@ -68,6 +70,7 @@ impl Default for FsConfig {
             immutable_ttl: Duration::from_secs(3600),
             cache_dir: std::env::temp_dir().join("importfs-cache"),
             cache_size: 4 << 30,
+            fetch: FetchPlan::default(),
             read_only: false,
             allow_delete: false,
             uid: 0,
@@ -307,6 +310,7 @@ impl Fs {
         let data = Arc::new(DataCache::new(
             &cfg.cache_dir,
             cfg.cache_size,
+            cfg.fetch,
             client.clone(),
         )?);
         Ok(Fs {
@@ -686,7 +690,7 @@ impl Fs {
             .await?;
         match size {
             Some(s) => Ok(s),
-            None => self.data.get(f)?.size().await,
+            None => self.data.get(f, None)?.size().await,
         }
     }
 
@@ -1401,7 +1405,7 @@ impl Fs {
                 Node::ReportRunData(id, _) => self.reportrun(id).await?.1 == Expiry::Never,
                 _ => false,
             };
-            let cf = self.data.get(&f)?;
+            let cf = self.data.get(&f, Some(size))?;
             let fh = self.new_handle(Handle::Data(cf, size));
             return Ok(Opened {
                 fh,
@@ -1419,19 +1423,19 @@ impl Fs {
         })
     }
 
-    pub async fn read(&self, fh: u64, offset: u64, size: u32) -> Result<Vec<u8>, FsError> {
+    pub async fn read(&self, fh: u64, offset: u64, size: u32) -> Result<FileBytes, FsError> {
         let handle = match lock(&self.handles).get(&fh) {
             Some(Handle::Bytes(b)) => Ok(b.clone()),
             Some(Handle::Data(cf, size)) => Err((cf.clone(), *size)),
-            Some(Handle::Scratch(id)) => return Ok(self.scratch_read(*id, offset, size)),
-            Some(Handle::Writer(w)) => return Ok(Fs::writer_read(w, offset, size)),
+            Some(Handle::Scratch(id)) => return Ok(self.scratch_read(*id, offset, size).into()),
+            Some(Handle::Writer(w)) => return Ok(Fs::writer_read(w, offset, size).into()),
             _ => return Err(FsError::new(libc::EBADF)),
         };
         match handle {
             Ok(bytes) => {
                 let start = (offset as usize).min(bytes.len());
                 let end = start.saturating_add(size as usize).min(bytes.len());
-                Ok(bytes[start..end].to_vec())
+                Ok(bytes[start..end].to_vec().into())
             }
             Err((cf, expected)) => {
                 let r = cf.read(offset, size, expected).await;

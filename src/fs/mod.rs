@@ -8,6 +8,7 @@ pub mod fuse;
 pub mod inodes;
 pub mod names;
 pub mod write;
+pub use data::FetchPlan;
 
 use std::fmt;
 
