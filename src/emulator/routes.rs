@@ -9,9 +9,9 @@
 //!
 //! Pipeline of an API request: hooks (`/_emulator/`) are handed off first;
 //! then auth (401), faults (latency, drop, 500, 429), the operation itself,
-//! and [`finish`]: gzip when asked, `Content-Length`, truncation, HEAD; then
-//! the request log. The account lock is never held across an await nor while
-//! a file is generated.
+//! and [`finish`]: gzip when asked, `Content-Length`, the bandwidth cap of
+//! result files, truncation, HEAD; then the request log. The account lock is
+//! never held across an await nor while a file is generated.
 
 // A Reply is an error path taken once per request: boxing it buys nothing.
 #![allow(clippy::result_large_err)]
@@ -41,6 +41,7 @@ use super::faults::{Decision, Faults};
 use super::files::{self, FileBody, CHUNK};
 use super::hostile::{self, Hostile};
 use super::state::{now_ms, Db, ExtractorRec, RunRec, Spec, Timeline, Totals};
+use super::throttle::throttle;
 use super::{datasets, Config, Dialect};
 use crate::api::models::{
     CrawlrunFile, ErrorBody, Inputs, InputsDialect, ReportRunFile, RunState, StartResponse,
@@ -396,9 +397,19 @@ fn cut(stream: BodyStream, limit: u64) -> BodyStream {
 }
 
 /// Turn a reply into a response: gzip when asked and worth it,
-/// Content-Length, truncation, and no body for HEAD.
-fn finish(mut reply: Reply, head: bool, gzip_ok: bool, truncate: bool) -> Response {
+/// Content-Length, truncation, and no body for HEAD. A result file's body
+/// (only a [`Payload::File`], never an error body) is sent at no more than
+/// `bytes_per_sec` when set: the bytes on the wire, so the compressed ones
+/// when gzipped.
+fn finish(
+    mut reply: Reply,
+    head: bool,
+    gzip_ok: bool,
+    truncate: bool,
+    bytes_per_sec: Option<u64>,
+) -> Response {
     let ranged = reply.headers.contains_key(header::CONTENT_RANGE);
+    let cap = bytes_per_sec.filter(|_| matches!(reply.payload, Payload::File { .. }));
     let plain_200 = reply.status == StatusCode::OK && !ranged;
     let mut len: Option<u64> = match &reply.payload {
         Payload::Empty => Some(0),
@@ -450,11 +461,15 @@ fn finish(mut reply: Reply, head: bool, gzip_ok: bool, truncate: bool) -> Respon
         let s: Option<BodyStream> = match (stream, reply.payload) {
             (Some(s), _) => Some(s),
             (None, Payload::Empty) => None,
-            (None, Payload::Full(b)) if !truncate => {
+            (None, Payload::Full(b)) if !truncate && cap.is_none() => {
                 return build(reply.status, reply.headers, Body::from(b))
             }
             (None, Payload::Full(b)) => Some(Box::pin(futures_util::stream::iter([Ok(b)]))),
             (None, Payload::File { body, start, end }) => Some(Box::pin(body.stream(start, end))),
+        };
+        let s = match (s, cap) {
+            (Some(s), Some(n)) => Some(Box::pin(throttle(s, n)) as BodyStream),
+            (s, _) => s,
         };
         match s {
             None => Body::empty(),
@@ -546,6 +561,7 @@ async fn api_handler(
     let key_ok = param(&pairs, "_apikey") == Some(app.config.api_key.as_str());
 
     let mut truncate = false;
+    let mut bytes_per_sec = app.config.conn_bytes_per_sec;
     let reply = if hostile.unauthorized {
         Reply::error(
             StatusCode::UNAUTHORIZED,
@@ -569,6 +585,7 @@ async fn api_handler(
             }
             None => {
                 truncate = decision.truncate;
+                bytes_per_sec = decision.bytes_per_sec.or(bytes_per_sec);
                 let too_big = parts
                     .headers
                     .get(header::CONTENT_LENGTH)
@@ -606,7 +623,7 @@ async fn api_handler(
         }
     };
     let status = reply.status.as_u16();
-    let mut resp = finish(reply, head, gzip_ok, truncate);
+    let mut resp = finish(reply, head, gzip_ok, truncate, bytes_per_sec);
     if let Some(claimed) = hostile.lying_length {
         if matches!(operation, "getCrawlrunFile" | "getReportRunFile") {
             resp = hostile::lie_about_length(resp, claimed, head);
@@ -1674,6 +1691,8 @@ async fn files_handler(
         _ => ("unknown", None),
     };
     let mut truncate = false;
+    let mut bytes_per_sec = app.config.conn_bytes_per_sec;
+    let hostile = app.hostile();
     let reply = match target {
         None => Reply::not_found("file"),
         Some(_) if !(parts.method == Method::GET || head) => {
@@ -1700,6 +1719,7 @@ async fn files_handler(
                 }
                 None => {
                     truncate = decision.truncate;
+                    bytes_per_sec = decision.bytes_per_sec.or(bytes_per_sec);
                     match Uuid::parse_str(id) {
                         Ok(uid) if app.file_token(kind, &uid, ft) == token => {
                             let file = if kind == "crawlruns" {
@@ -1719,8 +1739,8 @@ async fn files_handler(
         }
     };
     let status = reply.status.as_u16();
-    let mut resp = finish(reply, head, gzip_ok, truncate);
-    if let (Some(claimed), Some(_)) = (app.hostile().lying_length, target) {
+    let mut resp = finish(reply, head, gzip_ok, truncate, bytes_per_sec);
+    if let (Some(claimed), Some(_)) = (hostile.lying_length, target) {
         resp = hostile::lie_about_length(resp, claimed, head);
     }
     log_request(
