@@ -1543,3 +1543,78 @@ async fn bandwidth_cap_per_connection() {
     assert_eq!(listed, json!([]), "a rejected fault is not kept");
     free.emu.shutdown().await;
 }
+
+#[tokio::test]
+async fn hostile_ignore_range() {
+    for dialect in [Dialect::Spec, Dialect::Legacy] {
+        let t = T::start(Config {
+            dialect,
+            ..Config::default()
+        })
+        .await;
+        let run = t.finished_run("BBC News").await;
+        // Where the file is served: the API, or the files listener.
+        let url = match dialect {
+            Dialect::Spec => t.u(&format!("/crawlruns/{run}/csv")),
+            Dialect::Legacy => {
+                let r = t.get(&format!("/crawlruns/{run}/csv")).await;
+                assert_eq!(r.status(), StatusCode::FOUND);
+                r.headers()["location"].to_str().expect("loc").to_owned()
+            }
+        };
+        let whole = t.c.get(&url).send().await.expect("GET");
+        let whole = whole.bytes().await.expect("body");
+        let len = whole.len();
+        assert!(len > 20);
+        let etag = t.c.head(&url).send().await.expect("HEAD").headers()["etag"].clone();
+        let ranged = |if_range: bool| {
+            let mut rb = t.c.get(&url).header("range", "bytes=10-19");
+            if if_range {
+                rb = rb.header("if-range", etag.clone());
+            }
+            async move { rb.send().await.expect("range") }
+        };
+
+        let r = t
+            .hook(
+                Method::POST,
+                "/hostile",
+                Some(json!({"ignore_range": true})),
+            )
+            .await;
+        assert_eq!(r.status(), StatusCode::OK);
+        let shown: Value = r.json().await.expect("json");
+        assert_eq!(shown["ignore_range"], json!(true));
+        for if_range in [false, true] {
+            let r = ranged(if_range).await;
+            assert_eq!(
+                r.status(),
+                StatusCode::OK,
+                "{dialect:?} if-range {if_range}"
+            );
+            assert!(r.headers().get("content-range").is_none());
+            assert_eq!(r.headers()["content-length"], len.to_string().as_str());
+            assert_eq!(r.bytes().await.expect("body"), whole);
+        }
+        // HEAD answers as without the mode.
+        let h =
+            t.c.head(&url)
+                .header("range", "bytes=10-19")
+                .send()
+                .await
+                .expect("HEAD");
+        assert_eq!(h.status(), StatusCode::PARTIAL_CONTENT);
+
+        // Off again: 206 with the slice.
+        let r = t.hook(Method::DELETE, "/hostile", None).await;
+        assert_eq!(r.status(), StatusCode::NO_CONTENT);
+        let r = ranged(true).await;
+        assert_eq!(r.status(), StatusCode::PARTIAL_CONTENT);
+        assert_eq!(
+            r.headers()["content-range"].to_str().ok(),
+            Some(format!("bytes 10-19/{len}").as_str())
+        );
+        assert_eq!(r.bytes().await.expect("part"), whole.slice(10..20));
+        t.emu.shutdown().await;
+    }
+}

@@ -104,9 +104,9 @@
 //! - `POST /_emulator/reportruns/{id}/finish` → the ReportRun, now FINISHED.
 //! - `POST /_emulator/hostile` — body a [`Hostile`] object, e.g.
 //!   `{"wrong_types": true, "repeat_pages": true, "lying_length": 10000000000,
-//!   "unauthorized": true}`; it replaces the modes in force (a field not
-//!   given is off; an unknown field is a 400). `GET` shows them, `DELETE`
-//!   turns them all off. Off by default.
+//!   "unauthorized": true, "ignore_range": true}`; it replaces the modes in
+//!   force (a field not given is off; an unknown field is a 400). `GET` shows
+//!   them, `DELETE` turns them all off. Off by default.
 //!
 //! # Hostile modes
 //! For tests of what a client does with a server that lies (see [`Hostile`]):
@@ -124,6 +124,10 @@
 //!   from the end of the real bytes gets a 416).
 //! - `unauthorized`: every API call answers 401 with the Error body — a key
 //!   revoked mid-session. Hooks and the files listener are unaffected.
+//! - `ignore_range`: a result-file GET (both listeners) ignores `Range` and
+//!   `If-Range` and answers 200 with the whole file and its whole
+//!   `Content-Length`, like a server without range support — though it still
+//!   sends `Accept-Ranges: bytes`. HEAD answers as without the mode.
 //!
 //! # Faults
 //! A [`FaultSpec`] names an operationId (or `*`); the fault for the exact

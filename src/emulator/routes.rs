@@ -536,6 +536,8 @@ pub(crate) struct Ctx<'a> {
     pub pairs: Vec<(String, String)>,
     pub headers: HeaderMap,
     pub body: Body,
+    /// Hostile `ignore_range`, for a GET (HEAD is never affected).
+    pub ignore_range: bool,
 }
 
 async fn api_handler(
@@ -610,6 +612,7 @@ async fn api_handler(
                             pairs,
                             headers: parts.headers.clone(),
                             body,
+                            ignore_range: hostile.ignore_range && !head,
                         };
                         let reply = dispatch(ctx, route).await;
                         if hostile.wrong_types {
@@ -1201,7 +1204,7 @@ async fn run_op(ctx: Ctx<'_>, route: Route) -> Result<Reply, Reply> {
             if dialect == Dialect::Legacy {
                 return Ok(redirect(app, "crawlruns", &id, &ft));
             }
-            Ok(serve_file(&ctx.headers, body, ct, &name))
+            Ok(serve_file(&ctx.headers, body, ct, &name, ctx.ignore_range))
         }
         Route::ListReports => {
             let p = list_params(&ctx.pairs, repeat)?;
@@ -1326,7 +1329,7 @@ async fn run_op(ctx: Ctx<'_>, route: Route) -> Result<Reply, Reply> {
             if dialect == Dialect::Legacy {
                 return Ok(redirect(app, "reportruns", &id, &ft));
             }
-            Ok(serve_file(&ctx.headers, body, ct, &name))
+            Ok(serve_file(&ctx.headers, body, ct, &name, ctx.ignore_range))
         }
     }
 }
@@ -1607,12 +1610,14 @@ fn etag_of(body: &FileBody, name: &str) -> String {
     format!("\"{h:016x}-{n:x}\"")
 }
 
-/// A result file with Range, ETag and the right headers.
+/// A result file with Range, ETag and the right headers. `ignore_range`
+/// (hostile mode): always the whole file, 200, whatever `Range` asks.
 pub(crate) fn serve_file(
     headers: &HeaderMap,
     body: FileBody,
     content_type: &'static str,
     name: &str,
+    ignore_range: bool,
 ) -> Reply {
     let len = body.len();
     let etag = etag_of(&body, name);
@@ -1630,6 +1635,7 @@ pub(crate) fn serve_file(
         .and_then(|v| v.to_str().ok())
         .is_none_or(|v| v.trim() == etag);
     let range = match headers.get(header::RANGE).and_then(|v| v.to_str().ok()) {
+        _ if ignore_range => RangeReq::Whole,
         Some(r) if if_range_ok => parse_range(r, len),
         _ => RangeReq::Whole,
     };
@@ -1728,7 +1734,13 @@ async fn files_handler(
                                 reportrun_file(&app, &uid, ft)
                             };
                             match file {
-                                Ok((body, ct, name)) => serve_file(&parts.headers, body, ct, &name),
+                                Ok((body, ct, name)) => serve_file(
+                                    &parts.headers,
+                                    body,
+                                    ct,
+                                    &name,
+                                    hostile.ignore_range && !head,
+                                ),
                                 Err(r) => r,
                             }
                         }
