@@ -1385,3 +1385,236 @@ async fn shutdown_cuts_downloads_and_frees_the_port() {
     .expect("the port is free again");
     again.shutdown().await;
 }
+
+/// A scale account of a few finished runs whose data.csv is `bytes` long,
+/// sent at no more than `cap` bytes per second per connection.
+fn capped_scale(bytes: u64, cap: Option<u64>) -> Config {
+    Config {
+        dataset: Dataset::Scale,
+        extractors: 2,
+        crawlruns: 4,
+        result_bytes: bytes,
+        conn_bytes_per_sec: cap,
+        ..Config::default()
+    }
+}
+
+/// GET `url` (with `range` when given): status, body, and the time it took.
+async fn timed(c: &Client, url: &str, range: Option<&str>) -> (StatusCode, Vec<u8>, Duration) {
+    let t0 = Instant::now();
+    let mut rb = c.get(url);
+    if let Some(r) = range {
+        rb = rb.header("range", r);
+    }
+    let r = rb.send().await.expect("GET");
+    let status = r.status();
+    let body = r.bytes().await.expect("body").to_vec();
+    (status, body, t0.elapsed())
+}
+
+/// POST a fault body; its status.
+async fn post_fault(t: &T, f: Value) -> StatusCode {
+    t.hook(Method::POST, "/faults", Some(f)).await.status()
+}
+
+const MB3: u64 = 3_000_000;
+const RATE: u64 = 2_000_000;
+
+#[tokio::test]
+async fn bandwidth_cap_per_connection() {
+    // The source of truth: an uncapped emulator (same config, same ids).
+    let free = T::start(capped_scale(MB3, None)).await;
+    let run = free.json("/crawlruns/").await[0]["guid"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let path = format!("/crawlruns/{run}/csv");
+    let (st, whole, _) = timed(&free.c, &free.u(&path), None).await;
+    assert_eq!((st, whole.len() as u64), (StatusCode::OK, MB3));
+
+    // 3 MB at 2 MB/s: at least ~1.5 s; the same bytes.
+    let t = T::start(capped_scale(MB3, Some(RATE))).await;
+    let (st, body, took) = timed(&t.c, &t.u(&path), None).await;
+    assert_eq!(st, StatusCode::OK);
+    assert!(took >= Duration::from_millis(1200), "3 MB in {took:?}");
+    assert!(body == whole, "capped bytes differ");
+    let h = t.req(Method::HEAD, &path).await;
+    assert_eq!(h.headers()["content-length"], MB3.to_string().as_str());
+
+    // Two ranged halves in parallel, two connections: each capped on its own.
+    let half = MB3 / 2;
+    let first = format!("bytes=0-{}", half - 1);
+    let second = format!("bytes={half}-");
+    let url = t.u(&path);
+    let (a, b) = tokio::join!(
+        timed(&t.c, &url, Some(&first)),
+        timed(&t.c, &url, Some(&second))
+    );
+    for (part, (st, bytes, took), range) in [
+        (&whole[..half as usize], a, &first),
+        (&whole[half as usize..], b, &second),
+    ] {
+        assert_eq!(st, StatusCode::PARTIAL_CONTENT, "{range}");
+        assert!(bytes == part, "{range}: wrong bytes");
+        assert!(took >= Duration::from_millis(600), "{range} in {took:?}");
+    }
+
+    // The files listener of the legacy dialect is capped too.
+    let legacy = T::start(Config {
+        dialect: Dialect::Legacy,
+        ..capped_scale(MB3, Some(RATE))
+    })
+    .await;
+    let r = legacy.get(&path).await;
+    assert_eq!(r.status(), StatusCode::FOUND);
+    let loc = r.headers()["location"].to_str().expect("loc").to_owned();
+    let (st, bytes, took) = timed(&legacy.c, &loc, Some("bytes=0-999999")).await;
+    assert_eq!(st, StatusCode::PARTIAL_CONTENT);
+    assert!(bytes == whole[..1_000_000], "files listener bytes");
+    assert!(took >= Duration::from_millis(400), "1 MB in {took:?}");
+    legacy.emu.shutdown().await;
+
+    // A fault's bytes_per_sec overrides the config's cap for what it matches.
+    assert_eq!(
+        post_fault(
+            &t,
+            json!({"operation": "getCrawlrunFile", "bytes_per_sec": 500_000})
+        )
+        .await,
+        StatusCode::OK
+    );
+    let (st, bytes, took) = timed(&t.c, &t.u(&path), Some("bytes=0-299999")).await;
+    assert_eq!(st, StatusCode::PARTIAL_CONTENT);
+    assert!(bytes == whole[..300_000]);
+    assert!(took >= Duration::from_millis(450), "300 kB in {took:?}");
+    t.emu.shutdown().await;
+
+    // On an uncapped emulator a fault posted at runtime caps downloads, and
+    // DELETE removes it.
+    assert_eq!(
+        post_fault(
+            &free,
+            json!([{"operation": "getCrawlrunFile", "bytes_per_sec": RATE}])
+        )
+        .await,
+        StatusCode::OK
+    );
+    let listed: Value = free
+        .hook(Method::GET, "/faults", None)
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(listed[0]["bytes_per_sec"], json!(RATE));
+    let (st, bytes, took) = timed(&free.c, &free.u(&path), None).await;
+    assert_eq!(st, StatusCode::OK);
+    assert!(bytes == whole, "faulted bytes differ");
+    assert!(took >= Duration::from_millis(1200), "3 MB in {took:?}");
+    assert_eq!(
+        free.hook(Method::DELETE, "/faults", None).await.status(),
+        StatusCode::NO_CONTENT
+    );
+    let listed: Value = free
+        .hook(Method::GET, "/faults", None)
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(listed, json!([]));
+    let (st, bytes, _) = timed(&free.c, &free.u(&path), None).await;
+    assert_eq!(st, StatusCode::OK);
+    assert!(bytes == whole);
+
+    // Bad values: 0, negative, not a number, not an integer.
+    for bad in [json!(0), json!(-1), json!("fast"), json!(1.5)] {
+        let body = json!({"operation": "getCrawlrunFile", "bytes_per_sec": bad});
+        assert_eq!(
+            post_fault(&free, body).await,
+            StatusCode::BAD_REQUEST,
+            "bytes_per_sec {bad}"
+        );
+    }
+    let listed: Value = free
+        .hook(Method::GET, "/faults", None)
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(listed, json!([]), "a rejected fault is not kept");
+    free.emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn hostile_ignore_range() {
+    for dialect in [Dialect::Spec, Dialect::Legacy] {
+        let t = T::start(Config {
+            dialect,
+            ..Config::default()
+        })
+        .await;
+        let run = t.finished_run("BBC News").await;
+        // Where the file is served: the API, or the files listener.
+        let url = match dialect {
+            Dialect::Spec => t.u(&format!("/crawlruns/{run}/csv")),
+            Dialect::Legacy => {
+                let r = t.get(&format!("/crawlruns/{run}/csv")).await;
+                assert_eq!(r.status(), StatusCode::FOUND);
+                r.headers()["location"].to_str().expect("loc").to_owned()
+            }
+        };
+        let whole = t.c.get(&url).send().await.expect("GET");
+        let whole = whole.bytes().await.expect("body");
+        let len = whole.len();
+        assert!(len > 20);
+        let etag = t.c.head(&url).send().await.expect("HEAD").headers()["etag"].clone();
+        let ranged = |if_range: bool| {
+            let mut rb = t.c.get(&url).header("range", "bytes=10-19");
+            if if_range {
+                rb = rb.header("if-range", etag.clone());
+            }
+            async move { rb.send().await.expect("range") }
+        };
+
+        let r = t
+            .hook(
+                Method::POST,
+                "/hostile",
+                Some(json!({"ignore_range": true})),
+            )
+            .await;
+        assert_eq!(r.status(), StatusCode::OK);
+        let shown: Value = r.json().await.expect("json");
+        assert_eq!(shown["ignore_range"], json!(true));
+        for if_range in [false, true] {
+            let r = ranged(if_range).await;
+            assert_eq!(
+                r.status(),
+                StatusCode::OK,
+                "{dialect:?} if-range {if_range}"
+            );
+            assert!(r.headers().get("content-range").is_none());
+            assert_eq!(r.headers()["content-length"], len.to_string().as_str());
+            assert_eq!(r.bytes().await.expect("body"), whole);
+        }
+        // HEAD answers as without the mode.
+        let h =
+            t.c.head(&url)
+                .header("range", "bytes=10-19")
+                .send()
+                .await
+                .expect("HEAD");
+        assert_eq!(h.status(), StatusCode::PARTIAL_CONTENT);
+
+        // Off again: 206 with the slice.
+        let r = t.hook(Method::DELETE, "/hostile", None).await;
+        assert_eq!(r.status(), StatusCode::NO_CONTENT);
+        let r = ranged(true).await;
+        assert_eq!(r.status(), StatusCode::PARTIAL_CONTENT);
+        assert_eq!(
+            r.headers()["content-range"].to_str().ok(),
+            Some(format!("bytes 10-19/{len}").as_str())
+        );
+        assert_eq!(r.bytes().await.expect("part"), whole.slice(10..20));
+        t.emu.shutdown().await;
+    }
+}

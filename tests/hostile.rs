@@ -144,7 +144,7 @@ fn emulator_hostile_modes_over_http() {
     let key = KEY;
     assert_eq!(
         emu.hook(Method::GET, "/_emulator/hostile", None),
-        json!({"wrong_types": false, "repeat_pages": false, "lying_length": null, "unauthorized": false})
+        json!({"wrong_types": false, "repeat_pages": false, "lying_length": null, "unauthorized": false, "ignore_range": false})
     );
 
     // wrong_types: objects keep their guid, other fields change type.

@@ -46,6 +46,12 @@ pub struct EmulatorArgs {
     /// JSON file of faults active from the start (one object or an array).
     #[arg(long)]
     pub faults: Option<PathBuf>,
+    /// Send every result-file body (data.csv, ...; both listeners) at no more
+    /// than N bytes per second per connection, so N per ranged connection of
+    /// a parallel download. Gzipped bodies are capped on the compressed
+    /// bytes. A `bytes_per_sec` fault overrides it. Default: no cap.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub conn_bytes_per_sec: Option<u64>,
 }
 
 pub fn run(args: EmulatorArgs) -> anyhow::Result<()> {
@@ -78,6 +84,7 @@ pub fn run(args: EmulatorArgs) -> anyhow::Result<()> {
         run_seconds: args.run_seconds,
         dialect: args.dialect,
         faults,
+        conn_bytes_per_sec: args.conn_bytes_per_sec,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

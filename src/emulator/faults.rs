@@ -1,4 +1,5 @@
-//! Fault injection: latency, 500s, 429s, truncated bodies, dropped connections.
+//! Fault injection: latency, 500s, 429s, truncated bodies, dropped
+//! connections, and a bandwidth cap on result-file bodies.
 //!
 //! Faults are looked up per request by operationId; an exact match wins over
 //! `*`. Each kind has its own random draw (fastrand), so rates are independent
@@ -36,13 +37,23 @@ pub struct FaultSpec {
     /// Chance that the connection is closed without an answer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drop_rate: Option<f64>,
+    /// Send result-file bodies (`getCrawlrunFile`, `getReportRunFile`) at no
+    /// more than this many bytes per second per response, instead of
+    /// [`Config::conn_bytes_per_sec`](super::Config::conn_bytes_per_sec).
+    /// Other answers are not slowed. Must be above 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_per_sec: Option<u64>,
 }
 
 impl FaultSpec {
-    /// Reject rates outside 0..=1 and an empty operation.
+    /// Reject rates outside 0..=1, a `bytes_per_sec` of 0 and an empty
+    /// operation.
     pub fn validate(&self) -> Result<(), String> {
         if self.operation.is_empty() {
             return Err("operation must be an operationId or \"*\"".into());
+        }
+        if self.bytes_per_sec == Some(0) {
+            return Err("bytes_per_sec must be above 0".into());
         }
         for (name, r) in [
             ("error_rate", self.error_rate),
@@ -74,6 +85,8 @@ pub(crate) struct Decision {
     /// `Some(retry_after_s)` for a 429.
     pub throttle: Option<u64>,
     pub truncate: bool,
+    /// The rule's bandwidth cap on a result-file body.
+    pub bytes_per_sec: Option<u64>,
 }
 
 fn hit(rate: Option<f64>) -> bool {
@@ -141,6 +154,7 @@ impl Faults {
             error: hit(r.error_rate),
             throttle: hit(r.throttle_rate).then(|| r.retry_after_s.unwrap_or(1)),
             truncate: hit(r.truncate_rate),
+            bytes_per_sec: r.bytes_per_sec,
         }
     }
 }
@@ -189,6 +203,12 @@ mod tests {
     fn parse_rejects_unknown_fields_and_bad_rates() {
         assert!(parse_faults(r#"{"operation":"*","eror_rate":1}"#).is_err());
         assert!(parse_faults(r#"{"operation":"*","error_rate":2}"#).is_err());
+        for bad in ["0", "-5", "\"fast\"", "1.5"] {
+            let text = format!(r#"{{"operation":"*","bytes_per_sec":{bad}}}"#);
+            assert!(parse_faults(&text).is_err(), "{text}");
+        }
+        let capped = parse_faults(r#"{"operation":"getCrawlrunFile","bytes_per_sec":1000}"#);
+        assert_eq!(capped.map(|v| v[0].bytes_per_sec), Ok(Some(1000)));
         let ok = parse_faults(r#"[{"operation":"*","latency_ms":5,"latency_max_ms":9}]"#);
         assert_eq!(ok.map(|v| v.len()), Ok(1));
     }

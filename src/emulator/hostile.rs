@@ -46,6 +46,13 @@ pub struct Hostile {
     /// key revoked mid-session. Hooks and the files listener are unaffected.
     #[serde(default)]
     pub unauthorized: bool,
+    /// Result-file GETs ignore `Range` (and `If-Range`) and answer 200 with
+    /// the whole file and its whole `Content-Length`, as a server without
+    /// range support does, while `Accept-Ranges: bytes` is still sent. HEAD
+    /// answers as usual (so a HEAD with a Range still gets its 206). Applies
+    /// to both listeners.
+    #[serde(default)]
+    pub ignore_range: bool,
 }
 
 impl Hostile {
@@ -168,7 +175,12 @@ mod tests {
         assert_eq!(Hostile::parse(b"").unwrap(), Hostile::default());
         let h = Hostile::parse(br#"{"lying_length": 10, "unauthorized": true}"#).unwrap();
         assert_eq!(h.lying_length, Some(10));
-        assert!(h.unauthorized && !h.wrong_types);
+        assert!(h.unauthorized && !h.wrong_types && !h.ignore_range);
+        assert!(
+            Hostile::parse(br#"{"ignore_range": true}"#)
+                .unwrap()
+                .ignore_range
+        );
         assert!(Hostile::parse(br#"{"nope": 1}"#).is_err());
     }
 }

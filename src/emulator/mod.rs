@@ -47,6 +47,15 @@
 //! when no Range is asked (with a `Content-Length` up to 8 MiB of content,
 //! chunked above). JSON answers over 1 KiB are gzipped too when asked.
 //!
+//! A bandwidth cap (`--conn-bytes-per-sec N`, [`Config::conn_bytes_per_sec`],
+//! or the `bytes_per_sec` fault) paces every result-file body (200 and 206,
+//! both listeners) to at most N bytes per second per response, so per
+//! connection: a client with 4 ranged connections gets about 4N. The body
+//! goes in pieces of at most N/20 bytes on a schedule that banks at most one
+//! piece of credit for a slow reader. The cap counts the bytes on the wire:
+//! of a gzipped body, the compressed bytes. Error bodies, JSON answers and
+//! HEAD are never slowed; with no cap the body is not wrapped at all.
+//!
 //! # Choices where the spec is silent
 //! - `POST /extractors/{id}/stop` with no run in progress answers 200 `{}`;
 //!   with one, 200 `{"crawlRunId": ...}` and that run becomes CANCELLED.
@@ -95,9 +104,9 @@
 //! - `POST /_emulator/reportruns/{id}/finish` → the ReportRun, now FINISHED.
 //! - `POST /_emulator/hostile` — body a [`Hostile`] object, e.g.
 //!   `{"wrong_types": true, "repeat_pages": true, "lying_length": 10000000000,
-//!   "unauthorized": true}`; it replaces the modes in force (a field not
-//!   given is off; an unknown field is a 400). `GET` shows them, `DELETE`
-//!   turns them all off. Off by default.
+//!   "unauthorized": true, "ignore_range": true}`; it replaces the modes in
+//!   force (a field not given is off; an unknown field is a 400). `GET` shows
+//!   them, `DELETE` turns them all off. Off by default.
 //!
 //! # Hostile modes
 //! For tests of what a client does with a server that lies (see [`Hostile`]):
@@ -115,6 +124,10 @@
 //!   from the end of the real bytes gets a 416).
 //! - `unauthorized`: every API call answers 401 with the Error body — a key
 //!   revoked mid-session. Hooks and the files listener are unaffected.
+//! - `ignore_range`: a result-file GET (both listeners) ignores `Range` and
+//!   `If-Range` and answers 200 with the whole file and its whole
+//!   `Content-Length`, like a server without range support — though it still
+//!   sends `Accept-Ranges: bytes`. HEAD answers as without the mode.
 //!
 //! # Faults
 //! A [`FaultSpec`] names an operationId (or `*`); the fault for the exact
@@ -124,8 +137,14 @@
 //! `error_rate` → 500 with the Error body; `throttle_rate` → 429 with
 //! `Retry-After: retry_after_s` (default 1); then the operation runs and
 //! `truncate_rate` → the full `Content-Length` is sent but the body stops
-//! half way and the connection is closed. Faults for `getCrawlrunFile` and
-//! `getReportRunFile` also apply on the files listener.
+//! half way and the connection is closed; `bytes_per_sec` (above 0) → a
+//! result-file body is sent at no more than that many bytes per second (see
+//! Downloads), overriding `--conn-bytes-per-sec` for the requests the rule
+//! matches; it slows only `getCrawlrunFile` and `getReportRunFile`, even in
+//! a `*` rule. As for every field, only the winning rule counts: an exact
+//! rule without `bytes_per_sec` leaves the config's cap, not the `*` rule's.
+//! Faults for `getCrawlrunFile` and `getReportRunFile` also apply on the
+//! files listener. The `--faults FILE` of the CLI holds the same objects.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -142,6 +161,7 @@ mod hooks;
 mod hostile;
 mod routes;
 mod state;
+mod throttle;
 
 pub use faults::FaultSpec;
 pub use hostile::Hostile;
@@ -196,6 +216,12 @@ pub struct Config {
     pub dialect: Dialect,
     /// Faults active from the start (the same as `POST /_emulator/faults`).
     pub faults: Vec<FaultSpec>,
+    /// Send every result-file body at no more than this many bytes per
+    /// second per response (so per connection: HTTP/1.1 answers one at a
+    /// time); parallel connections each get it. A fault's `bytes_per_sec`
+    /// overrides it for the requests it matches. `Some(0)` is treated as
+    /// 1 byte per second. Default `None`: no cap and no cost.
+    pub conn_bytes_per_sec: Option<u64>,
 }
 
 impl Default for Config {
@@ -210,6 +236,7 @@ impl Default for Config {
             run_seconds: 3.0,
             dialect: Dialect::Spec,
             faults: Vec::new(),
+            conn_bytes_per_sec: None,
         }
     }
 }

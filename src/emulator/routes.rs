@@ -9,9 +9,9 @@
 //!
 //! Pipeline of an API request: hooks (`/_emulator/`) are handed off first;
 //! then auth (401), faults (latency, drop, 500, 429), the operation itself,
-//! and [`finish`]: gzip when asked, `Content-Length`, truncation, HEAD; then
-//! the request log. The account lock is never held across an await nor while
-//! a file is generated.
+//! and [`finish`]: gzip when asked, `Content-Length`, the bandwidth cap of
+//! result files, truncation, HEAD; then the request log. The account lock is
+//! never held across an await nor while a file is generated.
 
 // A Reply is an error path taken once per request: boxing it buys nothing.
 #![allow(clippy::result_large_err)]
@@ -41,6 +41,7 @@ use super::faults::{Decision, Faults};
 use super::files::{self, FileBody, CHUNK};
 use super::hostile::{self, Hostile};
 use super::state::{now_ms, Db, ExtractorRec, RunRec, Spec, Timeline, Totals};
+use super::throttle::throttle;
 use super::{datasets, Config, Dialect};
 use crate::api::models::{
     CrawlrunFile, ErrorBody, Inputs, InputsDialect, ReportRunFile, RunState, StartResponse,
@@ -396,9 +397,19 @@ fn cut(stream: BodyStream, limit: u64) -> BodyStream {
 }
 
 /// Turn a reply into a response: gzip when asked and worth it,
-/// Content-Length, truncation, and no body for HEAD.
-fn finish(mut reply: Reply, head: bool, gzip_ok: bool, truncate: bool) -> Response {
+/// Content-Length, truncation, and no body for HEAD. A result file's body
+/// (only a [`Payload::File`], never an error body) is sent at no more than
+/// `bytes_per_sec` when set: the bytes on the wire, so the compressed ones
+/// when gzipped.
+fn finish(
+    mut reply: Reply,
+    head: bool,
+    gzip_ok: bool,
+    truncate: bool,
+    bytes_per_sec: Option<u64>,
+) -> Response {
     let ranged = reply.headers.contains_key(header::CONTENT_RANGE);
+    let cap = bytes_per_sec.filter(|_| matches!(reply.payload, Payload::File { .. }));
     let plain_200 = reply.status == StatusCode::OK && !ranged;
     let mut len: Option<u64> = match &reply.payload {
         Payload::Empty => Some(0),
@@ -450,11 +461,15 @@ fn finish(mut reply: Reply, head: bool, gzip_ok: bool, truncate: bool) -> Respon
         let s: Option<BodyStream> = match (stream, reply.payload) {
             (Some(s), _) => Some(s),
             (None, Payload::Empty) => None,
-            (None, Payload::Full(b)) if !truncate => {
+            (None, Payload::Full(b)) if !truncate && cap.is_none() => {
                 return build(reply.status, reply.headers, Body::from(b))
             }
             (None, Payload::Full(b)) => Some(Box::pin(futures_util::stream::iter([Ok(b)]))),
             (None, Payload::File { body, start, end }) => Some(Box::pin(body.stream(start, end))),
+        };
+        let s = match (s, cap) {
+            (Some(s), Some(n)) => Some(Box::pin(throttle(s, n)) as BodyStream),
+            (s, _) => s,
         };
         match s {
             None => Body::empty(),
@@ -521,6 +536,8 @@ pub(crate) struct Ctx<'a> {
     pub pairs: Vec<(String, String)>,
     pub headers: HeaderMap,
     pub body: Body,
+    /// Hostile `ignore_range`, for a GET (HEAD is never affected).
+    pub ignore_range: bool,
 }
 
 async fn api_handler(
@@ -546,6 +563,7 @@ async fn api_handler(
     let key_ok = param(&pairs, "_apikey") == Some(app.config.api_key.as_str());
 
     let mut truncate = false;
+    let mut bytes_per_sec = app.config.conn_bytes_per_sec;
     let reply = if hostile.unauthorized {
         Reply::error(
             StatusCode::UNAUTHORIZED,
@@ -569,6 +587,7 @@ async fn api_handler(
             }
             None => {
                 truncate = decision.truncate;
+                bytes_per_sec = decision.bytes_per_sec.or(bytes_per_sec);
                 let too_big = parts
                     .headers
                     .get(header::CONTENT_LENGTH)
@@ -593,6 +612,7 @@ async fn api_handler(
                             pairs,
                             headers: parts.headers.clone(),
                             body,
+                            ignore_range: hostile.ignore_range && !head,
                         };
                         let reply = dispatch(ctx, route).await;
                         if hostile.wrong_types {
@@ -606,7 +626,7 @@ async fn api_handler(
         }
     };
     let status = reply.status.as_u16();
-    let mut resp = finish(reply, head, gzip_ok, truncate);
+    let mut resp = finish(reply, head, gzip_ok, truncate, bytes_per_sec);
     if let Some(claimed) = hostile.lying_length {
         if matches!(operation, "getCrawlrunFile" | "getReportRunFile") {
             resp = hostile::lie_about_length(resp, claimed, head);
@@ -1184,7 +1204,7 @@ async fn run_op(ctx: Ctx<'_>, route: Route) -> Result<Reply, Reply> {
             if dialect == Dialect::Legacy {
                 return Ok(redirect(app, "crawlruns", &id, &ft));
             }
-            Ok(serve_file(&ctx.headers, body, ct, &name))
+            Ok(serve_file(&ctx.headers, body, ct, &name, ctx.ignore_range))
         }
         Route::ListReports => {
             let p = list_params(&ctx.pairs, repeat)?;
@@ -1309,7 +1329,7 @@ async fn run_op(ctx: Ctx<'_>, route: Route) -> Result<Reply, Reply> {
             if dialect == Dialect::Legacy {
                 return Ok(redirect(app, "reportruns", &id, &ft));
             }
-            Ok(serve_file(&ctx.headers, body, ct, &name))
+            Ok(serve_file(&ctx.headers, body, ct, &name, ctx.ignore_range))
         }
     }
 }
@@ -1590,12 +1610,14 @@ fn etag_of(body: &FileBody, name: &str) -> String {
     format!("\"{h:016x}-{n:x}\"")
 }
 
-/// A result file with Range, ETag and the right headers.
+/// A result file with Range, ETag and the right headers. `ignore_range`
+/// (hostile mode): always the whole file, 200, whatever `Range` asks.
 pub(crate) fn serve_file(
     headers: &HeaderMap,
     body: FileBody,
     content_type: &'static str,
     name: &str,
+    ignore_range: bool,
 ) -> Reply {
     let len = body.len();
     let etag = etag_of(&body, name);
@@ -1613,6 +1635,7 @@ pub(crate) fn serve_file(
         .and_then(|v| v.to_str().ok())
         .is_none_or(|v| v.trim() == etag);
     let range = match headers.get(header::RANGE).and_then(|v| v.to_str().ok()) {
+        _ if ignore_range => RangeReq::Whole,
         Some(r) if if_range_ok => parse_range(r, len),
         _ => RangeReq::Whole,
     };
@@ -1674,6 +1697,8 @@ async fn files_handler(
         _ => ("unknown", None),
     };
     let mut truncate = false;
+    let mut bytes_per_sec = app.config.conn_bytes_per_sec;
+    let hostile = app.hostile();
     let reply = match target {
         None => Reply::not_found("file"),
         Some(_) if !(parts.method == Method::GET || head) => {
@@ -1700,6 +1725,7 @@ async fn files_handler(
                 }
                 None => {
                     truncate = decision.truncate;
+                    bytes_per_sec = decision.bytes_per_sec.or(bytes_per_sec);
                     match Uuid::parse_str(id) {
                         Ok(uid) if app.file_token(kind, &uid, ft) == token => {
                             let file = if kind == "crawlruns" {
@@ -1708,7 +1734,13 @@ async fn files_handler(
                                 reportrun_file(&app, &uid, ft)
                             };
                             match file {
-                                Ok((body, ct, name)) => serve_file(&parts.headers, body, ct, &name),
+                                Ok((body, ct, name)) => serve_file(
+                                    &parts.headers,
+                                    body,
+                                    ct,
+                                    &name,
+                                    hostile.ignore_range && !head,
+                                ),
                                 Err(r) => r,
                             }
                         }
@@ -1719,8 +1751,8 @@ async fn files_handler(
         }
     };
     let status = reply.status.as_u16();
-    let mut resp = finish(reply, head, gzip_ok, truncate);
-    if let (Some(claimed), Some(_)) = (app.hostile().lying_length, target) {
+    let mut resp = finish(reply, head, gzip_ok, truncate, bytes_per_sec);
+    if let (Some(claimed), Some(_)) = (hostile.lying_length, target) {
         resp = hostile::lie_about_length(resp, claimed, head);
     }
     log_request(
