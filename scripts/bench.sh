@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
-# Measure, side by side in one run, what a user feels:
+# Measure, side by side in one run, what a user feels, as ratios:
 #   - curl of a 1 GiB data.csv from the emulator (the network-side ceiling)
-#   - a cold `cat` of it through the mount, and a warm one (page cache)
-#   - `cat` of a local copy in the page cache (the local ceiling)
+#   - a cold `cat` of it through the mount, against curl and against the
+#     mount's own download of it (open, then wait for the download to end)
+#   - the same under a per-connection bandwidth cap (--conn-bytes-per-sec as
+#     a runtime fault): one curl stream against the mount's parallel ranges
+#   - the first and the last 4 KiB of a cold file, against its full download
+#   - a warm `cat` (and whether passthrough or the page cache served it)
+#     against `cat` of a local copy in the page cache
 #   - `ls -l` of 10,000 runs, against curl of the same list pages
-#   - peak RSS of the mount and of the emulator
-# Speeds are MB/s (10^6 bytes), best of BENCH_RUNS (default 3); ratios are
-# what to compare across machines. Usage: scripts/bench.sh [SIZE_BYTES]
+#   - peak RSS of the mount (streaming, listing) and of the emulator
+# Times are best of BENCH_RUNS (default 3). Speeds are MB/s (10^6 bytes).
+# Usage: scripts/bench.sh [SIZE_BYTES]; BENCH_CAP=bytes/s (default 200000000).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
@@ -15,6 +20,7 @@ ensure_system
 
 SIZE="${1:-1073741824}"
 RUNS="${BENCH_RUNS:-3}"
+CAP="${BENCH_CAP:-200000000}"
 KEY="bench-$RANDOM$RANDOM"
 cargo build --release --quiet
 BIN="$ROOT/target/release/importfs"
@@ -41,16 +47,16 @@ for _ in $(seq 100); do curl -sf "$URL/users/current?_apikey=$KEY" >/dev/null &&
 RUN=$(curl -sf "$URL/crawlruns/?_apikey=$KEY&_perpage=50" | python3 -c '
 import json,sys
 print(next(r["guid"] for r in json.load(sys.stdin) if r.get("state")=="FINISHED"))')
+FILE="$MNT/crawlruns/$RUN/data.csv"
+FILE_URL="$URL/crawlruns/$RUN/csv?_apikey=$KEY"
 
-# seconds → MB/s
-mbps() { python3 -c "print(f'{$1/$2/1e6:.0f}')"; }
 best() { sort -n | head -1; }
-timeit() { local t0 t1; t0=$(date +%s.%N); "$@" >/dev/null; t1=$(date +%s.%N); python3 -c "print($t1-$t0)"; }
+now() { date +%s.%N; }
+timeit() { local t0 t1; t0=$(now); "$@" >/dev/null; t1=$(now); python3 -c "print($t1-$t0)"; }
 rss_kb() { awk '/VmHWM/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
-
-echo "importfs bench: data.csv of $SIZE bytes, best of $RUNS"
-
-T_CURL=$(for _ in $(seq "$RUNS"); do timeit curl -sf -o /dev/null "$URL/crawlruns/$RUN/csv?_apikey=$KEY"; done | best)
+stat_of() { awk -v k="$1" '$1 == k {print $2}' "$MNT/.importfs/stats"; }
+cap() { curl -sf -X POST "$URL/_emulator/faults" -d "{\"operation\":\"getCrawlrunFile\",\"bytes_per_sec\":$CAP}" >/dev/null; }
+uncap() { curl -sf -X DELETE "$URL/_emulator/faults" >/dev/null; }
 
 mount_fresh() {
     fusermount3 -u "$MNT" 2>/dev/null || true
@@ -61,25 +67,77 @@ mount_fresh() {
     MOUNT_PID=$!
     for _ in $(seq 100); do mountpoint -q "$MNT" && break; sleep 0.1; done
     mountpoint -q "$MNT" || { cat "$WORK/mount.log"; exit 1; }
+    # The size (a HEAD) is known before any timing starts, as after an `ls -l`.
+    stat "$FILE" >/dev/null
 }
 
-T_COLD=999999; T_WARM=999999
+# Seconds from open() to holding 4 KiB at the start (head) or end (tail) of
+# the file, timed inside one process so that no process start is counted.
+first_bytes() {
+    python3 - "$FILE" "$1" <<'PY'
+import os, sys, time
+path, where = sys.argv[1], sys.argv[2]
+t0 = time.perf_counter()
+fd = os.open(path, os.O_RDONLY)
+off = 0 if where == "head" else os.fstat(fd).st_size - 4096
+assert len(os.pread(fd, 4096, off)) == 4096
+print(time.perf_counter() - t0)
+PY
+}
+
+# The mount's own download: open the file, wait until nothing is in flight.
+download_alone() {
+    local t0 t1
+    t0=$(now)
+    exec 3<"$FILE"
+    until [ "$(stat_of downloads_in_flight)" = 0 ] && [ "$(stat_of bytes_fetched)" != 0 ]; do sleep 0.002; done
+    t1=$(now)
+    exec 3<&-
+    python3 -c "print($t1-$t0)"
+}
+
+echo "importfs bench: data.csv of $SIZE bytes, best of $RUNS, cap $CAP B/s a connection"
+
+T_CURL=$(for _ in $(seq "$RUNS"); do timeit curl -sf -o /dev/null "$FILE_URL"; done | best)
+
+T_COLD=999999; T_WARM=999999; T_DL=999999; T_HEAD=999999; T_TAIL=999999
 for _ in $(seq "$RUNS"); do
     mount_fresh
-    stat "$MNT/crawlruns/$RUN/data.csv" >/dev/null
-    t=$(timeit cat "$MNT/crawlruns/$RUN/data.csv")
-    T_COLD=$(printf '%s\n%s\n' "$T_COLD" "$t" | best)
+    t=$(timeit cat "$FILE"); T_COLD=$(printf '%s\n%s\n' "$T_COLD" "$t" | best)
+    RSS_READ=$(rss_kb "$MOUNT_PID")
+    pt0=$(stat_of passthrough_opens); kc0=$(stat_of keep_cache_opens)
     for _ in 1 2; do
-        t=$(timeit cat "$MNT/crawlruns/$RUN/data.csv")
-        T_WARM=$(printf '%s\n%s\n' "$T_WARM" "$t" | best)
+        t=$(timeit cat "$FILE"); T_WARM=$(printf '%s\n%s\n' "$T_WARM" "$t" | best)
     done
+    PT=$(( $(stat_of passthrough_opens) - pt0 )); KC=$(( $(stat_of keep_cache_opens) - kc0 ))
+    mount_fresh
+    t=$(download_alone); T_DL=$(printf '%s\n%s\n' "$T_DL" "$t" | best)
+    mount_fresh
+    t=$(first_bytes head); T_HEAD=$(printf '%s\n%s\n' "$T_HEAD" "$t" | best)
+    mount_fresh
+    t=$(first_bytes tail); T_TAIL=$(printf '%s\n%s\n' "$T_TAIL" "$t" | best)
 done
+WARM_MODE="read() with the page cache kept"
+[ "$PT" -gt 0 ] && WARM_MODE="FUSE passthrough"
+[ "$PT" -eq 0 ] && [ "$KC" -eq 0 ] && WARM_MODE="read(), no page cache"
+
 # The same bytes as a local file in the page cache.
-cp "$MNT/crawlruns/$RUN/data.csv" "$WORK/local.csv"
+cp "$FILE" "$WORK/local.csv"
 cat "$WORK/local.csv" >/dev/null
 T_LOCAL=$(for _ in $(seq "$RUNS"); do timeit cat "$WORK/local.csv"; done | best)
-RSS_READ=$(rss_kb "$MOUNT_PID")
 rm -f "$WORK/local.csv"
+
+# Under a per-connection bandwidth cap: one curl stream against the mount.
+cap
+CAP_RUNS=$(( RUNS < 2 ? RUNS : 2 ))
+T_CURL_CAP=$(for _ in $(seq "$CAP_RUNS"); do timeit curl -sf -o /dev/null "$FILE_URL"; done | best)
+T_COLD_CAP=999999
+for _ in $(seq "$CAP_RUNS"); do
+    mount_fresh
+    t=$(timeit cat "$FILE"); T_COLD_CAP=$(printf '%s\n%s\n' "$T_COLD_CAP" "$t" | best)
+    RSS_CAP=$(rss_kb "$MOUNT_PID")
+done
+uncap
 
 # ls -l of 10,000 runs: a fresh mount (nothing cached) against curl of the same pages.
 PAGES=$(( (10000 + 999) / 1000 ))
@@ -95,16 +153,26 @@ N=$(ls "$MNT/crawlruns" | wc -l)
 RSS_LIST=$(rss_kb "$MOUNT_PID")
 RSS_EMU=$(rss_kb "$EMU_PID")
 
-python3 - "$SIZE" "$T_CURL" "$T_COLD" "$T_WARM" "$T_LOCAL" "$T_LIST_CURL" "$T_LS" "$N" "$RSS_READ" "$RSS_LIST" "$RSS_EMU" <<'EOF'
+python3 - "$SIZE" "$CAP" "$T_CURL" "$T_COLD" "$T_DL" "$T_WARM" "$T_LOCAL" "$T_HEAD" "$T_TAIL" \
+    "$T_CURL_CAP" "$T_COLD_CAP" "$T_LIST_CURL" "$T_LS" "$N" "$RSS_READ" "$RSS_CAP" "$RSS_LIST" \
+    "$RSS_EMU" "$WARM_MODE" <<'EOF'
 import sys
-size, curl, cold, warm, local, lcurl, ls = map(float, sys.argv[1:8])
-n, rss_read, rss_list, rss_emu = map(int, sys.argv[8:12])
+a = sys.argv[1:]
+size, cap = int(a[0]), int(a[1])
+curl, cold, dl, warm, local, head, tail, curl_cap, cold_cap, lcurl, ls = map(float, a[2:13])
+n, rss_read, rss_cap, rss_list, rss_emu = map(int, a[13:18])
+mode = a[18]
 mb = lambda t: size / t / 1e6
-print(f"curl of data.csv            {mb(curl):8.0f} MB/s")
-print(f"cold cat through the mount  {mb(cold):8.0f} MB/s   {cold and curl/cold:5.2f} x curl")
-print(f"warm cat through the mount  {mb(warm):8.0f} MB/s   {warm and local/warm:5.2f} x local page-cache cat")
-print(f"cat of a local copy (warm)  {mb(local):8.0f} MB/s")
-print(f"ls -l of {n} runs         {ls:8.2f} s      {ls and lcurl/ls:5.2f} x curl of the same pages ({lcurl:.2f} s)")
-print(f"peak RSS of the mount       {rss_read/1024:8.1f} MiB (streaming), {rss_list/1024:.1f} MiB (listing)")
-print(f"peak RSS of the emulator    {rss_emu/1024:8.1f} MiB")
+print(f"curl of data.csv              {mb(curl):8.0f} MB/s")
+print(f"cold cat through the mount    {mb(cold):8.0f} MB/s   {curl/cold:5.2f} x curl (aim >= 0.90)")
+print(f"the mount's own download      {mb(dl):8.0f} MB/s   cold cat takes {cold/dl:5.2f} x its time (aim <= 1.10)")
+print(f"under a {cap/1e6:.0f} MB/s cap: curl  {mb(curl_cap):8.0f} MB/s")
+print(f"under the cap: cold cat       {mb(cold_cap):8.0f} MB/s   {curl_cap/cold_cap:5.2f} x curl (aim >= 2)")
+print(f"first 4 KiB of a cold file    {head*1000:8.1f} ms     {100*head/dl:5.1f} % of its download (aim < 10)")
+print(f"last 4 KiB of a cold file     {tail*1000:8.1f} ms     {100*tail/dl:5.1f} % of its download (aim < 10)")
+print(f"warm cat through the mount    {mb(warm):8.0f} MB/s   {local/warm:5.2f} x local page-cache cat (aim >= 0.80), by {mode}")
+print(f"cat of a local copy (warm)    {mb(local):8.0f} MB/s")
+print(f"ls -l of {n} runs           {ls:8.2f} s      {lcurl/ls:5.2f} x curl of the same pages ({lcurl:.2f} s)")
+print(f"peak RSS of the mount         {rss_read/1024:8.1f} MiB streaming, {rss_cap/1024:.1f} MiB capped, {rss_list/1024:.1f} MiB listing (aim <= 64)")
+print(f"peak RSS of the emulator      {rss_emu/1024:8.1f} MiB")
 EOF

@@ -1365,6 +1365,16 @@ impl Fs {
         }
     }
 
+    /// Count how the kernel was told to read an open result file.
+    pub fn note_data_open(&self, passthrough: bool, keep_cache: bool) {
+        let d = &self.data.stats;
+        if passthrough {
+            d.passthrough_opens.fetch_add(1, Ordering::Relaxed);
+        } else if keep_cache {
+            d.keep_cache_opens.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     /// Is this handle an open result file?
     pub fn is_data_handle(&self, fh: u64) -> bool {
         matches!(lock(&self.handles).get(&fh), Some(Handle::Data(..)))
@@ -1506,6 +1516,16 @@ impl Fs {
             &mut s,
             "downloads_in_flight",
             d.in_flight.load(Ordering::Relaxed),
+        );
+        line(
+            &mut s,
+            "passthrough_opens",
+            d.passthrough_opens.load(Ordering::Relaxed),
+        );
+        line(
+            &mut s,
+            "keep_cache_opens",
+            d.keep_cache_opens.load(Ordering::Relaxed),
         );
         line(&mut s, "inodes", self.inodes.len() as u64);
         s.push_str(&self.client.stats().to_text());

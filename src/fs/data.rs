@@ -391,6 +391,10 @@ pub struct DataStats {
     pub bytes_cached: AtomicU64,
     pub in_flight: AtomicU64,
     pub evictions: AtomicU64,
+    /// Opens of result files the kernel reads itself (FUSE passthrough).
+    pub passthrough_opens: AtomicU64,
+    /// Opens of result files served through read() with the page cache kept.
+    pub keep_cache_opens: AtomicU64,
 }
 
 struct Inner {

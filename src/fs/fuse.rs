@@ -359,6 +359,7 @@ impl Filesystem for FuseFs {
                     };
                     if let Some(id) = id {
                         b.fh_ino.insert(o.fh, ino.0);
+                        fs.note_data_open(true, false);
                         // No FOPEN_KEEP_CACHE here: the kernel refuses (EIO) a
                         // passthrough open that also asks for the page cache.
                         return reply.opened_passthrough(
@@ -372,6 +373,7 @@ impl Filesystem for FuseFs {
             if fs.is_data_handle(o.fh) {
                 b.fh_cached.insert(o.fh, ino.0);
                 *b.cached_by_ino.entry(ino.0).or_default() += 1;
+                fs.note_data_open(false, o.keep_cache);
             }
             drop(b);
             reply.opened(FileHandle(o.fh), open_flags(&o))
