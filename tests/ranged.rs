@@ -167,6 +167,30 @@ fn the_range_a_reader_needs_is_fetched_before_the_rest() {
 }
 
 #[test]
+fn a_read_deep_in_a_chunk_starts_its_fetch_there() {
+    if !fuse_or_skip() {
+        return;
+    }
+    // 8 MiB chunks at 500 kB/s a connection: the last chunk holds 7.2 MB,
+    // and fetching it from its start would take 14 s and all of its bytes.
+    // The fetch starts at the 64 KiB boundary before the bytes asked, so
+    // tail is answered after a few dozen KiB (plus what read-ahead brought).
+    let size = 24_000_000u64;
+    let emu = scale(size, Some(500_000));
+    let m = Mounted::new(&emu.url, &["--download-streams", "2"]);
+    let id = emu.finished_runs()[0].clone();
+    let truth = emu.get_bytes(&format!("/crawlruns/{id}/csv"));
+    let f = format!("crawlruns/{id}/data.csv");
+    let tail = m.sh_ok(&format!("tail -c 4096 {f} | sha256sum"));
+    let fetched = stat_line(&m, "download.bytes");
+    assert!(tail.starts_with(&sha256_bytes(&truth[truth.len() - 4096..])));
+    assert!(
+        fetched < 4_000_000,
+        "tail -c 4096 waited for {fetched} bytes: most of its chunk"
+    );
+}
+
+#[test]
 fn cut_ranges_and_server_errors_mid_way_are_retried_to_exact_bytes() {
     if !fuse_or_skip() {
         return;

@@ -34,9 +34,9 @@ use crate::api::{Client, FileRef, RangeOutcome};
 use crate::fs::cache::lock;
 use crate::fs::FsError;
 use lru::LruCache;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
@@ -66,30 +66,31 @@ impl Default for FetchPlan {
 enum Fill {
     /// Fetched whole, in one stream: this many leading bytes.
     Prefix(u64),
-    /// Fetched in chunks of `chunk` bytes (the last one shorter): `have[i]`
-    /// bytes of chunk `i` are present from its start.
-    Chunks {
-        size: u64,
-        chunk: u64,
-        have: Vec<u64>,
-    },
+    /// Fetched in segments (chunks, some split where a reader wanted a byte
+    /// far into one), by start offset, covering the file: `have` bytes of
+    /// each are present from its start.
+    Chunks { segs: BTreeMap<u64, Seg> },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Seg {
+    end: u64,
+    have: u64,
 }
 
 impl Fill {
-    /// The chunk of `off..end` (non-empty) whose bytes are not all present,
-    /// or `None` when the whole range is.
-    fn missing(&self, off: u64, end: u64) -> Option<Option<usize>> {
+    /// The first byte of `off..end` (non-empty) that is not present: `None`
+    /// when the whole range is; `Some(None)` when it is missing from a file
+    /// fetched whole (there is nothing to ask for).
+    fn missing(&self, off: u64, end: u64) -> Option<Option<u64>> {
         match self {
             Fill::Prefix(p) => (*p < end).then_some(None),
-            Fill::Chunks { chunk, have, .. } => {
-                let first = (off / chunk) as usize;
-                let last = ((end - 1) / chunk) as usize;
-                (first..=last.min(have.len() - 1))
-                    .find(|&i| {
-                        let start = i as u64 * chunk;
-                        have[i] < end.min(start + chunk) - start
-                    })
-                    .map(Some)
+            Fill::Chunks { segs } => {
+                let first = segs.range(..=off).next_back().map_or(0, |(s, _)| *s);
+                segs.range(first..end).find_map(|(&start, seg)| {
+                    let held = start + seg.have;
+                    (held < end.min(seg.end)).then_some(Some(held.max(off)))
+                })
             }
         }
     }
@@ -115,8 +116,8 @@ struct State {
 /// What readers ask of the scheduler.
 #[derive(Default)]
 struct Wants {
-    /// Chunks a reader is waiting for, oldest first.
-    chunks: VecDeque<usize>,
+    /// Offsets readers are waiting for, oldest first.
+    offsets: VecDeque<u64>,
 }
 
 /// One result file in the cache.
@@ -127,8 +128,8 @@ pub struct CachedFile {
     file: std::fs::File,
     state: watch::Sender<State>,
     wants: Mutex<Wants>,
-    /// The chunk where the latest read ended: where read-ahead continues.
-    cursor: AtomicUsize,
+    /// Where the latest read ended: where read-ahead continues.
+    cursor: AtomicU64,
     /// Wakes the scheduler when a reader waits for a chunk.
     kick: Notify,
 }
@@ -168,9 +169,7 @@ impl CachedFile {
     /// than letting a reader see a file that silently shrank or grew.
     pub async fn read(&self, offset: u64, len: u32, expected: u64) -> Result<FileBytes, FsError> {
         let end = offset.saturating_add(len as u64).min(expected);
-        if let Fill::Chunks { chunk, .. } = self.state.borrow().fill {
-            self.cursor.store((end / chunk) as usize, Ordering::Relaxed);
-        }
+        self.cursor.store(end, Ordering::Relaxed);
         let mut rx = self.state.subscribe();
         let mut asked = None;
         let end = loop {
@@ -189,9 +188,9 @@ impl CachedFile {
                     (End::Running, _) if end <= offset => Some(end),
                     (End::Running, fill) => match fill.missing(offset, end) {
                         None => Some(end),
-                        Some(Some(chunk)) if asked != Some(chunk) => {
-                            asked = Some(chunk);
-                            lock(&self.wants).chunks.push_back(chunk);
+                        Some(Some(at)) if asked != Some(at) => {
+                            asked = Some(at);
+                            lock(&self.wants).offsets.push_back(at);
                             self.kick.notify_one();
                             None
                         }
@@ -226,18 +225,18 @@ impl CachedFile {
         &self.file
     }
 
-    /// Record that the bytes of chunk `i` are present up to file offset `upto`.
-    fn landed(&self, i: usize, upto: u64) {
+    /// Record that the bytes of the segment at `start` are present up to
+    /// file offset `upto` (never past the segment's end: a fetch that was
+    /// dropped may still report after its segment was split).
+    fn landed(&self, start: u64, upto: u64) {
         self.state.send_if_modified(|s| match &mut s.fill {
-            Fill::Chunks { chunk, have, .. } => {
-                let held = upto - i as u64 * *chunk;
-                if have[i] < held {
-                    have[i] = held;
+            Fill::Chunks { segs } => match segs.get_mut(&start) {
+                Some(seg) if start + seg.have < upto.min(seg.end) => {
+                    seg.have = upto.min(seg.end) - start;
                     true
-                } else {
-                    false
                 }
-            }
+                _ => false,
+            },
             Fill::Prefix(_) => false,
         });
     }
@@ -480,9 +479,12 @@ impl DataCache {
         let fill = match size {
             Some(size) if size > chunk && !self.ranges_refused.load(Ordering::Relaxed) => {
                 Fill::Chunks {
-                    size,
-                    chunk,
-                    have: vec![0; size.div_ceil(chunk) as usize],
+                    segs: (0..size.div_ceil(chunk))
+                        .map(|i| {
+                            let end = ((i + 1) * chunk).min(size);
+                            (i * chunk, Seg { end, have: 0 })
+                        })
+                        .collect(),
                 }
             }
             _ => Fill::Prefix(0),
@@ -496,7 +498,7 @@ impl DataCache {
                 end: End::Running,
             }),
             wants: Mutex::new(Wants::default()),
-            cursor: AtomicUsize::new(0),
+            cursor: AtomicU64::new(0),
             kick: Notify::new(),
         });
         inner.files.put(f.clone(), (cf.clone(), 0));
@@ -537,11 +539,11 @@ impl DataCache {
     /// when the server refuses ranges) whole. Returns the exact size.
     async fn fetch(&self, cf: &Arc<CachedFile>) -> Result<u64, crate::api::Error> {
         let chunked = match &cf.state.borrow().fill {
-            Fill::Chunks { size, chunk, .. } => Some((*size, *chunk)),
+            Fill::Chunks { segs } => segs.values().next_back().map(|s| s.end),
             Fill::Prefix(_) => None,
         };
-        if let Some((size, chunk)) = chunked {
-            match self.fetch_chunks(cf, size, chunk).await? {
+        if let Some(size) = chunked {
+            match self.fetch_chunks(cf, size).await? {
                 RangeOutcome::Done => {
                     cf.file
                         .set_len(size)
@@ -566,13 +568,16 @@ impl DataCache {
     }
 
     /// The scheduler of a chunked fetch: keeps up to `streams` ranged GETs
-    /// in flight, the chunks readers wait for first, then the next absent
-    /// chunk from the read cursor on.
+    /// in flight, the bytes readers wait for first, then the next absent
+    /// segment from the read cursor on.
+    ///
+    /// A reader waiting for a byte far into an absent segment splits it
+    /// there (at a 64 KiB boundary) so that its fetch starts at that byte;
+    /// the part before it is fetched later like any other segment.
     async fn fetch_chunks(
         &self,
         cf: &Arc<CachedFile>,
         size: u64,
-        chunk: u64,
     ) -> Result<RangeOutcome, crate::api::Error> {
         #[derive(Clone, Copy, PartialEq)]
         enum Chunk {
@@ -580,45 +585,64 @@ impl DataCache {
             Fetching { urgent: bool },
             Present,
         }
-        let n = size.div_ceil(chunk) as usize;
-        let mut chunks = vec![Chunk::Absent; n];
-        let mut present = 0usize;
-        let mut tasks: JoinSet<(usize, Result<RangeOutcome, crate::api::Error>)> = JoinSet::new();
-        let mut running: HashMap<tokio::task::Id, (usize, tokio::task::AbortHandle)> =
-            HashMap::new();
-        let mut urgent: VecDeque<usize> = VecDeque::new();
-        // Start fetching what chunk `i` lacks; `None` when it lacks nothing
-        // (a dropped fetch that had in fact just finished).
-        let start = |i: usize, tasks: &mut JoinSet<_>| {
-            let held = match &cf.state.borrow().fill {
-                Fill::Chunks { have, .. } => have[i],
-                Fill::Prefix(_) => 0,
+        /// Split an absent segment only this far past its held bytes.
+        const SPLIT_MIN: u64 = 256 << 10;
+        const SPLIT_ALIGN: u64 = 64 << 10;
+        let mut chunks: BTreeMap<u64, Chunk> = match &cf.state.borrow().fill {
+            Fill::Chunks { segs } => segs.keys().map(|&k| (k, Chunk::Absent)).collect(),
+            Fill::Prefix(_) => BTreeMap::new(),
+        };
+        let mut remaining = chunks.len();
+        let mut tasks: JoinSet<Result<RangeOutcome, crate::api::Error>> = JoinSet::new();
+        let mut running: HashMap<tokio::task::Id, (u64, tokio::task::AbortHandle)> = HashMap::new();
+        let mut urgent: VecDeque<u64> = VecDeque::new();
+        // Start fetching what the segment at `start` lacks; `None` when it
+        // lacks nothing (a dropped fetch that had in fact just finished).
+        let begin = |start: u64, tasks: &mut JoinSet<_>| {
+            let (from, to) = match &cf.state.borrow().fill {
+                Fill::Chunks { segs } => segs.get(&start).map(|s| (start + s.have, s.end))?,
+                Fill::Prefix(_) => return None,
             };
-            let from = i as u64 * chunk + held;
-            let to = (i as u64 * chunk + chunk).min(size);
             if from >= to {
                 return None;
             }
             let (client, cf) = (self.client.clone(), cf.clone());
             Some(tasks.spawn(async move {
-                let report = |upto: u64| cf.landed(i, upto);
-                let r = client
+                let report = |upto: u64| cf.landed(start, upto);
+                client
                     .download_range(&cf.fref, &cf.file, &report, (from, to), size)
-                    .await;
-                (i, r)
+                    .await
             }))
         };
+        macro_rules! start {
+            ($seg:expr, $urgent:expr) => {
+                match begin($seg, &mut tasks) {
+                    Some(handle) => {
+                        running.insert(handle.id(), ($seg, handle));
+                        chunks.insert($seg, Chunk::Fetching { urgent: $urgent });
+                    }
+                    None => {
+                        chunks.insert($seg, Chunk::Present);
+                        remaining -= 1;
+                    }
+                }
+            };
+        }
         loop {
-            urgent.extend(lock(&cf.wants).chunks.drain(..));
-            // The chunks readers wait for, in the order they asked.
-            while let Some(&i) = urgent.front() {
-                match chunks[i] {
+            urgent.extend(lock(&cf.wants).offsets.drain(..));
+            // The bytes readers wait for, in the order they asked.
+            while let Some(&at) = urgent.front() {
+                let Some((&seg, &state)) = chunks.range(..=at).next_back() else {
+                    urgent.pop_front();
+                    continue;
+                };
+                match state {
                     Chunk::Present | Chunk::Fetching { urgent: true } => {
                         urgent.pop_front();
                         continue;
                     }
                     Chunk::Fetching { urgent: false } => {
-                        chunks[i] = Chunk::Fetching { urgent: true };
+                        chunks.insert(seg, Chunk::Fetching { urgent: true });
                         urgent.pop_front();
                         continue;
                     }
@@ -626,65 +650,55 @@ impl DataCache {
                 }
                 if running.len() >= self.plan.streams {
                     // Every stream is busy: drop the speculative fetch
-                    // furthest from the reader (it resumes later).
+                    // furthest after the reader (it resumes later).
                     let victim = running
                         .iter()
-                        .filter(|(_, (j, _))| chunks[*j] == Chunk::Fetching { urgent: false })
-                        .max_by_key(|(_, (j, _))| (j + n - i) % n)
+                        .filter(|(_, (s, _))| chunks[s] == Chunk::Fetching { urgent: false })
+                        .max_by_key(|(_, (s, _))| (s + size - at) % size)
                         .map(|(id, _)| *id);
                     let Some(id) = victim else { break };
-                    if let Some((j, handle)) = running.remove(&id) {
+                    if let Some((s, handle)) = running.remove(&id) {
                         handle.abort();
-                        chunks[j] = Chunk::Absent;
+                        chunks.insert(s, Chunk::Absent);
                     }
                 }
                 urgent.pop_front();
-                match start(i, &mut tasks) {
-                    Some(handle) => {
-                        running.insert(handle.id(), (i, handle));
-                        chunks[i] = Chunk::Fetching { urgent: true };
-                    }
-                    None => {
-                        chunks[i] = Chunk::Present;
-                        present += 1;
-                    }
+                let target = self.split_for(cf, seg, at, SPLIT_MIN, SPLIT_ALIGN);
+                if target != seg {
+                    chunks.insert(target, Chunk::Absent);
+                    remaining += 1;
                 }
+                start!(target, true);
             }
-            // Read-ahead: the next absent chunks from the cursor on.
-            let cursor = cf.cursor.load(Ordering::Relaxed).min(n - 1);
-            let mut k = 0;
-            while running.len() < self.plan.streams && k < n {
-                let i = (cursor + k) % n;
-                k += 1;
-                if chunks[i] == Chunk::Absent {
-                    match start(i, &mut tasks) {
-                        Some(handle) => {
-                            running.insert(handle.id(), (i, handle));
-                            chunks[i] = Chunk::Fetching { urgent: false };
-                        }
-                        None => {
-                            chunks[i] = Chunk::Present;
-                            present += 1;
-                        }
-                    }
-                }
+            // Read-ahead: the next absent segments from the cursor on.
+            let cursor = cf.cursor.load(Ordering::Relaxed).min(size - 1);
+            let from = chunks.range(..=cursor).next_back().map_or(0, |(s, _)| *s);
+            let order: Vec<u64> = chunks
+                .range(from..)
+                .chain(chunks.range(..from))
+                .filter(|(_, c)| **c == Chunk::Absent)
+                .map(|(s, _)| *s)
+                .take(self.plan.streams.saturating_sub(running.len()))
+                .collect();
+            for seg in order {
+                start!(seg, false);
             }
-            if present == n {
+            if remaining == 0 {
                 return Ok(RangeOutcome::Done);
             }
             tokio::select! {
                 joined = tasks.join_next_with_id() => {
                     let (id, result) = match joined {
-                        Some(Ok((id, (_, r)))) => (id, Ok(r)),
+                        Some(Ok((id, r))) => (id, Ok(r)),
                         Some(Err(e)) => (e.id(), Err(e)),
                         None => continue,
                     };
-                    // An aborted fetch was already taken out of `running`.
-                    let Some((i, _)) = running.remove(&id) else { continue };
+                    // A dropped fetch was already taken out of `running`.
+                    let Some((seg, _)) = running.remove(&id) else { continue };
                     match result {
                         Ok(Ok(RangeOutcome::Done)) => {
-                            chunks[i] = Chunk::Present;
-                            present += 1;
+                            chunks.insert(seg, Chunk::Present);
+                            remaining -= 1;
                         }
                         Ok(Ok(RangeOutcome::Unsupported)) => {
                             tasks.shutdown().await;
@@ -706,6 +720,42 @@ impl DataCache {
                 _ = cf.kick.notified() => {}
             }
         }
+    }
+
+    /// Where a fetch for a reader waiting at `at` in the absent segment
+    /// `seg` should start: `seg` itself when `at` is close to its held
+    /// bytes, else a new segment split off at `at` (rounded down to `align`).
+    fn split_for(&self, cf: &CachedFile, seg: u64, at: u64, min: u64, align: u64) -> u64 {
+        let mut target = seg;
+        cf.state.send_if_modified(|s| {
+            let Fill::Chunks { segs } = &mut s.fill else {
+                return false;
+            };
+            let Some(&cur) = segs.get(&seg) else {
+                return false;
+            };
+            let cut = at - at % align;
+            if cut < seg + cur.have + min || cut >= cur.end {
+                return false;
+            }
+            segs.insert(
+                seg,
+                Seg {
+                    end: cut,
+                    have: cur.have,
+                },
+            );
+            segs.insert(
+                cut,
+                Seg {
+                    end: cur.end,
+                    have: 0,
+                },
+            );
+            target = cut;
+            true
+        });
+        target
     }
 
     /// The size of `f` if it is fully in the cache, without any API call.
@@ -774,5 +824,34 @@ fn remove_stale_dirs(parent: &Path) {
 impl Drop for DataCache {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn segs(list: &[(u64, u64, u64)]) -> Fill {
+        Fill::Chunks {
+            segs: list
+                .iter()
+                .map(|&(start, end, have)| (start, Seg { end, have }))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn missing_names_the_first_absent_byte_of_a_range() {
+        // Three segments: full, half, empty.
+        let f = segs(&[(0, 100, 100), (100, 200, 50), (200, 300, 0)]);
+        assert_eq!(f.missing(0, 100), None);
+        assert_eq!(f.missing(120, 150), None, "inside the held half");
+        assert_eq!(f.missing(90, 160), Some(Some(150)));
+        assert_eq!(f.missing(170, 180), Some(Some(170)), "past the held bytes");
+        assert_eq!(f.missing(0, 300), Some(Some(150)));
+        assert_eq!(f.missing(250, 300), Some(Some(250)));
+        let p = Fill::Prefix(10);
+        assert_eq!(p.missing(0, 10), None);
+        assert_eq!(p.missing(5, 11), Some(None));
     }
 }
