@@ -46,6 +46,14 @@ pub struct EmulatorArgs {
     /// JSON file of faults active from the start (one object or an array).
     #[arg(long)]
     pub faults: Option<PathBuf>,
+    /// Milliseconds a run made by a start stays unknown (404, not listed),
+    /// as the live service did [default: 0 in the spec dialect, 1000 in legacy].
+    #[arg(long, value_name = "MS")]
+    pub new_run_404_ms: Option<u64>,
+    /// Answer a `_page` past the end with the last page again, as the live
+    /// service did [default: false in the spec dialect, true in legacy].
+    #[arg(long, value_name = "BOOL", action = clap::ArgAction::Set)]
+    pub repeat_last_page: Option<bool>,
 }
 
 pub fn run(args: EmulatorArgs) -> anyhow::Result<()> {
@@ -78,6 +86,8 @@ pub fn run(args: EmulatorArgs) -> anyhow::Result<()> {
         run_seconds: args.run_seconds,
         dialect: args.dialect,
         faults,
+        new_run_404_ms: args.new_run_404_ms,
+        repeat_last_page: args.repeat_last_page,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
