@@ -640,6 +640,43 @@ fn run_wait_download_writes_the_runs_data() {
     assert!(left.is_empty(), "left in the working directory: {left:?}");
 }
 
+#[test]
+fn run_wait_waits_out_a_service_that_knows_the_new_run_late() {
+    // The legacy dialect: the run a start answers with is 404 for a second.
+    let emu = Emu::start(Config {
+        dialect: importfs::emulator::Dialect::Legacy,
+        run_seconds: 1.0,
+        ..Config::default()
+    });
+    let (name, guid) = unique_extractor(&emu);
+    let dir = tempfile::tempdir().expect("tempdir");
+    emu.clear_requests();
+    let out = importfs(dir.path())
+        .args(["run", &name, "--wait"])
+        .args(["--api-url", &emu.url, "--poll-interval", "200ms"])
+        .env("IMPORTIO_API_KEY", KEY)
+        .output()
+        .expect("importfs run");
+    let (stdout, stderr) = out_text(&out);
+    assert!(out.status.success(), "run --wait failed: {stderr}");
+    let run_id = stdout.lines().next().expect("the run id").trim().to_owned();
+    assert!(stderr.contains("FINISHED"), "{stderr}");
+    let statuses: Vec<u64> = emu
+        .requests()
+        .iter()
+        .filter(|r| r["operation"] == "getCrawlrun")
+        .map(|r| r["status"].as_u64().unwrap_or(0))
+        .collect();
+    let first_ok = statuses.iter().position(|s| *s == 200);
+    assert!(
+        first_ok.is_some_and(|i| i > 0 && statuses[..i].iter().all(|s| *s == 404)),
+        "404 while unknown, then known: {statuses:?}"
+    );
+    let run = emu.get_json(&format!("/crawlruns/{run_id}"));
+    assert_eq!(run["state"], "FINISHED");
+    assert_eq!(run["extractorId"], guid.as_str());
+}
+
 /// Kills a child on drop, so a failed assertion leaves no process behind.
 struct ChildGuard(Child);
 

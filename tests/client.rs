@@ -221,6 +221,9 @@ async fn every_operation(dialect: Dialect) {
     let runs = c.list_crawlruns(Some(&id)).await.unwrap();
     assert!(runs.iter().any(|r| r.guid == run_id));
     assert!(runs.iter().all(|r| r.extractor_id == id));
+    let runs = c.list_extractor_crawlruns(&id).await.unwrap();
+    assert_eq!(runs.first().map(|r| r.guid.as_str()), Some(run_id.as_str()));
+    assert!(runs.iter().all(|r| r.extractor_id == id));
     c.stop_extractor(&id).await.unwrap();
     let run = c.get_crawlrun(&run_id).await.unwrap();
     assert_eq!(run.run_state(), Some(RunState::Cancelled));
@@ -391,13 +394,18 @@ async fn error_statuses(dialect: Dialect) {
     ));
     refused.push(("listExtractors", bad.list_extractors().await.unwrap_err()));
     refused.push(("listCrawlruns", bad.list_crawlruns(None).await.unwrap_err()));
+    refused.push((
+        "listExtractorCrawlruns",
+        bad.list_extractor_crawlruns(NO_SUCH).await.unwrap_err(),
+    ));
     refused.push(("listReports", bad.list_reports().await.unwrap_err()));
     refused.push(("listReportRuns", bad.list_report_runs().await.unwrap_err()));
-    assert_eq!(refused.len(), 23);
+    assert_eq!(refused.len(), 24);
     for (op, e) in refused {
         assert_eq!(e.status(), Some(401), "{op}: {e}");
         assert_eq!(e.errno(), libc::EACCES, "{op}");
         assert!(e.is_auth());
+        assert_eq!(e.operation().map(|o| o.as_str()), Some(op));
     }
 
     // 400: a malformed id.
@@ -1582,4 +1590,272 @@ async fn concurrency_is_bounded_across_clones() {
     assert_eq!(mock.peak(), 3, "three at a time, never more");
     assert_eq!(c.stats().calls_of(Operation::GetCurrentUser), 12);
     assert_eq!(c.stats().calls_in_flight, 0);
+}
+
+// ---------------------------------------------------------------- clients in the wild
+
+/// Two extractors of the demo with runs, and each one's run guids (sorted).
+async fn two_with_runs(c: &Client) -> Vec<(String, Vec<String>)> {
+    let all = c.list_crawlruns(None).await.unwrap();
+    let mut by: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for r in all {
+        by.entry(r.extractor_id.clone()).or_default().push(r.guid);
+    }
+    let mut out: Vec<(String, Vec<String>)> = by
+        .into_iter()
+        .filter(|(_, runs)| runs.len() >= 2)
+        .take(2)
+        .collect();
+    for (_, runs) in &mut out {
+        runs.sort();
+    }
+    assert_eq!(out.len(), 2, "two demo extractors with runs");
+    out
+}
+
+fn guids(runs: &[importfs::api::Crawlrun]) -> Vec<String> {
+    let mut g: Vec<String> = runs.iter().map(|r| r.guid.clone()).collect();
+    g.sort();
+    g
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn extractor_runs_come_from_their_own_path_when_the_server_has_it() {
+    for dialect in [Dialect::Spec, Dialect::Legacy] {
+        let emu = emulator(dialect, Dataset::Demo).await;
+        let c = client(&emu);
+        let exts = two_with_runs(&c).await;
+        clear_requests(&emu).await;
+        for (e, want) in &exts {
+            let runs = c.list_extractor_crawlruns(e).await.unwrap();
+            assert_eq!(&guids(&runs), want, "{dialect:?}");
+        }
+        let log = requests(&emu).await;
+        let own = of_op(&log, "listExtractorCrawlruns");
+        assert_eq!(own.len(), 2, "one call per extractor: {log:?}");
+        assert_eq!(
+            own[0]["path"],
+            format!("/extractors/{}/crawlruns", exts[0].0)
+        );
+        assert!(of_op(&log, "listCrawlruns").is_empty(), "{log:?}");
+        // The server has the path: its 404 is the extractor's, an error.
+        let e = c.list_extractor_crawlruns(NO_SUCH).await.unwrap_err();
+        assert!(e.is_not_found(), "{e}");
+        assert_eq!(e.errno(), libc::ENOENT);
+        emu.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn extractor_runs_fall_back_to_the_filter_once_on_a_server_without_the_path() {
+    for status in [404, 405] {
+        let emu = emulator(Dialect::Spec, Dataset::Demo).await;
+        let c = client(&emu);
+        let exts = two_with_runs(&c).await;
+        set_fault(
+            &emu,
+            json!({"operation": "listExtractorCrawlruns", "status": status}),
+        )
+        .await;
+        clear_requests(&emu).await;
+        let runs = c.list_extractor_crawlruns(&exts[0].0).await.unwrap();
+        assert_eq!(guids(&runs), exts[0].1, "{status}");
+        let log = requests(&emu).await;
+        assert_eq!(of_op(&log, "listExtractorCrawlruns").len(), 1, "{log:?}");
+        let filtered = of_op(&log, "listCrawlruns");
+        assert_eq!(filtered.len(), 1, "{log:?}");
+        assert!(filtered[0]["query"]
+            .as_str()
+            .unwrap_or("")
+            .contains(&format!("extractorId={}", exts[0].0)));
+        // Remembered: the next extractor costs the fallback alone.
+        clear_requests(&emu).await;
+        let runs = c.list_extractor_crawlruns(&exts[1].0).await.unwrap();
+        assert_eq!(guids(&runs), exts[1].1);
+        let runs = c.list_extractor_crawlruns(&exts[0].0).await.unwrap();
+        assert_eq!(guids(&runs), exts[0].1);
+        let log = requests(&emu).await;
+        assert_eq!(of_op(&log, "listExtractorCrawlruns").len(), 0, "{log:?}");
+        assert_eq!(of_op(&log, "listCrawlruns").len(), 2, "{log:?}");
+        // A client of its own (another mount) asks the path again.
+        clear_requests(&emu).await;
+        client(&emu)
+            .list_extractor_crawlruns(&exts[1].0)
+            .await
+            .unwrap();
+        let log = requests(&emu).await;
+        assert_eq!(of_op(&log, "listExtractorCrawlruns").len(), 1);
+        emu.shutdown().await;
+    }
+
+    // Any other failure decides nothing: a 500 is an error, and the next
+    // call asks the path again (and, served, keeps it).
+    let emu = emulator(Dialect::Spec, Dataset::Demo).await;
+    let c = client(&emu);
+    let exts = two_with_runs(&c).await;
+    set_fault(
+        &emu,
+        json!({"operation": "listExtractorCrawlruns", "status": 500}),
+    )
+    .await;
+    let e = c.list_extractor_crawlruns(&exts[0].0).await.unwrap_err();
+    assert_eq!(e.status(), Some(500), "{e}");
+    clear_faults(&emu).await;
+    clear_requests(&emu).await;
+    let runs = c.list_extractor_crawlruns(&exts[0].0).await.unwrap();
+    assert_eq!(guids(&runs), exts[0].1);
+    let log = requests(&emu).await;
+    assert_eq!(of_op(&log, "listExtractorCrawlruns").len(), 1, "{log:?}");
+    assert!(of_op(&log, "listCrawlruns").is_empty(), "{log:?}");
+    emu.shutdown().await;
+}
+
+async fn fresh_extractor(emu: &Emulator, name: &str) -> String {
+    let x: Value = hooks()
+        .post(format!("{}/_emulator/extractors", emu.url()))
+        .json(&json!({"name": name, "inputs": ["https://late.example/"]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    x["guid"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_started_here_is_waited_for_while_the_service_does_not_know_it() {
+    // Legacy: a started run is 404, and not listed, for a second.
+    let emu = emulator_with(Config {
+        dialect: Dialect::Legacy,
+        run_seconds: 60.0,
+        ..Config::default()
+    })
+    .await;
+    let c = client(&emu);
+    let x = fresh_extractor(&emu, "late one").await;
+    clear_requests(&emu).await;
+    let run = c.start_extractor(&x).await.unwrap().crawl_run_id.unwrap();
+    assert!(c.started_here(&run));
+    let got = c.get_crawlrun(&run).await.unwrap();
+    assert_eq!(got.guid, run);
+    assert!(!got.run_state().unwrap().is_final());
+    let log = requests(&emu).await;
+    let gets: Vec<u64> = of_op(&log, "getCrawlrun")
+        .iter()
+        .map(|r| r["status"].as_u64().unwrap())
+        .collect();
+    assert!(gets.len() >= 2, "asked again: {gets:?}");
+    assert_eq!(gets.last(), Some(&200), "{gets:?}");
+    assert!(gets[..gets.len() - 1].iter().all(|s| *s == 404), "{gets:?}");
+    assert!(c.stats().retries >= 1);
+
+    // Listings right after a start show the run the server does not list yet.
+    let y = fresh_extractor(&emu, "late two").await;
+    let run2 = c.start_extractor(&y).await.unwrap().crawl_run_id.unwrap();
+    let runs = c.list_extractor_crawlruns(&y).await.unwrap();
+    assert_eq!(guids(&runs), vec![run2.clone()]);
+    let z = fresh_extractor(&emu, "late three").await;
+    let run3 = c.start_extractor(&z).await.unwrap().crawl_run_id.unwrap();
+    let all = c.list_crawlruns(None).await.unwrap();
+    assert_eq!(all[0].guid, run3, "the newest first");
+    assert_eq!(all.iter().filter(|r| r.guid == run3).count(), 1);
+    assert!(all.iter().any(|r| r.guid == run2));
+    let by_filter = c.list_crawlruns(Some(&x)).await.unwrap();
+    assert_eq!(guids(&by_filter), vec![run.clone()]);
+
+    // Another client did not start it: its 404 is the answer, at once.
+    let w = fresh_extractor(&emu, "late four").await;
+    let run4 = c.start_extractor(&w).await.unwrap().crawl_run_id.unwrap();
+    let other = client(&emu);
+    assert!(!other.started_here(&run4));
+    clear_requests(&emu).await;
+    let e = other.get_crawlrun(&run4).await.unwrap_err();
+    assert!(e.is_not_found(), "{e}");
+    assert_eq!(of_op(&requests(&emu).await, "getCrawlrun").len(), 1);
+    // Nor for an id nobody started.
+    clear_requests(&emu).await;
+    assert!(c.get_crawlrun(NO_SUCH).await.unwrap_err().is_not_found());
+    assert_eq!(of_op(&requests(&emu).await, "getCrawlrun").len(), 1);
+    emu.shutdown().await;
+
+    // A run that stays unknown past the grace: the 404 comes back.
+    let emu = emulator_with(Config {
+        run_seconds: 60.0,
+        new_run_404_ms: Some(600_000),
+        ..Config::default()
+    })
+    .await;
+    let c = Client::new(ClientConfig {
+        new_run_grace: Duration::from_millis(700),
+        ..fast_config(&emu.url(), KEY)
+    })
+    .unwrap();
+    let x = fresh_extractor(&emu, "never known").await;
+    let run = c.start_extractor(&x).await.unwrap().crawl_run_id.unwrap();
+    clear_requests(&emu).await;
+    let e = c.get_crawlrun(&run).await.unwrap_err();
+    assert!(e.is_not_found(), "{e}");
+    let n = of_op(&requests(&emu).await, "getCrawlrun").len();
+    assert!(n >= 2, "{n} asks within the grace");
+    assert!(c.list_extractor_crawlruns(&x).await.unwrap().is_empty());
+    assert!(c.started_here(&run), "still known as started here");
+    emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_last_page_repeated_past_the_end_is_listed_once() {
+    // No X-Total-Count, 2000 objects: page 3 repeats page 2.
+    let list = mock::start(|req, _| {
+        let page: usize = req
+            .query()
+            .split('&')
+            .find_map(|kv| kv.strip_prefix("_page="))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1);
+        let from = (page.min(2) - 1) * 1000;
+        mock::reply(
+            "200 OK",
+            &[],
+            &extractor_page((from..from + 1000).map(|i| format!("g{i}"))),
+        )
+    })
+    .await;
+    let c = Client::new(fast_config(&list.url, KEY)).unwrap();
+    let got = c.list_extractors().await.unwrap();
+    assert_eq!(got.len(), 2000);
+    assert_eq!(
+        got.iter()
+            .map(|e| &e.guid)
+            .collect::<std::collections::HashSet<_>>()
+            .len(),
+        2000
+    );
+    assert_eq!(list.requests().len(), 3);
+
+    // The legacy emulator repeats its last page too; listings of every
+    // size show each object once, N of N.
+    for n in [20usize, 23] {
+        let emu = emulator_with(Config {
+            dialect: Dialect::Legacy,
+            dataset: Dataset::Scale,
+            extractors: n,
+            crawlruns: n * 2,
+            result_bytes: 1024,
+            ..Config::default()
+        })
+        .await;
+        let c = paged_client(&emu.url(), 5);
+        clear_requests(&emu).await;
+        let all = c.list_extractors().await.unwrap();
+        assert_eq!(all.len(), n);
+        let unique: std::collections::HashSet<_> = all.iter().map(|e| &e.guid).collect();
+        assert_eq!(unique.len(), n);
+        let calls = of_op(&requests(&emu).await, "listExtractors").len();
+        assert_eq!(calls, n.div_ceil(5), "{n}: pages the count implies");
+        let e = &all[0].guid;
+        let runs = c.list_extractor_crawlruns(e).await.unwrap();
+        assert_eq!(runs.len(), 2, "{n}");
+        emu.shutdown().await;
+    }
 }

@@ -1,7 +1,9 @@
 //! The emulator over real HTTP: every one of the 22 operations with its
 //! success and error codes, pagination and sorting, the run lifecycle,
 //! downloads (HEAD, Range, gzip, legacy 302), faults, the request log, the
-//! hooks, the datasets, and shutdown.
+//! hooks, the datasets, and shutdown; and what clients in the wild meet
+//! beyond the spec (`GET /extractors/{id}/crawlruns`, runs unknown for a
+//! while after a start, pages past the end that repeat the last one).
 
 use std::io::Read;
 use std::time::{Duration, Instant};
@@ -1617,4 +1619,373 @@ async fn hostile_ignore_range() {
         assert_eq!(r.bytes().await.expect("part"), whole.slice(10..20));
         t.emu.shutdown().await;
     }
+}
+// ---------------------------------------------------------------------------
+// What clients in the wild meet: GET /extractors/{id}/crawlruns, runs that
+// appear late, pages that repeat.
+
+/// The body and X-Total-Count of a list answer.
+async fn page_and_total(t: &T, path: &str) -> (Value, String) {
+    let r = t.get(path).await;
+    assert_eq!(r.status(), StatusCode::OK, "GET {path}");
+    let total = r.headers()["x-total-count"]
+        .to_str()
+        .expect("count")
+        .to_owned();
+    (r.json().await.expect("json"), total)
+}
+
+#[tokio::test]
+async fn extractor_crawlruns_path_lists_like_the_filter() {
+    for dialect in [Dialect::Spec, Dialect::Legacy] {
+        let t = T::start(Config {
+            dialect,
+            dataset: Dataset::Scale,
+            extractors: 3,
+            crawlruns: 31,
+            result_bytes: 1024,
+            ..Config::default()
+        })
+        .await;
+        let e = t.extractors().await[0]["guid"]
+            .as_str()
+            .expect("guid")
+            .to_owned();
+        let (all, total) = page_and_total(&t, &format!("/extractors/{e}/crawlruns")).await;
+        let all = all.as_array().expect("array").clone();
+        assert!(all.len() >= 10, "{dialect:?}: {} runs", all.len());
+        assert_eq!(total, all.len().to_string());
+        assert!(all.iter().all(|r| r["extractorId"] == json!(e)));
+        // Newest first.
+        let started: Vec<i64> = all
+            .iter()
+            .map(|r| match &r["startedAt"] {
+                Value::Number(n) => n.as_i64().expect("ms"),
+                Value::String(s) => humantime::parse_rfc3339(s)
+                    .expect("iso")
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .expect("after 1970")
+                    .as_millis() as i64,
+                other => panic!("startedAt {other}"),
+            })
+            .collect();
+        assert!(started.windows(2).all(|w| w[0] >= w[1]), "{started:?}");
+        // The same answers as the filtered listing, page for page.
+        for q in [
+            "",
+            "_perpage=3",
+            "_perpage=3&_page=2",
+            "_perpage=4&_page=3&_sort=state&_sortDirection=ASC",
+            "_sort=guid&_sortDirection=DESC&_perpage=5",
+            "_page=99&_perpage=4",
+        ] {
+            let sep = if q.is_empty() { "" } else { "&" };
+            let want = page_and_total(&t, &format!("/crawlruns/?extractorId={e}{sep}{q}")).await;
+            for path in [
+                format!("/extractors/{e}/crawlruns?{q}"),
+                format!("/extractors/{e}/crawlruns/?{q}"),
+            ] {
+                assert_eq!(page_and_total(&t, &path).await, want, "{dialect:?} {path}");
+            }
+        }
+        // Errors: unknown, archived, malformed, no key, wrong method.
+        assert_error(
+            t.get(&format!("/extractors/{MISSING}/crawlruns")).await,
+            StatusCode::NOT_FOUND,
+        )
+        .await;
+        let archived = t.extractors().await[1]["guid"]
+            .as_str()
+            .expect("guid")
+            .to_owned();
+        let r = t
+            .hook(
+                Method::POST,
+                &format!("/extractors/{archived}/archive"),
+                None,
+            )
+            .await;
+        assert_eq!(r.status(), StatusCode::OK);
+        let body = assert_error(
+            t.get(&format!("/extractors/{archived}/crawlruns")).await,
+            StatusCode::NOT_FOUND,
+        )
+        .await;
+        assert!(
+            body["message"].as_str().unwrap_or("").contains("extractor"),
+            "{body}"
+        );
+        assert_error(
+            t.get("/extractors/not-a-guid/crawlruns").await,
+            StatusCode::BAD_REQUEST,
+        )
+        .await;
+        for url in [
+            format!("{}/extractors/{e}/crawlruns", t.emu.url()),
+            format!(
+                "{}/extractors/{e}/crawlruns?_apikey=wrong-{KEY}",
+                t.emu.url()
+            ),
+        ] {
+            let r = t.c.get(&url).send().await.expect("req");
+            assert_error(r, StatusCode::UNAUTHORIZED).await;
+        }
+        let r = t
+            .req(Method::POST, &format!("/extractors/{e}/crawlruns"))
+            .await;
+        assert_eq!(r.headers()["allow"], "GET, HEAD");
+        assert_error(r, StatusCode::METHOD_NOT_ALLOWED).await;
+        // The request log names the operation.
+        t.emu.clear_requests();
+        t.get(&format!("/extractors/{e}/crawlruns?_perpage=2"))
+            .await;
+        let log = t.emu.requests();
+        assert_eq!(log.len(), 1);
+        assert_eq!(log[0].operation, "listExtractorCrawlruns");
+        assert_eq!(log[0].path, format!("/extractors/{e}/crawlruns"));
+        assert_eq!(log[0].status, 200);
+        // A fault makes a server of the seed spec, which lacks the path.
+        t.emu.set_faults(vec![FaultSpec {
+            operation: "listExtractorCrawlruns".into(),
+            status: Some(404),
+            ..Default::default()
+        }]);
+        assert_error(
+            t.get(&format!("/extractors/{e}/crawlruns")).await,
+            StatusCode::NOT_FOUND,
+        )
+        .await;
+        assert_eq!(
+            t.get(&format!("/crawlruns/?extractorId={e}"))
+                .await
+                .status(),
+            StatusCode::OK,
+            "only that operation"
+        );
+        let r = t
+            .hook(
+                Method::POST,
+                "/faults",
+                Some(json!({"operation": "*", "status": 200})),
+            )
+            .await;
+        assert_eq!(
+            r.status(),
+            StatusCode::BAD_REQUEST,
+            "status must be an error"
+        );
+        t.emu.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn pages_past_the_end_repeat_the_last_one_in_the_legacy_dialect() {
+    for (dialect, flag, repeats) in [
+        (Dialect::Spec, None, false),
+        (Dialect::Legacy, None, true),
+        (Dialect::Spec, Some(true), true),
+        (Dialect::Legacy, Some(false), false),
+    ] {
+        let t = T::start(Config {
+            dialect,
+            repeat_last_page: flag,
+            ..Config::default()
+        })
+        .await;
+        let n = t.extractors().await.len();
+        assert!(n > 4 && n % 4 != 0, "{n} extractors");
+        let last_page = n.div_ceil(4);
+        let last = t
+            .json(&format!("/extractors/?_perpage=4&_page={last_page}"))
+            .await;
+        assert_eq!(last.as_array().map(Vec::len), Some(n % 4));
+        let (past, total) = page_and_total(
+            &t,
+            &format!("/extractors/?_perpage=4&_page={}", last_page + 1),
+        )
+        .await;
+        assert_eq!(total, n.to_string(), "the count stays true");
+        let far = t.json("/extractors/?_perpage=4&_page=999").await;
+        if repeats {
+            assert_eq!(past, last, "{dialect:?} {flag:?}");
+            assert_eq!(far, last);
+        } else {
+            assert_eq!(past, json!([]), "{dialect:?} {flag:?}");
+            assert_eq!(far, json!([]));
+        }
+        // A list with nothing in it is empty on every page.
+        let r = t
+            .hook(
+                Method::POST,
+                "/extractors",
+                Some(json!({"name": "no runs", "inputs": ["https://n.example/"]})),
+            )
+            .await;
+        let id = r.json::<Value>().await.expect("json")["guid"]
+            .as_str()
+            .expect("id")
+            .to_owned();
+        for page in [1, 2, 7] {
+            assert_eq!(
+                t.json(&format!("/extractors/{id}/crawlruns?_page={page}"))
+                    .await,
+                json!([])
+            );
+        }
+        t.emu.shutdown().await;
+    }
+}
+
+/// Poll `GET /crawlruns/{run}` until it answers 200; the statuses seen.
+async fn until_known(t: &T, run: &str) -> Vec<StatusCode> {
+    let mut seen = Vec::new();
+    let guard = Instant::now() + Duration::from_secs(30);
+    loop {
+        let s = t.get(&format!("/crawlruns/{run}")).await.status();
+        seen.push(s);
+        if s == StatusCode::OK {
+            return seen;
+        }
+        assert_eq!(s, StatusCode::NOT_FOUND);
+        assert!(Instant::now() < guard, "the run never became known");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn start(t: &T, e: &str) -> String {
+    let r = t.post(&format!("/extractors/{e}/start")).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    r.json::<Value>().await.expect("json")["crawlRunId"]
+        .as_str()
+        .expect("crawlRunId")
+        .to_owned()
+}
+
+async fn listed(t: &T, path: &str, run: &str) -> bool {
+    t.json(path)
+        .await
+        .as_array()
+        .expect("array")
+        .iter()
+        .any(|r| r["guid"] == json!(run))
+}
+
+#[tokio::test]
+async fn started_runs_are_unknown_for_a_while() {
+    // Legacy: on by default, for LEGACY_NEW_RUN_404_MS.
+    let t = T::start(Config {
+        dialect: Dialect::Legacy,
+        run_seconds: 60.0,
+        ..Config::default()
+    })
+    .await;
+    let e = t.extractor_named("Zillow").await;
+    let t0 = Instant::now();
+    let run = start(&t, &e).await;
+    assert_error(
+        t.get(&format!("/crawlruns/{run}")).await,
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+    assert_error(
+        t.get(&format!("/crawlruns/{run}/log")).await,
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+    for path in [
+        format!("/crawlruns/?extractorId={e}"),
+        format!("/extractors/{e}/crawlruns"),
+        "/crawlruns/?_perpage=1000".to_owned(),
+    ] {
+        assert!(!listed(&t, &path, &run).await, "{path} lists it at once");
+    }
+    // The service knows it is running, though.
+    assert_error(
+        t.post(&format!("/extractors/{e}/start")).await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    let seen = until_known(&t, &run).await;
+    assert!(
+        t0.elapsed() >= Duration::from_millis(importfs::emulator::LEGACY_NEW_RUN_404_MS),
+        "known after {:?}",
+        t0.elapsed()
+    );
+    assert!(seen.len() > 1, "{seen:?}");
+    assert!(listed(&t, &format!("/extractors/{e}/crawlruns"), &run).await);
+    assert!(listed(&t, &format!("/crawlruns/?extractorId={e}"), &run).await);
+    // Runs made by a hook are known at once.
+    let r = t
+        .hook(
+            Method::POST,
+            "/crawlruns",
+            Some(json!({"extractorId": e, "state": "FINISHED"})),
+        )
+        .await;
+    let hooked = r.json::<Value>().await.expect("json")["guid"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    assert_eq!(
+        t.get(&format!("/crawlruns/{hooked}")).await.status(),
+        StatusCode::OK
+    );
+    // A fault of 0 turns it off for the operations it covers.
+    t.emu.set_faults(vec![FaultSpec {
+        operation: "*".into(),
+        new_run_404_ms: Some(0),
+        ..Default::default()
+    }]);
+    let other = t.extractor_named("IMDb").await;
+    let run2 = start(&t, &other).await;
+    assert_eq!(
+        t.get(&format!("/crawlruns/{run2}")).await.status(),
+        StatusCode::OK
+    );
+    t.emu.shutdown().await;
+
+    // Spec: off by default; a fault for getCrawlrun alone hides the run from
+    // that operation only; the config knob turns it on for every one.
+    let t = T::start(Config {
+        run_seconds: 60.0,
+        ..Config::default()
+    })
+    .await;
+    let e = t.extractor_named("Zillow").await;
+    let run = start(&t, &e).await;
+    assert_eq!(
+        t.get(&format!("/crawlruns/{run}")).await.status(),
+        StatusCode::OK
+    );
+    let r = t
+        .hook(
+            Method::POST,
+            "/faults",
+            Some(json!({"operation": "getCrawlrun", "new_run_404_ms": 60000})),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let other = t.extractor_named("IMDb").await;
+    let run2 = start(&t, &other).await;
+    assert_error(
+        t.get(&format!("/crawlruns/{run2}")).await,
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+    assert!(listed(&t, &format!("/extractors/{other}/crawlruns"), &run2).await);
+    t.emu.shutdown().await;
+
+    let t = T::start(Config {
+        run_seconds: 60.0,
+        new_run_404_ms: Some(300),
+        ..Config::default()
+    })
+    .await;
+    let e = t.extractor_named("Zillow").await;
+    let t0 = Instant::now();
+    let run = start(&t, &e).await;
+    assert!(!listed(&t, &format!("/extractors/{e}/crawlruns"), &run).await);
+    until_known(&t, &run).await;
+    assert!(t0.elapsed() >= Duration::from_millis(300));
+    t.emu.shutdown().await;
 }

@@ -440,13 +440,24 @@ fn a_list_that_repeats_a_page_forever_ends() {
     let out = m.sh_ok("ls crawlruns | wc -l");
     assert!(t.elapsed() < Duration::from_secs(10), "ls crawlruns");
     assert_eq!(out.trim().parse::<usize>().unwrap(), n_runs);
-    // An extractor's runs (a filtered list) end too.
+    // An extractor's runs (its own path, GET /extractors/{id}/crawlruns)
+    // end too, each run once.
     let t = Instant::now();
-    m.sh_ok(&format!(
-        "ls extractors/{}/crawlruns",
-        api.keys().next().unwrap()
-    ));
+    let g = api.keys().next().unwrap();
+    let out = m.sh_ok(&format!("ls extractors/{g}/crawlruns"));
     assert!(t.elapsed() < Duration::from_secs(10));
+    let mut shown: Vec<&str> = out.lines().collect();
+    shown.sort();
+    let mut want: Vec<&str> = runs
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["extractorId"] == json!(g))
+        .map(|r| r["guid"].as_str().unwrap())
+        .collect();
+    want.sort();
+    assert_eq!(shown, want, "each of the extractor's runs once");
+    assert!(emu.count("GET", &format!("/extractors/{g}/crawlruns")) >= 1);
 
     assert!(
         wait_for_log(&m, "repeated a page"),
@@ -606,4 +617,50 @@ fn a_key_revoked_mid_session_is_eacces_and_recovers() {
     assert_eq!(guid_behind(&m, &g), g);
     assert!(std::fs::read(m.path("user.json")).is_ok());
     assert_alive(&m);
+}
+
+#[test]
+fn the_legacy_dialects_repeated_last_pages_show_each_object_once() {
+    if !fuse_or_skip() {
+        return;
+    }
+    // Past the end, the legacy dialect answers the last page again. Whole
+    // pages (2000 at 1000 a page) and a short last page (2345): N shown of N.
+    for n in [2000usize, 2345] {
+        let emu = Emu::start(importfs::emulator::Config {
+            dialect: importfs::emulator::Dialect::Legacy,
+            dataset: importfs::emulator::Dataset::Scale,
+            extractors: n,
+            crawlruns: n,
+            result_bytes: 1024,
+            ..Default::default()
+        });
+        // The emulator does repeat: the page after the last is the last.
+        let pages = n.div_ceil(1000);
+        let last = emu.get_json(&format!("/extractors/?_perpage=1000&_page={pages}"));
+        let past = emu.get_json(&format!("/extractors/?_perpage=1000&_page={}", pages + 1));
+        assert_eq!(past, last);
+        let m = Mounted::new(&emu.url, &["--metadata-ttl", "30s"]);
+        emu.clear_requests();
+        let names = listed(&m);
+        assert_eq!(names.len(), n);
+        assert_eq!(names.iter().collect::<HashSet<_>>().len(), n);
+        let out = m.sh_ok("ls crawlruns | sort | uniq | wc -l");
+        assert_eq!(out.trim().parse::<usize>().unwrap(), n);
+        let calls = |op: &str| {
+            emu.requests()
+                .iter()
+                .filter(|r| r["operation"] == op)
+                .count()
+        };
+        assert_eq!(calls("listExtractors"), pages, "{n}");
+        assert_eq!(calls("listCrawlruns"), pages, "{n}");
+        // A second look within the TTL is the same, and costs nothing.
+        emu.clear_requests();
+        assert_eq!(listed(&m), names);
+        assert_eq!(emu.requests().len(), 0);
+        let g = guid_behind(&m, &names[0]);
+        let runs = m.sh_ok(&format!("ls extractors/{g}/crawlruns"));
+        assert_eq!(runs.lines().count(), 1, "{runs}");
+    }
 }

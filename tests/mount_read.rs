@@ -542,3 +542,120 @@ fn walk_size(dir: &Path) -> u64 {
         })
         .sum()
 }
+
+/// The `operation`s of the request log, with their paths and queries.
+fn ops_of(emu: &Emu, op: &str) -> Vec<(String, String)> {
+    emu.requests()
+        .iter()
+        .filter(|r| r["operation"] == op)
+        .map(|r| {
+            (
+                r["path"].as_str().unwrap_or("").to_owned(),
+                r["query"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Two extractors of the demo with runs: (guid, sorted run guids).
+fn two_with_runs(emu: &Emu) -> Vec<(String, Vec<String>)> {
+    let runs = emu.get_json("/crawlruns/?_perpage=1000");
+    let mut by: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for r in runs.as_array().unwrap() {
+        by.entry(r["extractorId"].as_str().unwrap().to_owned())
+            .or_default()
+            .push(r["guid"].as_str().unwrap().to_owned());
+    }
+    let out: Vec<_> = by
+        .into_iter()
+        .filter(|(_, v)| v.len() >= 2)
+        .map(|(k, mut v)| {
+            v.sort();
+            (k, v)
+        })
+        .take(2)
+        .collect();
+    assert_eq!(out.len(), 2);
+    out
+}
+
+fn listed_runs(m: &Mounted, g: &str) -> Vec<String> {
+    let mut v: Vec<String> = m
+        .sh_ok(&format!("ls extractors/{g}/crawlruns"))
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn an_extractors_runs_come_from_its_own_path_or_the_fallback_once() {
+    if !fuse_or_skip() {
+        return;
+    }
+    // A server with GET /extractors/{id}/crawlruns: one call per extractor,
+    // and no GET /crawlruns/ at all.
+    let emu = Emu::demo();
+    let exts = two_with_runs(&emu);
+    let m = Mounted::new(&emu.url, &["--metadata-ttl", "30s"]);
+    m.sh_ok("ls extractors > /dev/null");
+    emu.clear_requests();
+    for (g, want) in &exts {
+        assert_eq!(&listed_runs(&m, g), want);
+        m.sh_ok(&format!(
+            "readlink extractors/{g}/latest && ls extractors/{g}"
+        ));
+    }
+    let own = ops_of(&emu, "listExtractorCrawlruns");
+    assert_eq!(
+        own.iter().map(|(p, _)| p.as_str()).collect::<Vec<_>>(),
+        exts.iter()
+            .map(|(g, _)| format!("/extractors/{g}/crawlruns"))
+            .collect::<Vec<_>>(),
+        "one call per extractor"
+    );
+    assert_eq!(ops_of(&emu, "listCrawlruns"), vec![], "no fallback");
+    drop(m);
+
+    // A server of the seed spec (the path answers 404): the first listing
+    // costs one extra call, then the mount asks GET /crawlruns/?extractorId=
+    // alone.
+    let emu = Emu::demo();
+    emu.set_faults(serde_json::json!({"operation": "listExtractorCrawlruns", "status": 404}));
+    let m = Mounted::new(&emu.url, &["--metadata-ttl", "30s"]);
+    m.sh_ok("ls extractors > /dev/null");
+    emu.clear_requests();
+    let (g0, want0) = &exts[0];
+    assert_eq!(&listed_runs(&m, g0), want0);
+    assert_eq!(ops_of(&emu, "listExtractorCrawlruns").len(), 1);
+    let fallback = ops_of(&emu, "listCrawlruns");
+    assert_eq!(fallback.len(), 1, "{fallback:?}");
+    assert_eq!(fallback[0].0, "/crawlruns/");
+    assert!(
+        fallback[0].1.contains(&format!("extractorId={g0}")),
+        "{fallback:?}"
+    );
+    emu.clear_requests();
+    let (g1, want1) = &exts[1];
+    assert_eq!(&listed_runs(&m, g1), want1);
+    m.sh_ok(&format!("readlink extractors/{g1}/latest"));
+    assert_eq!(
+        ops_of(&emu, "listExtractorCrawlruns").len(),
+        0,
+        "remembered"
+    );
+    assert_eq!(ops_of(&emu, "listCrawlruns").len(), 1);
+    // 405 is taken the same way.
+    drop(m);
+    let emu = Emu::demo();
+    emu.set_faults(serde_json::json!({"operation": "listExtractorCrawlruns", "status": 405}));
+    let m = Mounted::new(&emu.url, &["--metadata-ttl", "30s"]);
+    m.sh_ok("ls extractors > /dev/null");
+    emu.clear_requests();
+    for (g, want) in &exts {
+        assert_eq!(&listed_runs(&m, g), want);
+    }
+    assert_eq!(ops_of(&emu, "listExtractorCrawlruns").len(), 1);
+    assert_eq!(ops_of(&emu, "listCrawlruns").len(), 2);
+}

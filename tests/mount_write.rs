@@ -419,3 +419,154 @@ fn refresh_forgets_cached_listings() {
     );
     assert!(m.path("extractors/Fresh one/inputs").exists());
 }
+
+// ---------------------------------------------------------------------------
+// A service that knows a run late: the start answers with its id, but for a
+// while GET /crawlruns/{id} is 404 (importio2 polls it for that reason).
+
+/// A fresh extractor (no runs yet) made by the emulator's hook: its guid.
+fn fresh_extractor(emu: &Emu, name: &str) -> String {
+    let e = emu.hook(
+        reqwest::Method::POST,
+        "/_emulator/extractors",
+        Some(json!({"name": name, "inputs": ["https://late.example/a", "https://late.example/b"]})),
+    );
+    e["guid"].as_str().unwrap().to_owned()
+}
+
+/// The statuses of the `getCrawlrun` calls of `run` in the request log.
+fn get_statuses(emu: &Emu, run: &str) -> Vec<u64> {
+    emu.requests()
+        .iter()
+        .filter(|r| r["operation"] == "getCrawlrun" && r["path"] == format!("/crawlruns/{run}"))
+        .map(|r| r["status"].as_u64().unwrap_or(0))
+        .collect()
+}
+
+/// Some 404s, then 200s only: the run was unknown at first, then known.
+fn unknown_then_known(statuses: &[u64]) -> bool {
+    let first_ok = statuses.iter().position(|s| *s == 200);
+    matches!(first_ok, Some(i) if i > 0)
+        && statuses[..first_ok.unwrap_or(0)].iter().all(|s| *s == 404)
+        && statuses[first_ok.unwrap_or(0)..].iter().all(|s| *s == 200)
+}
+
+#[test]
+fn touch_start_then_latest_at_once_on_a_service_that_knows_runs_late() {
+    if !fuse_or_skip() {
+        return;
+    }
+    // The legacy dialect: a started run is unknown for a second by default.
+    let emu = Emu::start(Config {
+        dialect: importfs::emulator::Dialect::Legacy,
+        run_seconds: 30.0,
+        ..Config::default()
+    });
+    let g = fresh_extractor(&emu, "Late runs");
+    let m = Mounted::new(&emu.url, &[]);
+    let d = format!("extractors/{g}");
+    let before = m.sh_ok(&format!("ls {d}"));
+    assert!(
+        !before.lines().any(|l| l == "latest"),
+        "no run yet: {before}"
+    );
+    emu.clear_requests();
+
+    let out = m.sh_ok(&format!(
+        "touch {d}/start && cat {d}/latest/state && readlink {d}/latest && ls {d}/crawlruns"
+    ));
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(
+        lines
+            .first()
+            .is_some_and(|s| ["PENDING", "STARTED"].contains(s)),
+        "{out}"
+    );
+    let run = lines[1]
+        .strip_prefix("../../crawlruns/")
+        .unwrap_or_else(|| panic!("latest → {}", lines[1]))
+        .to_owned();
+    assert_eq!(lines[2..], [run.as_str()], "crawlruns/ holds the new run");
+    assert_eq!(emu.count("POST", &format!("/extractors/{g}/start")), 1);
+    let statuses = get_statuses(&emu, &run);
+    assert!(
+        unknown_then_known(&statuses),
+        "the service did not know the run at first, then did: {statuses:?}"
+    );
+    // It is this extractor's run, as the API says once it knows it.
+    let api = emu.get_json(&format!("/crawlruns/{run}"));
+    assert_eq!(api["extractorId"], json!(g));
+    assert_eq!(
+        m.sh_ok(&format!("cat crawlruns/{run}/state")).trim(),
+        api["state"].as_str().unwrap()
+    );
+}
+
+#[test]
+fn a_new_runs_404_is_waited_for_and_never_cached_as_missing() {
+    if !fuse_or_skip() {
+        return;
+    }
+    // Spec dialect; only getCrawlrun does not know new runs (listings do),
+    // so the test can learn the id the way a script would.
+    let emu = Emu::start(Config {
+        run_seconds: 60.0,
+        ..Config::default()
+    });
+    emu.set_faults(json!({"operation": "getCrawlrun", "new_run_404_ms": 2000}));
+    let g = fresh_extractor(&emu, "Known late");
+    // A long TTL: a 404 remembered as "missing" would last the whole test.
+    let m = Mounted::new(&emu.url, &["--metadata-ttl", "60s"]);
+    let new_run = |g: &str| {
+        let runs = emu.get_json(&format!("/crawlruns/?extractorId={g}"));
+        runs[0]["guid"].as_str().unwrap().to_owned()
+    };
+    m.sh_ok(&format!("touch extractors/{g}/start"));
+    let run = new_run(&g);
+    emu.clear_requests();
+    let out = m.sh_ok(&format!("ls crawlruns/{run} && cat crawlruns/{run}/state"));
+    assert!(
+        out.contains("crawlrun.json") && out.contains("state"),
+        "{out}"
+    );
+    assert!(out.contains("PENDING") || out.contains("STARTED"), "{out}");
+    assert!(
+        unknown_then_known(&get_statuses(&emu, &run)),
+        "{:?}",
+        get_statuses(&emu, &run)
+    );
+
+    // Unknown for longer than the mount waits (10 s): the lookup fails, but
+    // the 404 is not remembered; once the service knows the run, the next
+    // lookup finds it, long before the 60 s TTL.
+    emu.set_faults(json!({"operation": "getCrawlrun", "new_run_404_ms": 11000}));
+    let g2 = fresh_extractor(&emu, "Known very late");
+    m.sh_ok(&format!("touch extractors/{g2}/start"));
+    let run2 = new_run(&g2);
+    let first = m.sh(&format!("ls crawlruns/{run2}"));
+    assert!(!first.status.success(), "known before the service knew it");
+    assert!(
+        String::from_utf8_lossy(&first.stderr).contains("No such file"),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let guard = Instant::now() + Duration::from_secs(60);
+    let url = format!("{}/crawlruns/{run2}?_apikey={}", emu.url, emu.key);
+    while emu
+        .rt
+        .block_on(async { emu.http.get(&url).send().await.map(|r| r.status().as_u16()) })
+        .ok()
+        != Some(200)
+    {
+        assert!(Instant::now() < guard, "the emulator never knew {run2}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    emu.clear_requests();
+    let out = m.sh_ok(&format!("cat crawlruns/{run2}/state"));
+    assert!(out.trim() == "PENDING" || out.trim() == "STARTED", "{out}");
+    assert_eq!(
+        get_statuses(&emu, &run2),
+        vec![200],
+        "asked, not remembered as missing"
+    );
+}

@@ -1,5 +1,6 @@
 //! The Import.io client: configuration, the request machinery, the 22
-//! operations and pagination.
+//! operations of the spec (and `listExtractorCrawlruns`, seen in the wild)
+//! and pagination.
 //!
 //! What is subtle here:
 //! - **The key goes to the API host only.** reqwest's own redirect following
@@ -24,7 +25,22 @@
 //!   than `_perpage`, repeats the previous page, or brings no object not
 //!   already seen; and never more than `max_pages` pages. When the server
 //!   sends `X-Total-Count`, the listing also stops once that many are in,
-//!   and the pages that count implies are asked a few at a time.
+//!   and the pages that count implies are asked a few at a time. A server
+//!   that answers a page past the end with the last page again (the live
+//!   service does) is stopped by the repeat rule: nothing is shown twice.
+//! - **Runs appear late.** The live service may not know a run for a moment
+//!   after its start answered with the id (importio2 polls it up to 11
+//!   times a second apart). The client remembers the runs it started: for
+//!   `new_run_grace` after a start, a 404 for such a run is asked again with
+//!   a short backoff, and listings of runs add those it started that the
+//!   server does not list yet. Read-your-writes, as rclone's VFS and
+//!   mountpoint-s3 give for objects they just wrote.
+//! - **An extractor's runs** come from `GET /extractors/{id}/crawlruns`
+//!   (not in the seed spec; clients in the wild use it), or, when the server
+//!   answers that path 404 or 405 the first time it is asked, from
+//!   `GET /crawlruns/?extractorId=` filtered on the answer; what the server
+//!   answered is remembered for the life of the client (one mount), so the
+//!   fallback costs one extra call once.
 
 use super::error::{ApiKey, Error, Redactor};
 use super::models::{
@@ -40,10 +56,11 @@ use reqwest::header::{self, HeaderMap, HeaderValue};
 use reqwest::{Method, StatusCode, Url};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::io::Read as _;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Semaphore;
 use tokio::time::{timeout, timeout_at, Instant};
@@ -107,6 +124,13 @@ pub struct ClientConfig {
     pub max_pages: u32,
     /// Redirect hops followed per request. Default 5, as browsers do roughly.
     pub max_redirects: u32,
+    /// How long after this client started a run a 404 for it means "not
+    /// known yet" rather than "does not exist" (asked again, and the run
+    /// added to listings that lack it). Default 10 s: `importio2` (PyPI)
+    /// waits as long (11 polls a second apart) for the live service, and it
+    /// is a third of `call_deadline`, so a lookup that waits it out still
+    /// answers in time. Zero turns the waiting off.
+    pub new_run_grace: Duration,
 }
 
 impl Default for ClientConfig {
@@ -125,6 +149,7 @@ impl Default for ClientConfig {
             page_size: 1000,
             max_pages: 1000,
             max_redirects: 5,
+            new_run_grace: Duration::from_secs(10),
         }
     }
 }
@@ -200,6 +225,56 @@ pub(crate) struct Inner {
     /// for a whole deadline, so a hung API fails queued reads in time too.
     pub(crate) last_byte_ms: std::sync::atomic::AtomicU64,
     pub(crate) epoch: Instant,
+    /// Whether the server has `GET /extractors/{id}/crawlruns`
+    /// ([`PATH_UNKNOWN`], [`PATH_SERVED`], [`PATH_MISSING`]).
+    extractor_runs_path: AtomicU8,
+    /// The runs this client started, for read-your-writes (see the module doc).
+    started: Mutex<StartedRuns>,
+}
+
+/// Not asked yet whether the server has `GET /extractors/{id}/crawlruns`.
+const PATH_UNKNOWN: u8 = 0;
+/// It answered the path: an error there is the extractor's (404: gone).
+const PATH_SERVED: u8 = 1;
+/// It answered 404 or 405 the first time: `listCrawlruns` with
+/// `extractorId=` from then on.
+const PATH_MISSING: u8 = 2;
+
+/// Waits between asks for a run that is not known yet: short at first (the
+/// service usually catches up within a second), at most a second apart
+/// (how often importio2 asks).
+const NEW_RUN_POLL_FIRST: Duration = Duration::from_millis(100);
+const NEW_RUN_POLL_MAX: Duration = Duration::from_secs(1);
+
+/// Runs started by this client: run id → (extractor id, when).
+#[derive(Default)]
+struct StartedRuns {
+    runs: HashMap<String, (String, Instant)>,
+}
+
+impl StartedRuns {
+    /// How many are kept, and for how long: enough for any burst of starts
+    /// by hand or script; [`Client::started_here`] needs them past the grace.
+    const KEEP: usize = 1024;
+    const KEEP_FOR: Duration = Duration::from_secs(3600);
+
+    fn record(&mut self, run: &str, extractor: &str) {
+        let now = Instant::now();
+        self.runs
+            .retain(|_, (_, at)| now.duration_since(*at) < Self::KEEP_FOR);
+        if self.runs.len() >= Self::KEEP {
+            if let Some(oldest) = self
+                .runs
+                .iter()
+                .min_by_key(|(_, (_, at))| *at)
+                .map(|(k, _)| k.clone())
+            {
+                self.runs.remove(&oldest);
+            }
+        }
+        self.runs
+            .insert(run.to_owned(), (extractor.to_owned(), now));
+    }
 }
 
 impl fmt::Debug for Client {
@@ -290,6 +365,8 @@ impl Client {
                 counters: Counters::default(),
                 last_byte_ms: std::sync::atomic::AtomicU64::new(0),
                 epoch: Instant::now(),
+                extractor_runs_path: AtomicU8::new(PATH_UNKNOWN),
+                started: Mutex::new(StartedRuns::default()),
                 base,
                 cfg,
             }),
@@ -394,13 +471,19 @@ impl Client {
 
     /// `startExtractor`. Never sent twice: a timeout or a 500 is reported,
     /// not retried. A 400 means a run is already in progress (EBUSY is the
-    /// caller's mapping; see [`Error::status`]).
+    /// caller's mapping; see [`Error::status`]). The run it answers with is
+    /// remembered, so that it is waited for and listed while the server
+    /// does not know it yet (see the module doc).
     pub async fn start_extractor(&self, id: &str) -> Result<StartResponse, Error> {
         let op = Operation::StartExtractor;
         let answer = self
             .call(op, &["extractors", check_id(op, id)?, "start"], &[], None)
             .await?;
-        Ok(self.decode_or_default(op, &answer.body))
+        let started: StartResponse = self.decode_or_default(op, &answer.body);
+        if let Some(run) = started.crawl_run_id.as_deref().filter(|r| !r.is_empty()) {
+            lock(&self.inner.started).record(run, id);
+        }
+        Ok(started)
     }
 
     /// `stopExtractor`.
@@ -449,30 +532,179 @@ impl Client {
 
     /// `listCrawlruns`, every page. With an extractor id, asks the server to
     /// filter (`extractorId=`) and filters the answer too, since a server
-    /// may ignore the parameter.
+    /// may ignore the parameter. Runs this client just started that the
+    /// server does not list yet are added (see the module doc).
     pub async fn list_crawlruns(&self, extractor_id: Option<&str>) -> Result<Vec<Crawlrun>, Error> {
         let op = Operation::ListCrawlruns;
-        match extractor_id {
-            None => self.list_all(op, &["crawlruns", ""], &[]).await,
-            Some(id) => {
-                let id = check_id(op, id)?;
-                let mut runs: Vec<Crawlrun> = self
-                    .list_all(op, &["crawlruns", ""], &[("extractorId", id)])
-                    .await?;
-                // A server that never says whose a run is leaves only its
-                // own filter to trust; otherwise keep the extractor's runs.
-                if runs.iter().any(|r| !r.extractor_id.is_empty()) {
-                    runs.retain(|r| r.extractor_id == id);
+        let runs = match extractor_id {
+            None => self.list_all(op, &["crawlruns", ""], &[]).await?,
+            Some(id) => self.crawlruns_by_filter(check_id(op, id)?).await?,
+        };
+        Ok(self.with_new_runs(runs, extractor_id).await)
+    }
+
+    /// `listCrawlruns` with `extractorId=`, the answer filtered too.
+    async fn crawlruns_by_filter(&self, id: &str) -> Result<Vec<Crawlrun>, Error> {
+        let op = Operation::ListCrawlruns;
+        let mut runs: Vec<Crawlrun> = self
+            .list_all(op, &["crawlruns", ""], &[("extractorId", id)])
+            .await?;
+        keep_runs_of(&mut runs, id);
+        Ok(runs)
+    }
+
+    /// An extractor's runs, every page: `listExtractorCrawlruns`
+    /// (`GET /extractors/{id}/crawlruns`) when the server has it, else
+    /// [`Client::list_crawlruns`] with the extractor's id. The first answer
+    /// decides for the life of the client: a 404 or 405 then means the
+    /// server lacks the path (one extra call, once); once the server has
+    /// answered the path, its 404 means the extractor is unknown or
+    /// archived. (A first ask for an extractor that is already gone cannot
+    /// tell the two 404s apart and settles on the fallback, which gives the
+    /// same runs.) Runs this client just started that the server does not
+    /// list yet are added (see the module doc).
+    pub async fn list_extractor_crawlruns(&self, id: &str) -> Result<Vec<Crawlrun>, Error> {
+        let op = Operation::ListExtractorCrawlruns;
+        let id = check_id(op, id)?;
+        let path = &self.inner.extractor_runs_path;
+        let known = path.load(Ordering::Relaxed);
+        let mut runs = if known == PATH_MISSING {
+            self.crawlruns_by_filter(id).await?
+        } else {
+            match self
+                .list_all(op, &["extractors", id, "crawlruns"], &[])
+                .await
+            {
+                Ok(runs) => {
+                    path.store(PATH_SERVED, Ordering::Relaxed);
+                    runs
                 }
-                Ok(runs)
+                Err(e) if known == PATH_UNKNOWN && matches!(e.status(), Some(404 | 405)) => {
+                    tracing::info!(
+                        status = e.status(),
+                        "the API has no GET /extractors/{{id}}/crawlruns: runs are listed with GET /crawlruns/?extractorId= from now on"
+                    );
+                    path.store(PATH_MISSING, Ordering::Relaxed);
+                    self.crawlruns_by_filter(id).await?
+                }
+                Err(e) => return Err(e),
             }
+        };
+        // The path names the extractor, but a server that lists another's
+        // runs there must not put them in this extractor's folder either.
+        keep_runs_of(&mut runs, id);
+        Ok(self.with_new_runs(runs, Some(id)).await)
+    }
+
+    /// `getCrawlrun`. A 404 for a run this client started less than
+    /// `new_run_grace` ago is asked again (backoff from 100 ms to 1 s) until
+    /// the grace is over: the service may not know a run yet when its start
+    /// has answered.
+    pub async fn get_crawlrun(&self, id: &str) -> Result<Crawlrun, Error> {
+        let op = Operation::GetCrawlrun;
+        let id = check_id(op, id)?;
+        let url = self.url(&["crawlruns", id], &[]);
+        // Stop waiting before the call's deadline would cut the wait short,
+        // so that the caller gets the server's 404, not a timeout.
+        let give_up = Instant::now() + self.inner.cfg.call_deadline.mul_f64(0.9);
+        let answer = self
+            .with_retries(op, |_| self.attempt_awaiting_new_run(op, &url, id, give_up))
+            .await?;
+        self.decode(op, &answer.body)
+    }
+
+    /// One attempt of a GET of a run, which waits out the 404s of a run this
+    /// client started a moment ago (see [`Client::get_crawlrun`]).
+    async fn attempt_awaiting_new_run(
+        &self,
+        op: Operation,
+        url: &Url,
+        id: &str,
+        give_up: Instant,
+    ) -> Result<Answer, Error> {
+        let mut backoff = retry::Backoff::new(NEW_RUN_POLL_FIRST, NEW_RUN_POLL_MAX);
+        loop {
+            let err = match self.attempt_json(op, url, None).await {
+                Err(e) if e.is_not_found() => e,
+                other => return other,
+            };
+            let Some(until) = self.new_run_until(id) else {
+                return Err(err);
+            };
+            let wait = backoff.next_delay();
+            if Instant::now() + wait >= until.min(give_up) {
+                tracing::warn!(run = %id, "a run started here is still unknown to the API");
+                return Err(err);
+            }
+            tracing::debug!(run = %id, wait = ?wait, "a run started a moment ago is not known yet: asking again");
+            self.inner.counters.retry();
+            tokio::time::sleep(wait).await;
         }
     }
 
-    /// `getCrawlrun`.
-    pub async fn get_crawlrun(&self, id: &str) -> Result<Crawlrun, Error> {
-        let op = Operation::GetCrawlrun;
-        self.get_object(op, &["crawlruns", check_id(op, id)?]).await
+    /// Whether this client started the run `id` (in the last hour). A 404
+    /// for such a run may mean "not yet": callers that cache absence should
+    /// not cache that one.
+    pub fn started_here(&self, id: &str) -> bool {
+        lock(&self.inner.started).runs.contains_key(id)
+    }
+
+    /// Until when a 404 for run `id` means "not known yet".
+    fn new_run_until(&self, id: &str) -> Option<Instant> {
+        let grace = self.inner.cfg.new_run_grace;
+        let (_, at) = *lock(&self.inner.started).runs.get(id)?;
+        Some(at + grace).filter(|until| *until > Instant::now())
+    }
+
+    /// Runs this client started within the grace (of one extractor, or all),
+    /// newest first.
+    fn new_runs(&self, extractor: Option<&str>) -> Vec<String> {
+        let grace = self.inner.cfg.new_run_grace;
+        let now = Instant::now();
+        let mut young: Vec<(Instant, String)> = lock(&self.inner.started)
+            .runs
+            .iter()
+            .filter(|(_, (ext, at))| {
+                now.duration_since(*at) < grace && extractor.is_none_or(|e| e == ext)
+            })
+            .map(|(run, (_, at))| (*at, run.clone()))
+            .collect();
+        young.sort_by_key(|y| std::cmp::Reverse(y.0));
+        young.into_iter().map(|(_, run)| run).collect()
+    }
+
+    /// `runs` with the runs this client just started that it lacks, each
+    /// asked for by id (waiting out its 404s), put first: they are the
+    /// newest. One the server still does not know is left out.
+    async fn with_new_runs(
+        &self,
+        mut runs: Vec<Crawlrun>,
+        extractor: Option<&str>,
+    ) -> Vec<Crawlrun> {
+        let missing: Vec<String> = self
+            .new_runs(extractor)
+            .into_iter()
+            .filter(|id| !runs.iter().any(|r| r.guid == *id))
+            .collect();
+        let mut found = Vec::new();
+        for id in missing {
+            match self.get_crawlrun(&id).await {
+                Ok(run) if !run.guid.is_empty() => found.push(run),
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::debug!(run = %id, error = %e, "a run started here is not listed yet")
+                }
+            }
+        }
+        if !found.is_empty() {
+            tracing::debug!(
+                runs = found.len(),
+                "listed runs started here that the API does not list yet"
+            );
+            found.append(&mut runs);
+            runs = found;
+        }
+        runs
     }
 
     /// `listReports`, every page.
@@ -1018,6 +1250,18 @@ impl Client {
             items.into_iter().map(serde_json::from_value),
         ))
     }
+}
+
+/// Keep the runs of extractor `id`. A server that never says whose a run is
+/// leaves only its own filter to trust; otherwise keep the extractor's runs.
+fn keep_runs_of(runs: &mut Vec<Crawlrun>, id: &str) {
+    if runs.iter().any(|r| !r.extractor_id.is_empty()) {
+        runs.retain(|r| r.extractor_id == id);
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Reject ids that cannot name an object and would change the path's

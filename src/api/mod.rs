@@ -1,8 +1,9 @@
 //! The Import.io API v2: models shared with the emulator, and the client.
 //!
 //! - [`models`]: tolerant serde models of every schema (both dialects).
-//! - [`Client`]: the 22 operations, pagination, downloads, retries with
-//!   deadlines, a shared concurrency bound and counters ([`Client::stats`]).
+//! - [`Client`]: the 22 operations (and one seen in the wild), pagination,
+//!   downloads, retries with deadlines, a shared concurrency bound and
+//!   counters ([`Client::stats`]).
 //! - [`Error`]: one error type with its errno; its text never holds the key.
 //!
 //! Nothing here knows about files or FUSE.

@@ -52,6 +52,14 @@ pub struct EmulatorArgs {
     /// bytes. A `bytes_per_sec` fault overrides it. Default: no cap.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub conn_bytes_per_sec: Option<u64>,
+    /// Milliseconds a run made by a start stays unknown (404, not listed),
+    /// as the live service did [default: 0 in the spec dialect, 1000 in legacy].
+    #[arg(long, value_name = "MS")]
+    pub new_run_404_ms: Option<u64>,
+    /// Answer a `_page` past the end with the last page again, as the live
+    /// service did [default: false in the spec dialect, true in legacy].
+    #[arg(long, value_name = "BOOL", action = clap::ArgAction::Set)]
+    pub repeat_last_page: Option<bool>,
 }
 
 pub fn run(args: EmulatorArgs) -> anyhow::Result<()> {
@@ -85,6 +93,8 @@ pub fn run(args: EmulatorArgs) -> anyhow::Result<()> {
         dialect: args.dialect,
         faults,
         conn_bytes_per_sec: args.conn_bytes_per_sec,
+        new_run_404_ms: args.new_run_404_ms,
+        repeat_last_page: args.repeat_last_page,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

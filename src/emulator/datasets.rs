@@ -176,6 +176,7 @@ fn add_run(
             spec: spec.clone(),
             timeline,
             totals,
+            from_start: false,
         },
     );
 }
@@ -378,6 +379,7 @@ fn scale(config: &Config) -> Db {
                 },
                 // Every scale run has the same size: compute once.
                 totals,
+                from_start: false,
             },
         );
     }

@@ -1,5 +1,6 @@
-//! Fault injection: latency, 500s, 429s, truncated bodies, dropped
-//! connections, and a bandwidth cap on result-file bodies.
+//! Fault injection: latency, 500s, 429s, a fixed error status, truncated
+//! bodies, dropped connections, runs that stay unknown after a start, and a
+//! bandwidth cap on result-file bodies.
 //!
 //! Faults are looked up per request by operationId; an exact match wins over
 //! `*`. Each kind has its own random draw (fastrand), so rates are independent
@@ -43,6 +44,18 @@ pub struct FaultSpec {
     /// Other answers are not slowed. Must be above 0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bytes_per_sec: Option<u64>,
+    /// Answer every request with this status (400..=599) and the Error body
+    /// instead of running the operation: a 404 or 405 is how a server that
+    /// lacks the operation answers (`listExtractorCrawlruns` on a server
+    /// of the seed spec, for tests of a client's fallback).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    /// For the operations this rule covers, a run made by a start is
+    /// unknown (404, left out of listings) for this many milliseconds
+    /// after it started; overrides [`crate::emulator::Config::new_run_404_ms`]
+    /// (0 turns it off).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_run_404_ms: Option<u64>,
 }
 
 impl FaultSpec {
@@ -72,6 +85,9 @@ impl FaultSpec {
                 return Err("latency_max_ms must be at least latency_ms".into());
             }
         }
+        if self.status.is_some_and(|s| !(400..=599).contains(&s)) {
+            return Err("status must be an error status, 400 to 599".into());
+        }
         Ok(())
     }
 }
@@ -87,6 +103,10 @@ pub(crate) struct Decision {
     pub truncate: bool,
     /// The rule's bandwidth cap on a result-file body.
     pub bytes_per_sec: Option<u64>,
+    /// `Some(status)`: answer it instead of running the operation.
+    pub status: Option<u16>,
+    /// `Some(ms)`: how long a started run stays unknown, for this request.
+    pub new_run_404_ms: Option<u64>,
 }
 
 fn hit(rate: Option<f64>) -> bool {
@@ -155,6 +175,8 @@ impl Faults {
             throttle: hit(r.throttle_rate).then(|| r.retry_after_s.unwrap_or(1)),
             truncate: hit(r.truncate_rate),
             bytes_per_sec: r.bytes_per_sec,
+            status: r.status,
+            new_run_404_ms: r.new_run_404_ms,
         }
     }
 }
@@ -209,6 +231,8 @@ mod tests {
         }
         let capped = parse_faults(r#"{"operation":"getCrawlrunFile","bytes_per_sec":1000}"#);
         assert_eq!(capped.map(|v| v[0].bytes_per_sec), Ok(Some(1000)));
+        assert!(parse_faults(r#"{"operation":"*","status":302}"#).is_err());
+        assert!(parse_faults(r#"{"operation":"*","status":405,"new_run_404_ms":5}"#).is_ok());
         let ok = parse_faults(r#"[{"operation":"*","latency_ms":5,"latency_max_ms":9}]"#);
         assert_eq!(ok.map(|v| v.len()), Ok(1));
     }

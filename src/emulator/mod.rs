@@ -1,7 +1,8 @@
 //! A local Import.io API v2 server (`importfs emulator`), for tests, the demo
 //! and the benchmarks — what minio is to S3.
 //!
-//! It implements the 22 operations of `tests/importio-openapi.yaml` with state:
+//! It implements the 22 operations of `tests/importio-openapi.yaml`, and one
+//! more that clients in the wild use (below), with state:
 //! `_apikey` auth (401 with the Error body), 404 for unknown ids, 400 for
 //! malformed ids or bodies, 413 for bodies over 1 MiB, pagination and sorting,
 //! crawl runs that move PENDING → STARTED → FINISHED over
@@ -37,6 +38,35 @@
 //! serves the file without a key (the token is unguessable, per process).
 //! A PUT of inputs accepts both forms in both dialects and answers in the form
 //! it read.
+//!
+//! Two more habits of the live service are on by default in `legacy` and off
+//! in `spec` (each has its own [`Config`] field and `importfs emulator` flag,
+//! which also turn them on or off in either dialect):
+//! - **Runs that appear late** ([`Config::new_run_404_ms`],
+//!   `--new-run-404-ms MS`, legacy default [`LEGACY_NEW_RUN_404_MS`]): a run
+//!   made by `POST /extractors/{id}/start` is unknown for that long after the
+//!   start answered with its id — `GET /crawlruns/{id}` and its files answer
+//!   404 and listings leave it out — as `importio2` (PyPI), which polls a new
+//!   run up to 11 times a second apart, shows the service did. A run already
+//!   in progress still makes a second start a 400. Runs of the dataset and of
+//!   the hooks are never hidden.
+//! - **Pages that repeat** ([`Config::repeat_last_page`],
+//!   `--repeat-last-page BOOL`): a `_page` past the end answers the last page
+//!   again instead of `[]` (a list with no objects still answers `[]`), as
+//!   the MCMatters PHP client, which stops when a page repeats the one
+//!   before, shows the service did. `X-Total-Count` stays true.
+//!
+//! # Beyond the spec: `GET /extractors/{extractorId}/crawlruns`
+//! Not in the seed spec: `importio-client` 0.2.4 (PyPI,
+//! `ExtractorEndpoint.get_history`) lists an extractor's runs there. Both
+//! dialects answer it as `GET /crawlruns/?extractorId=` would (the same
+//! objects, newest first by default, `_page`, `_perpage`, `_sort`,
+//! `_sortDirection`, `X-Total-Count`, hostile modes and the dialect's
+//! paging), with 404 and the Error body for an unknown or archived extractor,
+//! 400 for a malformed id and 401 without a valid key; a trailing slash is
+//! accepted; other methods get 405. Its operation (request log, faults) is
+//! `listExtractorCrawlruns`. Schemathesis never asks for it (it is not in the
+//! spec), and nothing of the spec's operations changed for it.
 //!
 //! # Downloads
 //! Both listeners serve result files with an exact `Content-Length`, `HEAD`
@@ -135,8 +165,11 @@
 //! random draw: sleep `latency_ms` (or a uniform value up to
 //! `latency_max_ms`); `drop_rate` → the connection is closed with no answer;
 //! `error_rate` → 500 with the Error body; `throttle_rate` → 429 with
-//! `Retry-After: retry_after_s` (default 1); then the operation runs and
-//! `truncate_rate` → the full `Content-Length` is sent but the body stops
+//! `Retry-After: retry_after_s` (default 1);
+//! `status` → that status (400..=599) with the Error body, every time,
+//! instead of the operation (`{"operation": "listExtractorCrawlruns",
+//! "status": 404}` makes a server of the seed spec); then the operation runs
+//! and `truncate_rate` → the full `Content-Length` is sent but the body stops
 //! half way and the connection is closed; `bytes_per_sec` (above 0) → a
 //! result-file body is sent at no more than that many bytes per second (see
 //! Downloads), overriding `--conn-bytes-per-sec` for the requests the rule
@@ -144,7 +177,10 @@
 //! a `*` rule. As for every field, only the winning rule counts: an exact
 //! rule without `bytes_per_sec` leaves the config's cap, not the `*` rule's.
 //! Faults for `getCrawlrunFile` and `getReportRunFile` also apply on the
-//! files listener. The `--faults FILE` of the CLI holds the same objects.
+//! files listener. A rule's `new_run_404_ms` replaces
+//! [`Config::new_run_404_ms`] for the operations it covers (e.g. only
+//! `getCrawlrun`, or `*`; 0 turns it off). The `--faults FILE` of the CLI
+//! holds the same objects.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -222,6 +258,38 @@ pub struct Config {
     /// overrides it for the requests it matches. `Some(0)` is treated as
     /// 1 byte per second. Default `None`: no cap and no cost.
     pub conn_bytes_per_sec: Option<u64>,
+    /// For how many milliseconds a run made by `POST .../start` is unknown
+    /// to the API (404 for it, left out of listings), as the live service
+    /// was seen to do. `None`: the dialect's default, 0 (off) in `spec` and
+    /// [`LEGACY_NEW_RUN_404_MS`] in `legacy`. A fault's `new_run_404_ms`
+    /// overrides it for the operations it covers.
+    pub new_run_404_ms: Option<u64>,
+    /// Whether a `_page` past the end answers the last page again instead
+    /// of an empty one, as the live service was seen to do. `None`: the
+    /// dialect's default, off in `spec`, on in `legacy`.
+    pub repeat_last_page: Option<bool>,
+}
+
+/// The `legacy` dialect's default [`Config::new_run_404_ms`]: one second,
+/// long enough that a client which trusts the first 404 after a start is
+/// caught, short enough for tests. (`importio2` polls up to 11 times a
+/// second apart, so the live service's lag is a few seconds at most.)
+pub const LEGACY_NEW_RUN_404_MS: u64 = 1000;
+
+impl Config {
+    /// [`Config::new_run_404_ms`] with the dialect's default applied.
+    pub fn effective_new_run_404_ms(&self) -> u64 {
+        self.new_run_404_ms.unwrap_or(match self.dialect {
+            Dialect::Spec => 0,
+            Dialect::Legacy => LEGACY_NEW_RUN_404_MS,
+        })
+    }
+
+    /// [`Config::repeat_last_page`] with the dialect's default applied.
+    pub fn effective_repeat_last_page(&self) -> bool {
+        self.repeat_last_page
+            .unwrap_or(self.dialect == Dialect::Legacy)
+    }
 }
 
 impl Default for Config {
@@ -237,6 +305,8 @@ impl Default for Config {
             dialect: Dialect::Spec,
             faults: Vec::new(),
             conn_bytes_per_sec: None,
+            new_run_404_ms: None,
+            repeat_last_page: None,
         }
     }
 }

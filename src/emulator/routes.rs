@@ -1,5 +1,6 @@
-//! HTTP: the 22 spec operations on the API listener, result files on the
-//! files listener, and the pipeline every answer goes through.
+//! HTTP: the 22 spec operations (and `listExtractorCrawlruns`, seen in the
+//! wild) on the API listener, result files on the files listener, and the
+//! pipeline every answer goes through.
 //!
 //! Routing is done by hand on the path segments rather than with axum's
 //! router, so that every error — unknown path, wrong method, malformed id,
@@ -8,10 +9,10 @@
 //! auth, faults and logging.
 //!
 //! Pipeline of an API request: hooks (`/_emulator/`) are handed off first;
-//! then auth (401), faults (latency, drop, 500, 429), the operation itself,
-//! and [`finish`]: gzip when asked, `Content-Length`, the bandwidth cap of
-//! result files, truncation, HEAD; then the request log. The account lock is
-//! never held across an await nor while a file is generated.
+//! then auth (401), faults (latency, drop, 500, 429, a fixed status), the
+//! operation itself, and [`finish`]: gzip when asked, `Content-Length`, the
+//! bandwidth cap of result files, truncation, HEAD; then the request log. The
+//! account lock is never held across an await nor while a file is generated.
 
 // A Reply is an error path taken once per request: boxing it buys nothing.
 #![allow(clippy::result_large_err)]
@@ -538,6 +539,9 @@ pub(crate) struct Ctx<'a> {
     pub body: Body,
     /// Hostile `ignore_range`, for a GET (HEAD is never affected).
     pub ignore_range: bool,
+    /// How long a run made by a start stays unknown, for this request (the
+    /// fault's `new_run_404_ms`, else the configuration's).
+    pub new_run_404_ms: u64,
 }
 
 async fn api_handler(
@@ -613,6 +617,9 @@ async fn api_handler(
                             headers: parts.headers.clone(),
                             body,
                             ignore_range: hostile.ignore_range && !head,
+                            new_run_404_ms: decision
+                                .new_run_404_ms
+                                .unwrap_or_else(|| app.config.effective_new_run_404_ms()),
                         };
                         let reply = dispatch(ctx, route).await;
                         if hostile.wrong_types {
@@ -662,7 +669,8 @@ fn spoil_reply(mut reply: Reply) -> Reply {
     reply
 }
 
-/// Latency, then drop / 500 / 429. `None`: go on (check `decision.drop`).
+/// Latency, then drop / 500 / 429 / a fixed status. `None`: go on (check
+/// `decision.drop`).
 async fn pre_faults(d: &Decision, conn: &Conn) -> Option<Reply> {
     if let Some(lat) = d.latency {
         tokio::select! {
@@ -688,6 +696,9 @@ async fn pre_faults(d: &Decision, conn: &Conn) -> Option<Reply> {
         r.headers
             .insert(header::RETRY_AFTER, HeaderValue::from(after));
         return Some(r);
+    }
+    if let Some(status) = d.status.and_then(|s| StatusCode::from_u16(s).ok()) {
+        return Some(Reply::error(status, "answered by an injected fault"));
     }
     None
 }
@@ -733,6 +744,7 @@ pub(crate) enum Route {
     Duplicate(String),
     Credentials(String),
     ListCrawlruns,
+    ListExtractorCrawlruns(String),
     GetCrawlrun(String),
     CrawlrunFile(String, String),
     ListReports,
@@ -760,6 +772,7 @@ impl Route {
             Route::Duplicate(_) => "duplicateExtractor",
             Route::Credentials(_) => "updateExtractorCredentials",
             Route::ListCrawlruns => "listCrawlruns",
+            Route::ListExtractorCrawlruns(_) => "listExtractorCrawlruns",
             Route::GetCrawlrun(_) => "getCrawlrun",
             Route::CrawlrunFile(..) => "getCrawlrunFile",
             Route::ListReports => "listReports",
@@ -801,6 +814,12 @@ fn resolve(method: &Method, path: &str) -> Resolved {
         ["extractors", id, "inputs"] if get => R(Route::GetInputs(s(id))),
         ["extractors", id, "inputs"] if is(Method::PUT) => R(Route::PutInputs(s(id))),
         ["extractors", _, "inputs"] => No("GET, HEAD, PUT"),
+        // Not in the seed spec: `importio-client` (PyPI) asks for an
+        // extractor's runs here.
+        ["extractors", id, "crawlruns"] | ["extractors", id, "crawlruns", ""] if get => {
+            R(Route::ListExtractorCrawlruns(s(id)))
+        }
+        ["extractors", _, "crawlruns"] | ["extractors", _, "crawlruns", ""] => No(GET),
         ["extractors", id, op @ ("start" | "stop" | "duplicate" | "credentials")] => {
             if !is(Method::POST) {
                 return No(POST);
@@ -855,8 +874,17 @@ struct ListParams {
     per_page: u64,
     sort: SortKey,
     desc: bool,
-    /// Hostile mode: every page is page 1, never short.
+    paging: Paging,
+}
+
+/// How pages past the end are answered.
+#[derive(Clone, Copy, Default)]
+struct Paging {
+    /// Hostile mode `repeat_pages`: every page is page 1, never short.
     repeat: bool,
+    /// [`Config::repeat_last_page`]: a page past the end is the last page
+    /// again (the legacy dialect's default), not an empty one.
+    repeat_last: bool,
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -883,7 +911,7 @@ fn parse_int(s: &str) -> Option<i64> {
     Some(if neg { -v } else { v })
 }
 
-fn list_params(pairs: &[(String, String)], repeat: bool) -> Result<ListParams, Reply> {
+fn list_params(pairs: &[(String, String)], paging: Paging) -> Result<ListParams, Reply> {
     let page = match param(pairs, "_page") {
         None => 1,
         Some(v) => parse_int(v)
@@ -913,7 +941,7 @@ fn list_params(pairs: &[(String, String)], repeat: bool) -> Result<ListParams, R
         per_page,
         sort,
         desc,
-        repeat,
+        paging,
     })
 }
 
@@ -935,7 +963,7 @@ fn list_reply<'a, T: Clone, U: Serialize>(
     to_json: impl FnMut(T) -> U,
 ) -> Reply {
     // Hostile mode (repeat_pages): claim a thousand full pages, whatever there is.
-    let total = if p.repeat {
+    let total = if p.paging.repeat {
         1000 * 1000
     } else {
         items.len() as u64
@@ -947,7 +975,8 @@ fn list_reply<'a, T: Clone, U: Serialize>(
 }
 
 /// Sort (ties broken by guid, so pages are stable) and cut one page. With
-/// `repeat_pages` (hostile mode) every page is page 1 filled to `_perpage`.
+/// `repeat_pages` (hostile mode) every page is page 1 filled to `_perpage`;
+/// with `repeat_last_page` a page past the end is the last page again.
 fn page_of<'a, T: Clone>(mut items: Vec<(Key<'a>, T)>, p: &ListParams) -> Vec<T> {
     items.sort_by(|(a, _), (b, _)| {
         let primary = match p.sort {
@@ -964,7 +993,7 @@ fn page_of<'a, T: Clone>(mut items: Vec<(Key<'a>, T)>, p: &ListParams) -> Vec<T>
             o
         }
     });
-    if p.repeat {
+    if p.paging.repeat {
         let first: Vec<T> = items
             .into_iter()
             .take(p.per_page as usize)
@@ -977,8 +1006,12 @@ fn page_of<'a, T: Clone>(mut items: Vec<(Key<'a>, T)>, p: &ListParams) -> Vec<T>
             .cloned()
             .collect();
     }
-    let skip = (p.page - 1).saturating_mul(p.per_page);
-    if skip >= items.len() as u64 {
+    let len = items.len() as u64;
+    let mut skip = (p.page - 1).saturating_mul(p.per_page);
+    if skip >= len && p.paging.repeat_last && len > 0 {
+        skip = (len - 1) / p.per_page * p.per_page;
+    }
+    if skip >= len {
         return Vec::new();
     }
     items
@@ -1003,12 +1036,16 @@ async fn run_op(ctx: Ctx<'_>, route: Route) -> Result<Reply, Reply> {
     let dialect = app.dialect();
     let now = now_ms();
     let ok = |v: &dyn ErasedSer| v.reply();
-    let repeat = app.hostile().repeat_pages;
+    let paging = Paging {
+        repeat: app.hostile().repeat_pages,
+        repeat_last: app.config.effective_repeat_last_page(),
+    };
+    let hide_ms = ctx.new_run_404_ms;
     match route {
         Route::User => Ok(ok(&app.db().user(dialect))),
         Route::Subscription => Ok(ok(&app.db().subscription())),
         Route::ListExtractors => {
-            let p = list_params(&ctx.pairs, repeat)?;
+            let p = list_params(&ctx.pairs, paging)?;
             let db = app.db();
             let items: Vec<_> = db
                 .extractors
@@ -1108,6 +1145,9 @@ async fn run_op(ctx: Ctx<'_>, route: Route) -> Result<Reply, Reply> {
                 spec,
                 Timeline::new(now, app.config.run_seconds),
             );
+            if let Some(r) = db.runs.get_mut(&guid) {
+                r.from_start = true;
+            }
             Ok(ok(&StartResponse {
                 crawl_run_id: Some(guid.to_string()),
                 extra: Default::default(),
@@ -1174,7 +1214,7 @@ async fn run_op(ctx: Ctx<'_>, route: Route) -> Result<Reply, Reply> {
             Ok(Reply::empty(StatusCode::OK))
         }
         Route::ListCrawlruns => {
-            let p = list_params(&ctx.pairs, repeat)?;
+            let p = list_params(&ctx.pairs, paging)?;
             let filter = match param(&ctx.pairs, "extractorId") {
                 Some(v) if !v.is_empty() => Some(parse_id(v, "extractor")?),
                 _ => None,
@@ -1185,6 +1225,23 @@ async fn run_op(ctx: Ctx<'_>, route: Route) -> Result<Reply, Reply> {
                 .items
                 .iter()
                 .filter(|r| filter.is_none_or(|f| r.extractor == f))
+                .filter(|r| !r.unknown_yet(now, hide_ms))
+                .map(|r| (run_key(r, now), r))
+                .collect();
+            Ok(list_reply(items, &p, |r| db.crawlrun(r, now, dialect)))
+        }
+        Route::ListExtractorCrawlruns(id) => {
+            let id = parse_id(&id, "extractor")?;
+            let p = list_params(&ctx.pairs, paging)?;
+            let db = app.db();
+            if db.live_extractor(&id).is_none() {
+                return Err(Reply::not_found("extractor"));
+            }
+            let items: Vec<_> = db
+                .runs
+                .items
+                .iter()
+                .filter(|r| r.extractor == id && !r.unknown_yet(now, hide_ms))
                 .map(|r| (run_key(r, now), r))
                 .collect();
             Ok(list_reply(items, &p, |r| db.crawlrun(r, now, dialect)))
@@ -1195,11 +1252,20 @@ async fn run_op(ctx: Ctx<'_>, route: Route) -> Result<Reply, Reply> {
             let r = db
                 .runs
                 .get(&id)
+                .filter(|r| !r.unknown_yet(now, hide_ms))
                 .ok_or_else(|| Reply::not_found("crawl run"))?;
             Ok(ok(&db.crawlrun(r, now, dialect)))
         }
         Route::CrawlrunFile(id, ft) => {
             let id = parse_id(&id, "crawl run")?;
+            if app
+                .db()
+                .runs
+                .get(&id)
+                .is_some_and(|r| r.unknown_yet(now, hide_ms))
+            {
+                return Err(Reply::not_found("crawl run"));
+            }
             let (body, ct, name) = crawlrun_file(app, &id, &ft)?;
             if dialect == Dialect::Legacy {
                 return Ok(redirect(app, "crawlruns", &id, &ft));
@@ -1207,7 +1273,7 @@ async fn run_op(ctx: Ctx<'_>, route: Route) -> Result<Reply, Reply> {
             Ok(serve_file(&ctx.headers, body, ct, &name, ctx.ignore_range))
         }
         Route::ListReports => {
-            let p = list_params(&ctx.pairs, repeat)?;
+            let p = list_params(&ctx.pairs, paging)?;
             let db = app.db();
             let items: Vec<_> = db
                 .reports
@@ -1288,7 +1354,7 @@ async fn run_op(ctx: Ctx<'_>, route: Route) -> Result<Reply, Reply> {
         }
         Route::ReportRunsFor(id) => {
             let id = parse_id(&id, "report")?;
-            let p = list_params(&ctx.pairs, repeat)?;
+            let p = list_params(&ctx.pairs, paging)?;
             let db = app.db();
             if db.reports.get(&id).filter(|r| !r.deleted).is_none() {
                 return Err(Reply::not_found("report"));
@@ -1303,7 +1369,7 @@ async fn run_op(ctx: Ctx<'_>, route: Route) -> Result<Reply, Reply> {
             Ok(list_reply(items, &p, |r| db.report_run(r, now, dialect)))
         }
         Route::ListReportRuns => {
-            let p = list_params(&ctx.pairs, repeat)?;
+            let p = list_params(&ctx.pairs, paging)?;
             let db = app.db();
             let items: Vec<_> = db
                 .report_runs
@@ -1395,6 +1461,7 @@ pub(crate) fn insert_run(
             spec,
             timeline,
             totals,
+            from_start: false,
         },
     );
 }

@@ -200,6 +200,19 @@ pub(crate) struct RunRec {
     pub spec: Arc<Spec>,
     pub timeline: Timeline,
     pub totals: Totals,
+    /// Made by `POST .../start` (not by the dataset or a hook): only such
+    /// runs can be unknown for a while after they started.
+    pub from_start: bool,
+}
+
+impl RunRec {
+    /// Whether the API does not know this run yet at `now`: it was made by a
+    /// start less than `new_run_404_ms` ago (see `Config::new_run_404_ms`).
+    pub fn unknown_yet(&self, now: i64, new_run_404_ms: u64) -> bool {
+        self.from_start
+            && now.saturating_sub(self.timeline.started_ms)
+                < i64::try_from(new_run_404_ms).unwrap_or(i64::MAX)
+    }
 }
 
 #[derive(Clone, Debug)]

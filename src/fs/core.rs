@@ -16,6 +16,10 @@
 //!   for that one object and never lists.
 //! - When the API fails with a transient error, a stale cached answer is given
 //!   rather than an error: a dead API must not make `ls` of known things fail.
+//! - A run this mount started may be unknown to the service for a moment
+//!   (404). The client waits that out and lists such runs itself (see
+//!   `api/client.rs`); here its 404 is never cached as "does not exist", so
+//!   `touch start; cat latest/state` and `ls crawlruns/<new id>` work at once.
 
 use crate::api::models::{
     Crawlrun, CrawlrunFile, Extractor, Inputs, Report, ReportRun, ReportRunFile, RunState,
@@ -392,7 +396,13 @@ impl Fs {
             Err(e) if e.errno == libc::ENOENT => {
                 self.outage.ended();
                 cache.remove(&key);
-                self.caches.missing.insert(fetch_key, (), self.ttl());
+                // A run this mount started may be unknown to the service
+                // for a while: its 404 is "not yet", never remembered.
+                let not_yet =
+                    matches!(&fetch_key, FetchKey::Crawlrun(id) if self.client.started_here(id));
+                if !not_yet {
+                    self.caches.missing.insert(fetch_key, (), self.ttl());
+                }
                 Err(e)
             }
             Err(e) if e.errno == libc::EIO => {
@@ -544,12 +554,9 @@ impl Fs {
             ext.clone(),
             FetchKey::RunsOf(ext.clone()),
             || async {
-                let runs = self.client.list_crawlruns(Some(ext)).await?;
+                // Filtered to this extractor's runs by the client.
+                let runs = self.client.list_extractor_crawlruns(ext).await?;
                 let exp = self.ttl();
-                let runs: Vec<Crawlrun> = runs
-                    .into_iter()
-                    .filter(|r| *r.extractor_id == **ext)
-                    .collect();
                 Ok((Arc::new(self.cache_runs(runs, exp)), exp))
             },
         )
