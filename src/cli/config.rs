@@ -783,6 +783,37 @@ mod tests {
     }
 
     #[test]
+    fn download_settings_parse_and_are_bounded() {
+        let (l, _) = opts("download_chunk_size=16M,download-streams=8").unwrap();
+        assert_eq!(l.download_chunk_size.unwrap().value, 16 << 20);
+        assert_eq!(l.download_streams.unwrap().value, 8);
+        for bad in [
+            "download_chunk_size=1K",
+            "download_chunk_size=2G",
+            "download_chunk_size=lots",
+            "download_streams=0",
+            "download_streams=17",
+            "download_streams=-1",
+        ] {
+            assert!(opts(bad).is_err(), "{bad}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(
+            &path,
+            "download_chunk_size = \"2M\"\ndownload_streams = 2\n",
+        )
+        .unwrap();
+        let l = load_file(&path).unwrap();
+        assert_eq!(l.download_chunk_size.unwrap().value, 2 << 20);
+        assert_eq!(l.download_streams.unwrap().value, 2);
+        for bad in ["download_chunk_size = 100", "download_streams = \"4\""] {
+            std::fs::write(&path, bad).unwrap();
+            assert!(load_file(&path).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn sizes_format() {
         assert_eq!(format_size(4 << 30), "4G");
         assert_eq!(format_size(512 << 20), "512M");

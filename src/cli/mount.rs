@@ -462,9 +462,17 @@ fn spawn_background(args: &MountArgs, key: &ApiKey) -> Result<()> {
 
 /// The client's settings for a mount: the defaults, with the mount's API URL,
 /// key, and any `--api-timeout` / `--api-deadline`. An attempt never outlasts
-/// its call, so a timeout above the deadline is cut to it.
+/// its call, so a timeout above the deadline is cut to it. More
+/// `--download-streams` than the default download slots get the slots they
+/// ask for, on top of the slots kept for metadata calls, so an `ls` still
+/// never waits behind a file's ranges.
 pub fn client_config(args: &MountArgs, key: ApiKey) -> ClientConfig {
     let mut cfg = ClientConfig::new(args.api_url.clone(), key);
+    if args.fetch.streams > cfg.max_concurrent_downloads {
+        let metadata = cfg.max_concurrent - cfg.max_concurrent_downloads;
+        cfg.max_concurrent_downloads = args.fetch.streams;
+        cfg.max_concurrent = args.fetch.streams + metadata;
+    }
     if let Some(d) = args.api_deadline {
         cfg.call_deadline = d;
         cfg.attempt_timeout = cfg.attempt_timeout.min(d);
