@@ -374,6 +374,22 @@ impl Client {
     }
 
     /// The configuration this client was built with.
+    /// A name for the account this client talks to: a hash of the API URL
+    /// and the key, never the key. Different keys or servers give different
+    /// names, so the result cache never mixes two accounts' files.
+    pub fn account_id(&self) -> String {
+        let cfg = &self.inner.cfg;
+        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+        ctx.update(b"importfs account\n");
+        ctx.update(cfg.base_url.trim_end_matches('/').as_bytes());
+        ctx.update(b"\n");
+        ctx.update(self.inner.key.expose().as_bytes());
+        ctx.finish().as_ref()[..16]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
     pub fn config(&self) -> &ClientConfig {
         &self.inner.cfg
     }

@@ -684,6 +684,11 @@ impl Fs {
         if let Some(size) = self.data.complete_size(f) {
             return Ok(size);
         }
+        if immutable {
+            if let Some(size) = self.data.stored_size(f) {
+                return Ok(size);
+            }
+        }
         let (size, _) = self
             .cached(
                 &self.caches.sizes,
@@ -697,7 +702,7 @@ impl Fs {
             .await?;
         match size {
             Some(s) => Ok(s),
-            None => self.data.get(f, None)?.size().await,
+            None => self.data.get(f, None, immutable).await?.size().await,
         }
     }
 
@@ -1422,7 +1427,7 @@ impl Fs {
                 Node::ReportRunData(id, _) => self.reportrun(id).await?.1 == Expiry::Never,
                 _ => false,
             };
-            let cf = self.data.get(&f, Some(size))?;
+            let cf = self.data.get(&f, Some(size), immutable).await?;
             let fh = self.new_handle(Handle::Data(cf, size));
             return Ok(Opened {
                 fh,
@@ -1504,6 +1509,16 @@ impl Fs {
             c.stale_answers.load(Ordering::Relaxed),
         );
         line(&mut s, "data_cache_hits", d.hits.load(Ordering::Relaxed));
+        line(
+            &mut s,
+            "data_cache_hits_earlier_mounts",
+            d.earlier_hits.load(Ordering::Relaxed),
+        );
+        line(
+            &mut s,
+            "data_cache_corrupt",
+            d.corrupt.load(Ordering::Relaxed),
+        );
         line(
             &mut s,
             "data_cache_misses",

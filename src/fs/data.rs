@@ -32,6 +32,7 @@
 
 use crate::api::{Client, FileRef, RangeOutcome};
 use crate::fs::cache::lock;
+use crate::fs::store::{self, Store};
 use crate::fs::FsError;
 use lru::LruCache;
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -124,7 +125,11 @@ struct Wants {
 pub struct CachedFile {
     /// Which result file this is.
     pub fref: FileRef,
-    path: PathBuf,
+    /// Where the file is: the mount's own folder while it downloads (and
+    /// for files of unfinished runs), the store once kept.
+    path: Mutex<PathBuf>,
+    /// In the store: outlives this mount, so it is not deleted on drop.
+    kept: AtomicBool,
     file: std::fs::File,
     state: watch::Sender<State>,
     wants: Mutex<Wants>,
@@ -378,7 +383,9 @@ fn read_at_uninit(file: &std::fs::File, offset: u64, len: usize) -> std::io::Res
 
 impl Drop for CachedFile {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
+        if !self.kept.load(Ordering::Relaxed) {
+            let _ = std::fs::remove_file(&*lock(&self.path));
+        }
     }
 }
 
@@ -394,6 +401,10 @@ pub struct DataStats {
     pub passthrough_opens: AtomicU64,
     /// Opens of result files served through read() with the page cache kept.
     pub keep_cache_opens: AtomicU64,
+    /// Files found complete in the store, kept by an earlier mount.
+    pub earlier_hits: AtomicU64,
+    /// Stored files whose size or checksum was wrong (deleted, fetched again).
+    pub corrupt: AtomicU64,
 }
 
 struct Inner {
@@ -405,6 +416,8 @@ struct Inner {
 /// The cache of result files of one mount.
 pub struct DataCache {
     dir: PathBuf,
+    /// Complete files of finished runs, kept across mounts.
+    store: Store,
     max_bytes: u64,
     plan: FetchPlan,
     client: Client,
@@ -415,25 +428,35 @@ pub struct DataCache {
 }
 
 impl DataCache {
-    /// A cache in a fresh private directory under `parent`, removed on drop.
+    /// A cache in a fresh private directory under `parent` (removed on
+    /// drop), with the store of `account` beside it. A `parent` owned by
+    /// another user or writable by others is refused: files planted there
+    /// would be served as the account's.
     pub fn new(
         parent: &Path,
         max_bytes: u64,
         plan: FetchPlan,
         client: Client,
     ) -> std::io::Result<DataCache> {
-        std::fs::create_dir_all(parent)?;
+        if !parent.exists() {
+            std::fs::create_dir_all(parent)?;
+            set_private(parent)?;
+        }
+        store::check_private(parent)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::PermissionDenied, e))?;
         remove_stale_dirs(parent);
+        let store = Store::open(parent, &client.account_id())?;
+        let evicted = store.prune(max_bytes);
+        if evicted > 0 {
+            tracing::info!(evicted, "removed kept result files past --cache-size");
+        }
         let dir = parent.join(format!("mount-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir(&dir)?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
-        }
+        set_private(&dir)?;
         Ok(DataCache {
             dir,
+            store,
             max_bytes,
             plan: FetchPlan {
                 chunk_size: plan.chunk_size.max(1),
@@ -450,13 +473,105 @@ impl DataCache {
         })
     }
 
-    /// The cached file for `f`, starting its download if it is not cached.
-    /// `size` is the size a HEAD gave, if any: only a file of known size is
-    /// fetched in ranged chunks.
-    pub fn get(
+    /// The cached file for `f`: this mount's, else (for a file of a
+    /// `finished` run) a verified one an earlier mount kept, else a new
+    /// download. `size` is the size a HEAD gave, if any: only a file of
+    /// known size is fetched in ranged chunks. A finished run's file is kept
+    /// in the store once complete; any other is deleted with the mount.
+    pub async fn get(
         self: &Arc<Self>,
         f: &FileRef,
         size: Option<u64>,
+        finished: bool,
+    ) -> Result<Arc<CachedFile>, FsError> {
+        if let Some(cf) = self.in_memory(f) {
+            return Ok(cf);
+        }
+        if finished {
+            if let Some(cf) = self.from_store(f, size).await {
+                return Ok(cf);
+            }
+        }
+        self.start(f, size, finished)
+    }
+
+    fn in_memory(&self, f: &FileRef) -> Option<Arc<CachedFile>> {
+        let mut inner = lock(&self.inner);
+        let (cf, _) = inner.files.get(f)?;
+        if cf.failed() {
+            return None;
+        }
+        self.stats.hits.fetch_add(1, Ordering::Relaxed);
+        Some(cf.clone())
+    }
+
+    /// The size of `f` as kept by an earlier mount, without any API call.
+    pub fn stored_size(&self, f: &FileRef) -> Option<u64> {
+        self.store.size_of(f)
+    }
+
+    /// A complete file an earlier mount kept, once its size and checksum
+    /// hold (read once, off the async workers). A wrong one is deleted.
+    async fn from_store(
+        self: &Arc<Self>,
+        f: &FileRef,
+        size: Option<u64>,
+    ) -> Option<Arc<CachedFile>> {
+        let this = self.clone();
+        let key = f.clone();
+        let found = tokio::task::spawn_blocking(move || {
+            let (file, data, meta) = this.store.lookup(&key)?;
+            let right_size = size.is_none_or(|s| s == meta.size);
+            if right_size && store::verify(&file, &meta) {
+                return Some((file, data, meta.size));
+            }
+            this.stats.corrupt.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(
+                run = key.run_id(),
+                file = key.file_name(),
+                "a kept result file does not match its checksum or size: downloading it again"
+            );
+            drop(file);
+            store::remove(&data, &data.with_extension("meta"));
+            None
+        })
+        .await
+        .ok()
+        .flatten()?;
+        let (file, data, size) = found;
+        let cf = Arc::new(CachedFile {
+            fref: f.clone(),
+            path: Mutex::new(data),
+            kept: AtomicBool::new(true),
+            file,
+            state: watch::Sender::new(State {
+                fill: Fill::Prefix(size),
+                end: End::Done { size },
+            }),
+            wants: Mutex::new(Wants::default()),
+            cursor: AtomicU64::new(0),
+            kick: Notify::new(),
+        });
+        {
+            let mut inner = lock(&self.inner);
+            if let Some((other, _)) = inner.files.get(f) {
+                if !other.failed() {
+                    return Some(other.clone());
+                }
+            }
+            inner.files.put(f.clone(), (cf.clone(), 0));
+        }
+        self.stats.earlier_hits.fetch_add(1, Ordering::Relaxed);
+        self.account(f, size);
+        Some(cf)
+    }
+
+    /// Start downloading `f` into this mount's folder.
+    fn start(
+        self: &Arc<Self>,
+        f: &FileRef,
+        size: Option<u64>,
+        finished: bool,
     ) -> Result<Arc<CachedFile>, FsError> {
         let mut inner = lock(&self.inner);
         if let Some((cf, _)) = inner.files.get(f) {
@@ -491,7 +606,8 @@ impl DataCache {
         };
         let cf = Arc::new(CachedFile {
             fref: f.clone(),
-            path,
+            path: Mutex::new(path),
+            kept: AtomicBool::new(false),
             file,
             state: watch::Sender::new(State {
                 fill,
@@ -514,6 +630,9 @@ impl DataCache {
             match result {
                 Ok(size) => {
                     task_cf.state.send_modify(|s| s.end = End::Done { size });
+                    if finished {
+                        this.keep(task_cf.clone(), size).await;
+                    }
                     drop(task_cf);
                     this.stats.bytes_cached.fetch_add(size, Ordering::Relaxed);
                     this.account(&fref, size);
@@ -533,6 +652,29 @@ impl DataCache {
             }
         });
         Ok(cf)
+    }
+
+    /// Move a complete download of a finished run into the store (its
+    /// checksum is computed here, off the async workers).
+    async fn keep(self: &Arc<Self>, cf: Arc<CachedFile>, size: u64) {
+        let this = self.clone();
+        let kept = tokio::task::spawn_blocking(move || {
+            let part = lock(&cf.path).clone();
+            let r = this.store.persist(&cf.fref, &part, &cf.file, size);
+            if let Ok(data) = &r {
+                *lock(&cf.path) = data.clone();
+                cf.kept.store(true, Ordering::Relaxed);
+                // The bound holds for the whole folder, other mounts' files too.
+                this.store.prune(this.max_bytes);
+            }
+            r
+        })
+        .await;
+        match kept {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "cannot keep a result file for later mounts"),
+            Err(e) => tracing::warn!(error = %e, "cannot keep a result file for later mounts"),
+        }
     }
 
     /// Fetch every byte of `cf`: in chunks when its size is known, else (or
@@ -790,6 +932,10 @@ impl DataCache {
             }
             inner.total -= sz;
             self.stats.evictions.fetch_add(1, Ordering::Relaxed);
+            if cf.kept.load(Ordering::Relaxed) {
+                // Gone from the store too, unless another mount uses it.
+                store::remove_unused(&lock(&cf.path), Some(&cf.file));
+            }
         }
         // Put the files in use back, as the least recently used.
         for (k, v) in skipped.into_iter().rev() {
@@ -797,6 +943,11 @@ impl DataCache {
             inner.files.demote(&k);
         }
     }
+}
+
+fn set_private(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
 }
 
 /// Remove the cache directories of mounts whose process is gone (a killed

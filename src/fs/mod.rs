@@ -7,6 +7,7 @@ pub mod data;
 pub mod fuse;
 pub mod inodes;
 pub mod names;
+pub mod store;
 pub mod write;
 pub use data::FetchPlan;
 

@@ -195,9 +195,24 @@ impl Mounted {
     /// Like [`Mounted::with_key`], with extra environment variables for the
     /// mount process (e.g. `RUST_LOG`); kept for [`Mounted::remount`].
     pub fn with_env(url: &str, extra: &[&str], key: &str, env: &[(&str, &str)]) -> Mounted {
+        Mounted::build(url, extra, key, env, None)
+    }
+
+    /// Like [`Mounted::with_key`], with the cache directory of `other`.
+    pub fn sharing_cache(url: &str, extra: &[&str], key: &str, other: &Mounted) -> Mounted {
+        Mounted::build(url, extra, key, &[], Some(other.cache.clone()))
+    }
+
+    fn build(
+        url: &str,
+        extra: &[&str],
+        key: &str,
+        env: &[(&str, &str)],
+        cache: Option<PathBuf>,
+    ) -> Mounted {
         let dir = tempfile::tempdir().expect("tempdir");
         let mnt = dir.path().join("mnt");
-        let cache = dir.path().join("cache");
+        let cache = cache.unwrap_or_else(|| dir.path().join("cache"));
         let log = dir.path().join("mount.log");
         std::fs::create_dir(&mnt).expect("mkdir mnt");
         let log_file = std::fs::File::create(&log).expect("log");

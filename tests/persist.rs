@@ -1,0 +1,326 @@
+//! Finished runs' result files kept in `--cache-dir` across mounts, over
+//! real mounts: a remount reads them with no download and no HEAD, a
+//! corrupted entry is fetched again, accounts never share, a killed mount
+//! leaves nothing half-done to serve, two mounts share one directory, and
+//! `--cache-size` bounds the directory across mounts.
+
+mod common;
+
+use common::*;
+use importfs::emulator::{Config, Dataset};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+fn scale(bytes: u64, conn_bytes_per_sec: Option<u64>) -> Config {
+    Config {
+        dataset: Dataset::Scale,
+        extractors: 2,
+        crawlruns: 8,
+        result_bytes: bytes,
+        conn_bytes_per_sec,
+        ..Config::default()
+    }
+}
+
+/// Requests (GET or HEAD) for a run's files.
+fn file_calls(emu: &Emu, id: &str) -> Vec<Value> {
+    emu.requests()
+        .into_iter()
+        .filter(|r| {
+            r["path"]
+                .as_str()
+                .is_some_and(|p| p.starts_with(&format!("/crawlruns/{id}/")))
+        })
+        .collect()
+}
+
+fn stat_line(m: &Mounted, name: &str) -> u64 {
+    let stats = std::fs::read_to_string(m.path(".importfs/stats")).unwrap();
+    stats
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in:\n{stats}"))
+}
+
+/// The kept entries' data files under a cache directory, with their meta.
+fn kept(cache: &Path) -> Vec<(PathBuf, Value)> {
+    let mut out = Vec::new();
+    let Ok(accounts) = std::fs::read_dir(cache.join("results")) else {
+        return out;
+    };
+    for a in accounts.flatten() {
+        for e in std::fs::read_dir(a.path()).unwrap().flatten() {
+            let p = e.path();
+            if p.extension().is_some_and(|x| x == "data") {
+                let meta = std::fs::read(p.with_extension("meta")).unwrap();
+                out.push((p, serde_json::from_slice(&meta).unwrap()));
+            }
+        }
+    }
+    out
+}
+
+fn unmount_and_wait(m: &mut Mounted) {
+    m.unmount();
+    assert!(!is_fuse_mount(&m.mnt));
+}
+
+#[test]
+fn a_remount_reads_kept_files_with_no_download_and_no_head() {
+    if !fuse_or_skip() {
+        return;
+    }
+    let emu = Emu::start(scale(3_000_000, None));
+    let chunked = ["--download-chunk-size", "1M"];
+    let mut m = Mounted::new(&emu.url, &chunked);
+    let id = emu.finished_runs()[0].clone();
+    let csv = emu.get_bytes(&format!("/crawlruns/{id}/csv"));
+    let json = emu.get_bytes(&format!("/crawlruns/{id}/json"));
+    // data.csv comes in ranges, data.json in one piece: both are kept.
+    assert!(std::fs::read(m.path(&format!("crawlruns/{id}/data.csv"))).unwrap() == csv);
+    m.sh_ok(&format!(
+        "dd if=crawlruns/{id}/data.json bs=1M status=none > /dev/null"
+    ));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while kept(&m.cache).len() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "two files kept: {:?}",
+            kept(&m.cache)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    unmount_and_wait(&mut m);
+
+    emu.clear_requests();
+    m.remount(&emu.url, &chunked);
+    let f = format!("crawlruns/{id}/data.csv");
+    assert_eq!(std::fs::metadata(m.path(&f)).unwrap().len(), 3_000_000);
+    assert!(std::fs::read(m.path(&f)).unwrap() == csv);
+    assert!(std::fs::read(m.path(&format!("crawlruns/{id}/data.json"))).unwrap() == json);
+    let calls = file_calls(&emu, &id);
+    assert!(calls.is_empty(), "no GET and no HEAD: {calls:?}");
+    assert_eq!(stat_line(&m, "data_cache_hits_earlier_mounts"), 2);
+    // The metadata came from the API; only the bytes came from the cache.
+    assert!(emu.count("GET", &format!("/crawlruns/{id}")) >= 1);
+}
+
+#[test]
+fn a_corrupted_or_cut_kept_file_is_fetched_again() {
+    if !fuse_or_skip() {
+        return;
+    }
+    let emu = Emu::start(scale(2_000_000, None));
+    let mut m = Mounted::new(&emu.url, &[]);
+    let runs = emu.finished_runs();
+    let truth: Vec<Vec<u8>> = runs[..2]
+        .iter()
+        .map(|id| emu.get_bytes(&format!("/crawlruns/{id}/csv")))
+        .collect();
+    for id in &runs[..2] {
+        std::fs::read(m.path(&format!("crawlruns/{id}/data.csv"))).unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while kept(&m.cache).len() < 2 {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    unmount_and_wait(&mut m);
+    // One entry gets a flipped byte, the other loses its last byte.
+    for (data, meta) in kept(&m.cache) {
+        let mut b = std::fs::read(&data).unwrap();
+        if meta["run"] == runs[0].as_str() {
+            b[1_000_000] ^= 0x20;
+        } else {
+            b.pop();
+        }
+        std::fs::write(&data, b).unwrap();
+    }
+    emu.clear_requests();
+    m.remount(&emu.url, &[]);
+    for (id, truth) in runs[..2].iter().zip(&truth) {
+        let got = std::fs::read(m.path(&format!("crawlruns/{id}/data.csv"))).unwrap();
+        assert!(got == *truth, "run {id}: the right bytes came back");
+        let gets = file_calls(&emu, id)
+            .iter()
+            .filter(|r| r["method"] == "GET")
+            .count();
+        assert_eq!(gets, 1, "run {id}: downloaded again, once");
+    }
+    assert_eq!(stat_line(&m, "data_cache_corrupt"), 1, "the flipped byte");
+    assert_eq!(stat_line(&m, "data_cache_hits_earlier_mounts"), 0);
+    assert!(m.log_text().contains("does not match its checksum"));
+}
+
+#[test]
+fn two_accounts_never_see_each_others_files() {
+    if !fuse_or_skip() {
+        return;
+    }
+    // Two servers with the same (deterministic) run ids, and other keys.
+    let a = Emu::start(scale(500_000, None));
+    let b = Emu::start_with_key(scale(500_000, None), "another-key-9876543210");
+    let id = a.finished_runs()[0].clone();
+    assert_eq!(b.finished_runs()[0], id, "the same ids on both servers");
+    let mut ma = Mounted::new(&a.url, &[]);
+    std::fs::read(ma.path(&format!("crawlruns/{id}/data.csv"))).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while kept(&ma.cache).is_empty() {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    unmount_and_wait(&mut ma);
+    let mb = Mounted::sharing_cache(&b.url, &[], "another-key-9876543210", &ma);
+    b.clear_requests();
+    std::fs::read(mb.path(&format!("crawlruns/{id}/data.csv"))).unwrap();
+    assert_eq!(
+        file_calls(&b, &id)
+            .iter()
+            .filter(|r| r["method"] == "GET")
+            .count(),
+        1,
+        "the other account downloads its own file"
+    );
+    assert_eq!(stat_line(&mb, "data_cache_hits_earlier_mounts"), 0);
+    let accounts = std::fs::read_dir(ma.cache.join("results")).unwrap().count();
+    assert_eq!(accounts, 2, "one folder per account");
+}
+
+#[test]
+fn a_killed_mount_leaves_nothing_half_done_to_serve() {
+    if !fuse_or_skip() {
+        return;
+    }
+    // 6 MB at 1 MB/s a connection: the kill comes mid-download.
+    let emu = Emu::start(scale(6_000_000, Some(1_000_000)));
+    let mut m = Mounted::new(&emu.url, &["--download-chunk-size", "1M"]);
+    let id = emu.finished_runs()[0].clone();
+    let f = format!("crawlruns/{id}/data.csv");
+    m.sh_ok(&format!("head -c 4096 {f} > /dev/null"));
+    let mut child = m.take_child().expect("the mount process");
+    child.kill().expect("SIGKILL");
+    child.wait().expect("wait");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while is_fuse_mount(&m.mnt) {
+        assert!(Instant::now() < deadline, "auto-unmount after SIGKILL");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(kept(&m.cache).is_empty(), "nothing partial was kept");
+    m.remount(&emu.url, &["--download-chunk-size", "1M"]);
+    let truth = emu.get_bytes(&format!("/crawlruns/{id}/csv"));
+    assert!(
+        std::fs::read(m.path(&f)).unwrap() == truth,
+        "whole, exact bytes"
+    );
+    // The dead mount's folder (with its partial file) is gone.
+    let dirs: Vec<_> = std::fs::read_dir(&m.cache)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("mount-"))
+        .collect();
+    assert_eq!(dirs.len(), 1, "only the live mount's folder: {dirs:?}");
+}
+
+#[test]
+fn two_mounts_share_one_cache_dir() {
+    if !fuse_or_skip() {
+        return;
+    }
+    let emu = Emu::start(scale(4_000_000, Some(8_000_000)));
+    let m1 = Mounted::new(&emu.url, &["--download-chunk-size", "1M"]);
+    let m2 = Mounted::sharing_cache(&emu.url, &["--download-chunk-size", "1M"], KEY, &m1);
+    let id = emu.finished_runs()[0].clone();
+    let truth = emu.get_bytes(&format!("/crawlruns/{id}/csv"));
+    let f = format!("crawlruns/{id}/data.csv");
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(|| std::fs::read(m1.path(&f)).unwrap());
+        let b = s.spawn(|| std::fs::read(m2.path(&f)).unwrap());
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    assert!(a == truth && b == truth, "both mounts read the exact bytes");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let k = kept(&m1.cache);
+        if !k.is_empty() {
+            assert_eq!(k.len(), 1, "one entry for one file: {k:?}");
+            break;
+        }
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // A third mount of the same account finds it.
+    let m3 = Mounted::sharing_cache(&emu.url, &[], KEY, &m1);
+    emu.clear_requests();
+    assert!(std::fs::read(m3.path(&f)).unwrap() == truth);
+    assert!(file_calls(&emu, &id).is_empty());
+}
+
+#[test]
+fn the_cache_size_bounds_the_directory_across_mounts() {
+    if !fuse_or_skip() {
+        return;
+    }
+    let emu = Emu::start(scale(1_000_000, None));
+    let mut m = Mounted::new(&emu.url, &["--cache-size", "3500000"]);
+    let runs = emu.finished_runs();
+    for id in &runs[..5] {
+        std::fs::read(m.path(&format!("crawlruns/{id}/data.csv"))).unwrap();
+    }
+    let held = |m: &Mounted| -> u64 {
+        kept(&m.cache)
+            .iter()
+            .map(|(p, _)| std::fs::metadata(p).unwrap().len())
+            .sum()
+    };
+    // While running, the bound holds but for files still open.
+    assert!(held(&m) <= 4_500_000, "{} bytes", held(&m));
+    unmount_and_wait(&mut m);
+    // The next mount evicts down to the bound, least recently used first.
+    m.remount(&emu.url, &["--cache-size", "3500000"]);
+    let after = held(&m);
+    assert!(
+        (2_000_000..=3_500_000).contains(&after),
+        "{after} bytes kept under a 3.5 MB bound"
+    );
+    let runs_kept: Vec<String> = kept(&m.cache)
+        .iter()
+        .map(|(_, meta)| meta["run"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(runs_kept.contains(&runs[4]), "{runs_kept:?}");
+    assert!(!runs_kept.contains(&runs[0]), "{runs_kept:?}");
+    unmount_and_wait(&mut m);
+    // A smaller bound at the next mount evicts at once.
+    m.remount(&emu.url, &["--cache-size", "1500000"]);
+    assert!(held(&m) <= 1_500_000, "{} bytes", held(&m));
+    assert_eq!(kept(&m.cache).len(), 1);
+}
+
+#[test]
+fn a_cache_dir_others_can_write_is_refused() {
+    if !fuse_or_skip() {
+        return;
+    }
+    let emu = Emu::demo();
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("shared");
+    std::fs::create_dir(&cache).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let mnt = dir.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    let out = std::process::Command::new(importfs_bin())
+        .args(["mount", "--foreground"])
+        .arg(&mnt)
+        .args(["--api-url", &emu.url, "--cache-dir"])
+        .arg(&cache)
+        .env("IMPORTIO_API_KEY", KEY)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("chmod go-w"), "{err}");
+    assert!(!is_fuse_mount(&mnt));
+}
