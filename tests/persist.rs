@@ -324,3 +324,57 @@ fn a_cache_dir_others_can_write_is_refused() {
     assert!(err.contains("chmod go-w"), "{err}");
     assert!(!is_fuse_mount(&mnt));
 }
+
+#[test]
+fn importfs_cache_lists_and_clears_what_is_kept() {
+    if !fuse_or_skip() {
+        return;
+    }
+    let emu = Emu::start(scale(700_000, None));
+    let mut m = Mounted::new(&emu.url, &[]);
+    let runs = emu.finished_runs();
+    for id in &runs[..2] {
+        std::fs::read(m.path(&format!("crawlruns/{id}/data.csv"))).unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while kept(&m.cache).len() < 2 {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let dir = m.cache.clone();
+    let cache = |action: &str| -> String {
+        let out = std::process::Command::new(importfs_bin())
+            .args(["cache", "--cache-dir"])
+            .arg(&dir)
+            .arg(action)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let ls = cache("ls");
+    for id in &runs[..2] {
+        let line = ls.lines().find(|l| l.contains(id.as_str())).expect(id);
+        assert!(
+            line.contains("700000") && line.contains("data.csv"),
+            "{line}"
+        );
+    }
+    assert!(ls.contains("2 file(s), 1400000 bytes"), "{ls}");
+    // While mounted, the files are in use: clear keeps them.
+    let out = cache("clear");
+    assert!(
+        out.contains("2 file(s) in use by a mount were kept"),
+        "{out}"
+    );
+    assert_eq!(kept(&m.cache).len(), 2);
+    unmount_and_wait(&mut m);
+    let out = cache("clear");
+    assert!(out.contains("removed 2 file(s), 1400000 bytes"), "{out}");
+    assert!(cache("ls").contains("0 file(s), 0 bytes"));
+    assert!(kept(&m.cache).is_empty());
+}

@@ -7,6 +7,7 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+pub mod cache;
 pub mod config;
 pub mod demo;
 pub mod emulator;
@@ -37,6 +38,8 @@ pub enum Command {
     Unmount(manage::UnmountArgs),
     /// Show a mount's counters (its .importfs/stats).
     Status(manage::StatusArgs),
+    /// List or clear the result files kept for later mounts.
+    Cache(cache::CacheArgs),
     /// Start an extractor's run; optionally wait for it and download its data.
     Run(run::RunArgs),
     /// Print the effective configuration and where each value comes from (the key redacted).
@@ -244,6 +247,7 @@ pub fn main() -> ExitCode {
         Command::Mount(args) => mount::run(args),
         Command::Unmount(args) => manage::unmount(args),
         Command::Status(args) => manage::status(args),
+        Command::Cache(args) => cache::run(args),
         Command::Run(args) => run::run(args),
         Command::Config(args) => config_command(args),
         Command::Completions(args) => completions(args),

@@ -952,7 +952,7 @@ fn set_private(dir: &Path) -> std::io::Result<()> {
 
 /// Remove the cache directories of mounts whose process is gone (a killed
 /// mount cannot clean up after itself), so they do not pile up on disk.
-fn remove_stale_dirs(parent: &Path) {
+pub(crate) fn remove_stale_dirs(parent: &Path) {
     let Ok(entries) = std::fs::read_dir(parent) else {
         return;
     };
