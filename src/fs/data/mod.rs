@@ -34,13 +34,17 @@ use crate::api::{Client, FileRef, RangeOutcome};
 use crate::fs::cache::lock;
 use crate::fs::store::{self, Store};
 use crate::fs::FsError;
+pub use mapped::FileBytes;
+use mapped::{read_at_uninit, Mapped};
+
+mod fetch;
+mod mapped;
 use lru::LruCache;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{watch, Notify};
-use tokio::task::JoinSet;
 
 /// How result files are fetched.
 #[derive(Debug, Clone, Copy)]
@@ -215,7 +219,7 @@ impl CachedFile {
         }
         let len = (end - offset) as usize;
         match Mapped::new(&self.file, offset, len) {
-            Ok(m) => Ok(FileBytes(Bytes::Mapped(m))),
+            Ok(m) => Ok(FileBytes::mapped(m)),
             Err(e) => {
                 tracing::debug!(error = %e, "mmap of the cache file failed: reading it");
                 read_at_uninit(&self.file, offset, len)
@@ -256,129 +260,6 @@ impl CachedFile {
             _ => false,
         });
     }
-}
-
-/// Bytes read from a file of the mount: owned, or a mapping of the cache file.
-pub struct FileBytes(Bytes);
-
-enum Bytes {
-    Owned(Vec<u8>),
-    Mapped(Mapped),
-}
-
-impl From<Vec<u8>> for FileBytes {
-    fn from(v: Vec<u8>) -> FileBytes {
-        FileBytes(Bytes::Owned(v))
-    }
-}
-
-impl std::ops::Deref for FileBytes {
-    type Target = [u8];
-    fn deref(&self) -> &[u8] {
-        match &self.0 {
-            Bytes::Owned(v) => v,
-            Bytes::Mapped(m) => m.bytes(),
-        }
-    }
-}
-
-/// A read-only mapping of `len` bytes of a cache file at `offset`, made for
-/// one reply and unmapped when dropped.
-///
-/// Replying from the mapping lets the kernel copy the page-cache pages of the
-/// cache file straight into the reply, instead of a `pread` copy into a
-/// buffer first: a cold `cat` spends a fifth of the mount's CPU on that copy.
-/// Only ranges already written are mapped, and a cache file never shrinks
-/// below a byte it holds (it is cut only to its final size and otherwise only
-/// unlinked), so the mapping cannot fault. `MAP_POPULATE` maps every page at
-/// once, and the mapping lives for one reply only, so the mount's RSS does
-/// not grow with the files it streams.
-struct Mapped {
-    base: *mut libc::c_void,
-    map_len: usize,
-    skip: usize,
-    len: usize,
-}
-
-// SAFETY: the mapping is read-only and owned by this value alone.
-unsafe impl Send for Mapped {}
-unsafe impl Sync for Mapped {}
-
-impl Mapped {
-    fn new(file: &std::fs::File, offset: u64, len: usize) -> std::io::Result<Mapped> {
-        use std::os::fd::AsRawFd;
-        const PAGE: u64 = 4096;
-        let start = offset - offset % PAGE;
-        let skip = (offset - start) as usize;
-        let map_len = skip + len;
-        // SAFETY: a fresh shared read-only mapping of a range the file holds.
-        let base = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                map_len,
-                libc::PROT_READ,
-                libc::MAP_SHARED | libc::MAP_POPULATE,
-                file.as_raw_fd(),
-                start as libc::off_t,
-            )
-        };
-        if base == libc::MAP_FAILED {
-            return Err(std::io::Error::last_os_error());
-        }
-        Ok(Mapped {
-            base,
-            map_len,
-            skip,
-            len,
-        })
-    }
-
-    fn bytes(&self) -> &[u8] {
-        // SAFETY: `skip + len` bytes are mapped readable at `base` until drop.
-        unsafe { std::slice::from_raw_parts(self.base.cast::<u8>().add(self.skip), self.len) }
-    }
-}
-
-impl Drop for Mapped {
-    fn drop(&mut self) {
-        // SAFETY: unmapping exactly the mapping made in `new`.
-        unsafe { libc::munmap(self.base, self.map_len) };
-    }
-}
-
-/// Read exactly `len` bytes at `offset` into a new buffer without zeroing it
-/// first (zeroing is a measurable share of a cold read's CPU).
-fn read_at_uninit(file: &std::fs::File, offset: u64, len: usize) -> std::io::Result<Vec<u8>> {
-    use std::os::fd::AsRawFd;
-    let mut buf: Vec<u8> = Vec::with_capacity(len);
-    let mut done = 0usize;
-    while done < len {
-        // SAFETY: the pointer and length stay within the buffer's spare
-        // capacity, which pread only writes; set_len below covers only the
-        // bytes pread reported as written.
-        let n = unsafe {
-            libc::pread(
-                file.as_raw_fd(),
-                buf.as_mut_ptr().add(done).cast(),
-                len - done,
-                (offset + done as u64) as libc::off_t,
-            )
-        };
-        if n < 0 {
-            let e = std::io::Error::last_os_error();
-            if e.kind() == std::io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(e);
-        }
-        if n == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-        done += n as usize;
-        // SAFETY: the first `done` bytes were written by pread.
-        unsafe { buf.set_len(done) };
-    }
-    Ok(buf)
 }
 
 impl Drop for CachedFile {
@@ -496,7 +377,11 @@ impl DataCache {
     }
 
     fn in_memory(&self, f: &FileRef) -> Option<Arc<CachedFile>> {
-        let mut inner = lock(&self.inner);
+        self.hit(&mut lock(&self.inner), f)
+    }
+
+    /// This mount's entry for `f`, unless its download failed; a hit.
+    fn hit(&self, inner: &mut Inner, f: &FileRef) -> Option<Arc<CachedFile>> {
         let (cf, _) = inner.files.get(f)?;
         if cf.failed() {
             return None;
@@ -554,10 +439,9 @@ impl DataCache {
         });
         {
             let mut inner = lock(&self.inner);
-            if let Some((other, _)) = inner.files.get(f) {
-                if !other.failed() {
-                    return Some(other.clone());
-                }
+            // Another open got there first: use its entry.
+            if let Some(other) = self.hit(&mut inner, f) {
+                return Some(other);
             }
             inner.files.put(f.clone(), (cf.clone(), 0));
         }
@@ -574,11 +458,8 @@ impl DataCache {
         finished: bool,
     ) -> Result<Arc<CachedFile>, FsError> {
         let mut inner = lock(&self.inner);
-        if let Some((cf, _)) = inner.files.get(f) {
-            if !cf.failed() {
-                self.stats.hits.fetch_add(1, Ordering::Relaxed);
-                return Ok(cf.clone());
-            }
+        if let Some(cf) = self.hit(&mut inner, f) {
+            return Ok(cf);
         }
         inner.files.pop(f);
         self.stats.misses.fetch_add(1, Ordering::Relaxed);
@@ -707,197 +588,6 @@ impl DataCache {
         }
         let report = |have: u64| cf.landed_prefix(have);
         self.client.download(&cf.fref, &cf.file, &report).await
-    }
-
-    /// The scheduler of a chunked fetch: keeps up to `streams` ranged GETs
-    /// in flight, the bytes readers wait for first, then the next absent
-    /// segment from the read cursor on.
-    ///
-    /// A reader waiting for a byte far into an absent segment splits it
-    /// there (at a 64 KiB boundary) so that its fetch starts at that byte;
-    /// the part before it is fetched later like any other segment.
-    async fn fetch_chunks(
-        &self,
-        cf: &Arc<CachedFile>,
-        size: u64,
-    ) -> Result<RangeOutcome, crate::api::Error> {
-        #[derive(Clone, Copy, PartialEq)]
-        enum Chunk {
-            Absent,
-            Fetching { urgent: bool },
-            Present,
-        }
-        /// Split an absent segment only this far past its held bytes.
-        const SPLIT_MIN: u64 = 256 << 10;
-        const SPLIT_ALIGN: u64 = 64 << 10;
-        let mut chunks: BTreeMap<u64, Chunk> = match &cf.state.borrow().fill {
-            Fill::Chunks { segs } => segs.keys().map(|&k| (k, Chunk::Absent)).collect(),
-            Fill::Prefix(_) => BTreeMap::new(),
-        };
-        let mut remaining = chunks.len();
-        let mut tasks: JoinSet<Result<RangeOutcome, crate::api::Error>> = JoinSet::new();
-        let mut running: HashMap<tokio::task::Id, (u64, tokio::task::AbortHandle)> = HashMap::new();
-        let mut urgent: VecDeque<u64> = VecDeque::new();
-        // Start fetching what the segment at `start` lacks; `None` when it
-        // lacks nothing (a dropped fetch that had in fact just finished).
-        let begin = |start: u64, tasks: &mut JoinSet<_>| {
-            let (from, to) = match &cf.state.borrow().fill {
-                Fill::Chunks { segs } => segs.get(&start).map(|s| (start + s.have, s.end))?,
-                Fill::Prefix(_) => return None,
-            };
-            if from >= to {
-                return None;
-            }
-            let (client, cf) = (self.client.clone(), cf.clone());
-            Some(tasks.spawn(async move {
-                let report = |upto: u64| cf.landed(start, upto);
-                client
-                    .download_range(&cf.fref, &cf.file, &report, (from, to), size)
-                    .await
-            }))
-        };
-        macro_rules! start {
-            ($seg:expr, $urgent:expr) => {
-                match begin($seg, &mut tasks) {
-                    Some(handle) => {
-                        running.insert(handle.id(), ($seg, handle));
-                        chunks.insert($seg, Chunk::Fetching { urgent: $urgent });
-                    }
-                    None => {
-                        chunks.insert($seg, Chunk::Present);
-                        remaining -= 1;
-                    }
-                }
-            };
-        }
-        loop {
-            urgent.extend(lock(&cf.wants).offsets.drain(..));
-            // The bytes readers wait for, in the order they asked.
-            while let Some(&at) = urgent.front() {
-                let Some((&seg, &state)) = chunks.range(..=at).next_back() else {
-                    urgent.pop_front();
-                    continue;
-                };
-                match state {
-                    Chunk::Present | Chunk::Fetching { urgent: true } => {
-                        urgent.pop_front();
-                        continue;
-                    }
-                    Chunk::Fetching { urgent: false } => {
-                        chunks.insert(seg, Chunk::Fetching { urgent: true });
-                        urgent.pop_front();
-                        continue;
-                    }
-                    Chunk::Absent => {}
-                }
-                if running.len() >= self.plan.streams {
-                    // Every stream is busy: drop the speculative fetch
-                    // furthest after the reader (it resumes later).
-                    let victim = running
-                        .iter()
-                        .filter(|(_, (s, _))| chunks[s] == Chunk::Fetching { urgent: false })
-                        .max_by_key(|(_, (s, _))| (s + size - at) % size)
-                        .map(|(id, _)| *id);
-                    let Some(id) = victim else { break };
-                    if let Some((s, handle)) = running.remove(&id) {
-                        handle.abort();
-                        chunks.insert(s, Chunk::Absent);
-                    }
-                }
-                urgent.pop_front();
-                let target = self.split_for(cf, seg, at, SPLIT_MIN, SPLIT_ALIGN);
-                if target != seg {
-                    chunks.insert(target, Chunk::Absent);
-                    remaining += 1;
-                }
-                start!(target, true);
-            }
-            // Read-ahead: the next absent segments from the cursor on.
-            let cursor = cf.cursor.load(Ordering::Relaxed).min(size - 1);
-            let from = chunks.range(..=cursor).next_back().map_or(0, |(s, _)| *s);
-            let order: Vec<u64> = chunks
-                .range(from..)
-                .chain(chunks.range(..from))
-                .filter(|(_, c)| **c == Chunk::Absent)
-                .map(|(s, _)| *s)
-                .take(self.plan.streams.saturating_sub(running.len()))
-                .collect();
-            for seg in order {
-                start!(seg, false);
-            }
-            if remaining == 0 {
-                return Ok(RangeOutcome::Done);
-            }
-            tokio::select! {
-                joined = tasks.join_next_with_id() => {
-                    let (id, result) = match joined {
-                        Some(Ok((id, r))) => (id, Ok(r)),
-                        Some(Err(e)) => (e.id(), Err(e)),
-                        None => continue,
-                    };
-                    // A dropped fetch was already taken out of `running`.
-                    let Some((seg, _)) = running.remove(&id) else { continue };
-                    match result {
-                        Ok(Ok(RangeOutcome::Done)) => {
-                            chunks.insert(seg, Chunk::Present);
-                            remaining -= 1;
-                        }
-                        Ok(Ok(RangeOutcome::Unsupported)) => {
-                            tasks.shutdown().await;
-                            return Ok(RangeOutcome::Unsupported);
-                        }
-                        Ok(Err(e)) => {
-                            tasks.shutdown().await;
-                            return Err(e);
-                        }
-                        Err(e) => {
-                            tasks.shutdown().await;
-                            return Err(crate::api::Error::Protocol {
-                                op: cf.fref.operation(),
-                                detail: format!("a chunk fetch ended abnormally: {e}"),
-                            });
-                        }
-                    }
-                }
-                _ = cf.kick.notified() => {}
-            }
-        }
-    }
-
-    /// Where a fetch for a reader waiting at `at` in the absent segment
-    /// `seg` should start: `seg` itself when `at` is close to its held
-    /// bytes, else a new segment split off at `at` (rounded down to `align`).
-    fn split_for(&self, cf: &CachedFile, seg: u64, at: u64, min: u64, align: u64) -> u64 {
-        let mut target = seg;
-        cf.state.send_if_modified(|s| {
-            let Fill::Chunks { segs } = &mut s.fill else {
-                return false;
-            };
-            let Some(&cur) = segs.get(&seg) else {
-                return false;
-            };
-            let cut = at - at % align;
-            if cut < seg + cur.have + min || cut >= cur.end {
-                return false;
-            }
-            segs.insert(
-                seg,
-                Seg {
-                    end: cut,
-                    have: cur.have,
-                },
-            );
-            segs.insert(
-                cut,
-                Seg {
-                    end: cur.end,
-                    have: 0,
-                },
-            );
-            target = cut;
-            true
-        });
-        target
     }
 
     /// The size of `f` if it is fully in the cache, without any API call.
