@@ -503,6 +503,9 @@ pub fn mount_foreground(
         .build()
         .context("cannot start the async runtime")?;
     let client = Client::new(client_config(args, key)).context("cannot build the API client")?;
+    // The metrics address is taken first: a busy port fails here, before
+    // the key check and long before anything is mounted.
+    let metrics = args.metrics_addr.map(crate::metrics::bind).transpose()?;
 
     // Fail before mounting when the key or the URL is wrong.
     rt.block_on(async { client.current_user().await })
@@ -529,6 +532,10 @@ pub fn mount_foreground(
     };
     let fs = Arc::new(Fs::new(cfg, client).context("cannot create the cache directory")?);
     let adapter = FuseFs::new(fs.clone(), rt.handle().clone());
+    if let Some(listener) = metrics {
+        let _enter = rt.enter();
+        crate::metrics::serve(listener, fs.clone())?;
+    }
 
     let mut options = vec![
         fuser::MountOption::FSName("importfs".into()),
