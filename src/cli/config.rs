@@ -869,6 +869,39 @@ mod tests {
     }
 
     #[test]
+    fn metrics_addr_is_loopback_unless_named() {
+        let lo = |p: u16| SocketAddr::from(([127, 0, 0, 1], p));
+        assert_eq!(parse_metrics_addr("9101"), Ok(lo(9101)));
+        assert_eq!(parse_metrics_addr(":9101"), Ok(lo(9101)));
+        assert_eq!(parse_metrics_addr("localhost:9101"), Ok(lo(9101)));
+        assert_eq!(
+            parse_metrics_addr("0.0.0.0:9101"),
+            Ok(SocketAddr::from(([0, 0, 0, 0], 9101)))
+        );
+        assert_eq!(
+            parse_metrics_addr("[::1]:9101").unwrap().to_string(),
+            "[::1]:9101"
+        );
+        for bad in ["", "host:9101", "127.0.0.1", "127.0.0.1:99999", "x"] {
+            assert!(parse_metrics_addr(bad).is_err(), "{bad}");
+        }
+        let (l, _) = opts("metrics_addr=127.0.0.1:9200").unwrap();
+        assert_eq!(l.metrics_addr.unwrap().value, lo(9200));
+        assert!(opts("metrics_addr").is_err());
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        for (text, want) in [
+            ("metrics_addr = \"127.0.0.1:9300\"", lo(9300)),
+            ("metrics_addr = 9301", lo(9301)),
+        ] {
+            std::fs::write(&path, text).unwrap();
+            assert_eq!(load_file(&path).unwrap().metrics_addr.unwrap().value, want);
+        }
+        std::fs::write(&path, "metrics_addr = true").unwrap();
+        assert!(load_file(&path).is_err());
+    }
+
+    #[test]
     fn sizes_format() {
         assert_eq!(format_size(4 << 30), "4G");
         assert_eq!(format_size(512 << 20), "512M");
