@@ -150,7 +150,7 @@ impl Collector for MountCollector {
         let mut m = enc.encode_descriptor(
             "api_requests",
             "HTTP requests sent to the API host, by operationId and how they ended: \
-             the HTTP status, or error (no answer), timeout or cancelled",
+             the HTTP status, error (failed below HTTP) or no_answer (given up before an answer)",
             None,
             MetricType::Counter,
         )?;

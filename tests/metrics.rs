@@ -80,10 +80,16 @@ fn api_requests(m: &BTreeMap<String, f64>) -> BTreeMap<(String, String), f64> {
 }
 
 /// Scrapes until no request is in flight and the request log has stopped
-/// growing: what the mount started in the background has ended.
+/// growing: what the mount started in the background has ended. (The cap
+/// only keeps a broken mount from hanging the suite.)
 fn settle(emu: &Emu, addr: &str) -> BTreeMap<String, f64> {
     let mut last = usize::MAX;
+    let cap = std::time::Instant::now() + Duration::from_secs(120);
     loop {
+        assert!(
+            std::time::Instant::now() < cap,
+            "the mount never settled: requests stay in flight"
+        );
         let m = scrape(emu, addr);
         let n = emu.requests().len();
         if val(&m, "importfs_api_requests_in_flight") == 0.0

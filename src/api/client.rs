@@ -955,17 +955,12 @@ impl Client {
                     .body(p.bytes.clone());
             }
             let started = Instant::now();
-            let answering =
-                on_api.then(|| Answering::new(&inner.counters, op, inner.cfg.attempt_timeout));
+            let answering = on_api.then(|| Answering::new(&inner.counters, op));
             let resp = match rb.send().await {
                 Ok(resp) => resp,
                 Err(e) => {
                     if let Some(a) = answering {
-                        a.end(if e.is_timeout() {
-                            Outcome::Timeout
-                        } else {
-                            Outcome::Error
-                        });
+                        a.end(Outcome::Error);
                     }
                     return Err(self.transport_error(op, e));
                 }

@@ -10,9 +10,10 @@
 //! `crate::metrics`): a request is counted once when it is sent (`calls`)
 //! and once more, by its status, when it ends (`answers`, with its time to
 //! the response headers in `durations`). A request that failed below HTTP
-//! ends as `error`, one given up before its headers came as `timeout` (its
-//! attempt's time ran out) or `cancelled` (the caller went away), so the
-//! answers of an operation add up to its calls once nothing is in flight.
+//! ends as `error`, one given up before its headers came (its attempt's
+//! timeout, the call's deadline, or a reader that went away) as `no_answer`,
+//! so the answers of an operation add up to its calls once nothing is in
+//! flight.
 
 use super::ops::Operation;
 use prometheus_client::metrics::histogram::Histogram;
@@ -23,15 +24,16 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 /// How one request to the API host ended: its HTTP status, or `error`
-/// (no answer: a reset, a refused connection), `timeout` (no answer within
-/// the attempt's timeout) or `cancelled` (given up sooner, by a caller that
-/// no longer wanted it). The `status` label of `importfs_api_requests_total`.
+/// (it failed below HTTP: a reset, a refused or timed-out connection) or
+/// `no_answer` (given up before the response headers came: the attempt's
+/// timeout, the call's deadline, or a caller that no longer wanted it;
+/// which of them, the request itself cannot tell). The `status` label of
+/// `importfs_api_requests_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Outcome {
     Status(u16),
     Error,
-    Timeout,
-    Cancelled,
+    NoAnswer,
 }
 
 impl Outcome {
@@ -39,30 +41,27 @@ impl Outcome {
         match self {
             Outcome::Status(s) => s.to_string(),
             Outcome::Error => "error".into(),
-            Outcome::Timeout => "timeout".into(),
-            Outcome::Cancelled => "cancelled".into(),
+            Outcome::NoAnswer => "no_answer".into(),
         }
     }
 }
 
 /// One request to the API host on its way: [`Answering::end`] records how
 /// it ended; dropped before that (the future was cancelled), it records
-/// `timeout` or `cancelled`, so every request sent is answered in the counts.
+/// `no_answer`, so every request sent is answered in the counts.
 pub(crate) struct Answering<'a> {
     counters: &'a Counters,
     op: Operation,
     started: std::time::Instant,
-    attempt_timeout: Duration,
     done: bool,
 }
 
 impl<'a> Answering<'a> {
-    pub(crate) fn new(counters: &'a Counters, op: Operation, attempt_timeout: Duration) -> Self {
+    pub(crate) fn new(counters: &'a Counters, op: Operation) -> Self {
         Answering {
             counters,
             op,
             started: std::time::Instant::now(),
-            attempt_timeout,
             done: false,
         }
     }
@@ -77,13 +76,8 @@ impl<'a> Answering<'a> {
 impl Drop for Answering<'_> {
     fn drop(&mut self) {
         if !self.done {
-            let took = self.started.elapsed();
-            let outcome = if took >= self.attempt_timeout {
-                Outcome::Timeout
-            } else {
-                Outcome::Cancelled
-            };
-            self.counters.answered(self.op, outcome, took);
+            self.counters
+                .answered(self.op, Outcome::NoAnswer, self.started.elapsed());
         }
     }
 }
@@ -144,10 +138,9 @@ impl Counters {
             .entry((op, outcome))
             .or_default() += 1;
         self.durations[op.index()].observe(took.as_secs_f64());
-        match outcome {
-            Outcome::Status(401) => self.key_refused.store(true, Relaxed),
-            Outcome::Status(s) if s < 400 => self.key_refused.store(false, Relaxed),
-            _ => {}
+        // Any other status means the key got past the door (a 404 too).
+        if let Outcome::Status(s) = outcome {
+            self.key_refused.store(s == 401, Relaxed);
         }
     }
 
