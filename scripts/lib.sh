@@ -26,6 +26,7 @@ ensure_system() {
     ensure_pkg sha256sum coreutils
     ensure_pkg vim vim
     ensure_pkg python3 python3
+    ensure_pkg promtool prometheus   # tests/metrics.rs: promtool check metrics
     if [ ! -e /dev/fuse ]; then
         as_root modprobe fuse 2>/dev/null || true
     fi

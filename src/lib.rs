@@ -3,10 +3,12 @@
 //! Layers, one module each (see ARCHITECTURE.md): `api` is the client and the
 //! models, `emulator` a local Import.io server for tests and demos, `fs` the
 //! filesystem (a kernel-free core plus a thin fuser adapter) and `cli` the
-//! command line.
+//! command line; `metrics` the mount's Prometheus endpoint.
 
 pub mod api;
 pub mod cli;
 pub mod emulator;
 #[cfg(target_os = "linux")]
 pub mod fs;
+#[cfg(target_os = "linux")]
+pub mod metrics;

@@ -802,9 +802,25 @@ fn the_key_is_nowhere_at_trace_level() {
     }
     let mut emu = Emu::start_with_key(Config::default(), SECRET);
     let addr = emu.emu.as_ref().expect("emulator").addr();
+    // Both mounts serve their metrics endpoint: it is hunted too.
+    let free_port = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port()
+    };
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let bg_metrics = format!("127.0.0.1:{}", free_port());
     let m = Mounted::with_env(
         &emu.url,
-        &["--api-deadline", "5s", "--api-timeout", "2s"],
+        &[
+            "--api-deadline",
+            "5s",
+            "--api-timeout",
+            "2s",
+            "--metrics-addr",
+            &metrics,
+        ],
         SECRET,
         &[("RUST_LOG", "trace")],
     );
@@ -821,6 +837,7 @@ fn the_key_is_nowhere_at_trace_level() {
         .arg(bg.path().join("cache"))
         .arg("--log-file")
         .arg(&bg_log)
+        .args(["--metrics-addr", &bg_metrics])
         .env("IMPORTIO_API_KEY", SECRET)
         .env("RUST_LOG", "trace")
         .output()
@@ -834,6 +851,22 @@ fn the_key_is_nowhere_at_trace_level() {
         ("background mount's stdout".into(), out.stdout),
         ("background mount's stderr".into(), out.stderr),
     ];
+    // GET /metrics and /healthz of an endpoint, kept for the hunt.
+    let scrape = |emu: &Emu, addr: &str, when: &str, outputs: &mut Vec<(String, Vec<u8>)>| {
+        for path in ["/metrics", "/healthz"] {
+            let (status, body) = emu.rt.block_on(async {
+                let r = emu
+                    .http
+                    .get(format!("http://{addr}{path}"))
+                    .send()
+                    .await
+                    .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+                (r.status().as_u16(), r.bytes().await.expect("body").to_vec())
+            });
+            assert!(status == 200 || status == 503, "{path}: {status}");
+            outputs.push((format!("{path} of {addr} {when} (HTTP {status})"), body));
+        }
+    };
 
     // Reads of every kind.
     m.sh_ok("cat user.json subscription.json .importfs/stats > /dev/null");
@@ -860,6 +893,7 @@ fn the_key_is_nowhere_at_trace_level() {
     for run in runs.iter().skip(3).take(3) {
         let _ = m.sh(&format!("cat crawlruns/{run}/* > /dev/null"));
     }
+    scrape(&emu, &metrics, "after faults", &mut outputs);
     emu.clear_faults();
     // Writes: inputs (good and bad), a start, credentials.
     let all = emu.get_json("/extractors/?_perpage=1000");
@@ -899,6 +933,13 @@ fn the_key_is_nowhere_at_trace_level() {
     let denied = m.sh(&format!("cat crawlruns/{}/data.csv", runs[runs.len() - 1]));
     assert!(!denied.status.success(), "a refused key still reads");
     let _ = m.sh("ls extractors");
+    scrape(&emu, &metrics, "while the key is refused", &mut outputs);
+    assert!(
+        outputs
+            .iter()
+            .any(|(what, _)| what.contains("/healthz") && what.contains("HTTP 503")),
+        "healthz did not report the refused key"
+    );
     assert!(
         m.log_text().contains("refused"),
         "the 401 was not logged as a refused key:\n{}",
@@ -974,6 +1015,8 @@ fn the_key_is_nowhere_at_trace_level() {
             );
         }
     }
+    scrape(&emu, &metrics, "at the end", &mut outputs);
+    scrape(&emu, &bg_metrics, "at the end", &mut outputs);
     drop(_bg_guard);
     let log = m.log_text();
     assert!(

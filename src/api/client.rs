@@ -49,7 +49,7 @@ use super::models::{
 };
 use super::ops::Operation;
 use super::retry::{self, RetryPolicy};
-use super::stats::{Counters, Stats};
+use super::stats::{Answering, Counters, Outcome, Stats};
 use bytes::Bytes;
 use futures_util::stream::{FuturesOrdered, StreamExt};
 use reqwest::header::{self, HeaderMap, HeaderValue};
@@ -397,6 +397,20 @@ impl Client {
     /// What the client has done so far (all clones together).
     pub fn stats(&self) -> Stats {
         self.inner.counters.snapshot()
+    }
+
+    /// Time to the response headers of each operation asked so far, in
+    /// seconds (`importfs_api_request_duration_seconds`).
+    pub fn request_durations(
+        &self,
+    ) -> Vec<(Operation, prometheus_client::metrics::histogram::Histogram)> {
+        self.inner.counters.durations()
+    }
+
+    /// Whether the API host's last answer was a 401: the key was refused
+    /// (a later success clears it).
+    pub fn key_refused(&self) -> bool {
+        self.inner.counters.key_refused()
     }
 
     // ----- the operations -----
@@ -957,8 +971,20 @@ impl Client {
                     .body(p.bytes.clone());
             }
             let started = Instant::now();
-            let resp = rb.send().await.map_err(|e| self.transport_error(op, e))?;
+            let answering = on_api.then(|| Answering::new(&inner.counters, op));
+            let resp = match rb.send().await {
+                Ok(resp) => resp,
+                Err(e) => {
+                    if let Some(a) = answering {
+                        a.end(Outcome::Error);
+                    }
+                    return Err(self.transport_error(op, e));
+                }
+            };
             let status = resp.status();
+            if let Some(a) = answering {
+                a.end(Outcome::Status(status.as_u16()));
+            }
             tracing::debug!(
                 %op,
                 %method,

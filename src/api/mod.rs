@@ -24,4 +24,4 @@ pub use models::{
     ReportRunFile, RunState, StartResponse, Subscription, User,
 };
 pub use ops::{Idempotency, Operation};
-pub use stats::Stats;
+pub use stats::{Outcome, Stats, DURATION_BUCKETS};

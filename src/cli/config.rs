@@ -23,6 +23,7 @@ use crate::fs::FetchPlan;
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
 use std::fmt;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -39,7 +40,7 @@ pub const CHUNK_SIZE_RANGE: (u64, u64) = (64 << 10, 1 << 30);
 pub const STREAMS_RANGE: (usize, usize) = (1, 16);
 
 /// The keys a config file may hold, in the order `importfs config` prints them.
-pub const FILE_KEYS: [&str; 11] = [
+pub const FILE_KEYS: [&str; 12] = [
     "api_url",
     "api_key_file",
     "metadata_ttl",
@@ -51,6 +52,7 @@ pub const FILE_KEYS: [&str; 11] = [
     "allow_delete",
     "allow_other",
     "log_file",
+    "metrics_addr",
 ];
 
 /// Where a value came from.
@@ -107,6 +109,7 @@ pub struct Layer {
     pub allow_delete: Option<Setting<bool>>,
     pub allow_other: Option<Setting<bool>>,
     pub log_file: Option<Setting<PathBuf>>,
+    pub metrics_addr: Option<Setting<SocketAddr>>,
     /// Only from `-o foreground`: a config file that backgrounds nothing would
     /// hang mount(8).
     pub foreground: Option<Setting<bool>>,
@@ -127,6 +130,7 @@ impl Layer {
             allow_delete: self.allow_delete.or(lower.allow_delete),
             allow_other: self.allow_other.or(lower.allow_other),
             log_file: self.log_file.or(lower.log_file),
+            metrics_addr: self.metrics_addr.or(lower.metrics_addr),
             foreground: self.foreground.or(lower.foreground),
         }
     }
@@ -181,10 +185,15 @@ pub struct SettingsFlags {
     /// Where a background mount writes its log [default: $XDG_STATE_HOME/importfs/importfs.log].
     #[arg(long, value_name = "FILE")]
     pub log_file: Option<PathBuf>,
+    /// Serve Prometheus metrics (GET /metrics) and a health check (GET
+    /// /healthz) on this address, e.g. 127.0.0.1:9101; a bare port means
+    /// loopback [default: off].
+    #[arg(long, value_name = "ADDR", value_parser = parse_metrics_addr)]
+    pub metrics_addr: Option<SocketAddr>,
     /// Mount options, comma-separated, as in /etc/fstab: every long flag as
     /// NAME or NAME=VALUE (api_url=, api_key_file=, metadata_ttl=, cache_dir=,
     /// cache_size=, download_chunk_size=, download_streams=, log_file=,
-    /// config=, read_only, allow_delete, allow_other, foreground), `ro`; generic options (rw, dev, suid, nodev, nosuid, exec,
+    /// metrics_addr=, config=, read_only, allow_delete, allow_other, foreground), `ro`; generic options (rw, dev, suid, nodev, nosuid, exec,
     /// noexec, auto, noauto, user, users, _netdev, nofail, x-systemd.*, ...)
     /// are accepted and ignored.
     #[arg(short = 'o', value_name = "OPTIONS", action = clap::ArgAction::Append)]
@@ -311,6 +320,11 @@ pub fn parse_options(options: &[String]) -> Result<(Layer, ParsedOptions)> {
                 set!(download_streams, "download_streams", n)
             }
             "log_file" => set!(log_file, "log_file", PathBuf::from(need(opt, value)?)),
+            "metrics_addr" => {
+                let v = need(opt, value)?;
+                let a = parse_metrics_addr(v).map_err(|e| anyhow!("option metrics_addr: {e}"))?;
+                set!(metrics_addr, "metrics_addr", a)
+            }
             "ro" => set!(read_only, "ro", parse_bool(opt, value)?),
             "read_only" => set!(read_only, "read_only", parse_bool(opt, value)?),
             "allow_delete" => set!(allow_delete, "allow_delete", parse_bool(opt, value)?),
@@ -321,7 +335,7 @@ pub fn parse_options(options: &[String]) -> Result<(Layer, ParsedOptions)> {
             _ => bail!(
                 "unknown mount option `{raw_name}`: importfs takes api_url=, api_key_file=, \
                  metadata_ttl=, cache_dir=, cache_size=, download_chunk_size=, download_streams=, \
-                 log_file=, config=, ro, read_only, allow_delete, allow_other, foreground, verbose \
+                 log_file=, metrics_addr=, config=, ro, read_only, allow_delete, allow_other, foreground, verbose \
                  (see `importfs mount --help`)"
             ),
         }
@@ -349,6 +363,7 @@ fn flags_layer(flags: &SettingsFlags) -> Layer {
         allow_delete: on(flags.allow_delete, "--allow-delete"),
         allow_other: on(flags.allow_other, "--allow-other"),
         log_file: some(flags.log_file.clone(), "--log-file"),
+        metrics_addr: some(flags.metrics_addr, "--metrics-addr"),
         foreground: None,
     }
 }
@@ -456,6 +471,16 @@ pub fn load_file(path: &Path) -> Result<Layer> {
                 };
                 layer.download_streams = Some(Setting::new(n, src()));
             }
+            "metrics_addr" => {
+                let a = match value {
+                    toml::Value::String(s) => parse_metrics_addr(s).map_err(|e| bad(key, &e))?,
+                    toml::Value::Integer(n) => {
+                        parse_metrics_addr(&n.to_string()).map_err(|e| bad(key, &e))?
+                    }
+                    _ => return Err(bad(key, "an address like \"127.0.0.1:9101\"")),
+                };
+                layer.metrics_addr = Some(Setting::new(a, src()));
+            }
             "read_only" => layer.read_only = Some(Setting::new(boolean()?, src())),
             "allow_delete" => layer.allow_delete = Some(Setting::new(boolean()?, src())),
             "allow_other" => layer.allow_other = Some(Setting::new(boolean()?, src())),
@@ -500,6 +525,8 @@ pub struct Effective {
     pub allow_delete: Setting<bool>,
     pub allow_other: Setting<bool>,
     pub log_file: Setting<PathBuf>,
+    /// Off (`None`, the default) unless asked for.
+    pub metrics_addr: Option<Setting<SocketAddr>>,
     pub foreground: Setting<bool>,
     /// `-o verbose` / `-o debug`, added to `-v`.
     pub verbose: u8,
@@ -578,6 +605,7 @@ pub fn resolve(flags: &SettingsFlags) -> Result<Effective> {
         log_file: all
             .log_file
             .unwrap_or_else(|| Setting::new(default_log_file(), Source::Default)),
+        metrics_addr: all.metrics_addr,
         foreground: or_default(all.foreground),
         verbose: extra.verbose,
     })
@@ -702,8 +730,35 @@ impl Effective {
             q(&self.log_file.value),
             self.log_file.source.to_string(),
         );
+        match &self.metrics_addr {
+            Some(a) => line(
+                "metrics_addr",
+                format!("{:?}", a.value.to_string()),
+                a.source.to_string(),
+            ),
+            None => line("metrics_addr", "off".into(), Source::Default.to_string()),
+        }
         out
     }
+}
+
+/// A `metrics_addr` value: `HOST:PORT` with HOST an IP address, or a bare
+/// `PORT` (or `:PORT`), which means loopback: metrics are for the machine's
+/// own scraper unless the user names another interface.
+pub fn parse_metrics_addr(s: &str) -> Result<SocketAddr, String> {
+    let t = s.trim();
+    let port = t.strip_prefix(':').unwrap_or(t);
+    if let Ok(p) = port.parse::<u16>() {
+        return Ok(SocketAddr::from(([127, 0, 0, 1], p)));
+    }
+    if let Some(p) = t.strip_prefix("localhost:") {
+        if let Ok(p) = p.parse::<u16>() {
+            return Ok(SocketAddr::from(([127, 0, 0, 1], p)));
+        }
+    }
+    t.parse::<SocketAddr>().map_err(|_| {
+        format!("an address like 127.0.0.1:9101 (an IP address and a port) or a port, not {s:?}")
+    })
 }
 
 /// A `download_chunk_size` value: a size within [`CHUNK_SIZE_RANGE`].
@@ -811,6 +866,39 @@ mod tests {
             std::fs::write(&path, bad).unwrap();
             assert!(load_file(&path).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn metrics_addr_is_loopback_unless_named() {
+        let lo = |p: u16| SocketAddr::from(([127, 0, 0, 1], p));
+        assert_eq!(parse_metrics_addr("9101"), Ok(lo(9101)));
+        assert_eq!(parse_metrics_addr(":9101"), Ok(lo(9101)));
+        assert_eq!(parse_metrics_addr("localhost:9101"), Ok(lo(9101)));
+        assert_eq!(
+            parse_metrics_addr("0.0.0.0:9101"),
+            Ok(SocketAddr::from(([0, 0, 0, 0], 9101)))
+        );
+        assert_eq!(
+            parse_metrics_addr("[::1]:9101").unwrap().to_string(),
+            "[::1]:9101"
+        );
+        for bad in ["", "host:9101", "127.0.0.1", "127.0.0.1:99999", "x"] {
+            assert!(parse_metrics_addr(bad).is_err(), "{bad}");
+        }
+        let (l, _) = opts("metrics_addr=127.0.0.1:9200").unwrap();
+        assert_eq!(l.metrics_addr.unwrap().value, lo(9200));
+        assert!(opts("metrics_addr").is_err());
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        for (text, want) in [
+            ("metrics_addr = \"127.0.0.1:9300\"", lo(9300)),
+            ("metrics_addr = 9301", lo(9301)),
+        ] {
+            std::fs::write(&path, text).unwrap();
+            assert_eq!(load_file(&path).unwrap().metrics_addr.unwrap().value, want);
+        }
+        std::fs::write(&path, "metrics_addr = true").unwrap();
+        assert!(load_file(&path).is_err());
     }
 
     #[test]

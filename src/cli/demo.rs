@@ -66,6 +66,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
         verbose: args.verbose,
         api_timeout: None,
         api_deadline: None,
+        metrics_addr: None,
     };
     let result = mount_foreground(&margs, crate::api::ApiKey::new(key), None);
     emu_rt.block_on(emu.shutdown());

@@ -89,6 +89,8 @@ pub struct MountArgs {
     pub api_timeout: Option<Duration>,
     /// One API call's deadline, retries included (None: the client's default).
     pub api_deadline: Option<Duration>,
+    /// Where `/metrics` and `/healthz` are served (None: not at all).
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 /// Parse `123`, `64K`, `512M`, `4G`, `1T` (powers of 1024; `KiB`, `MB` ... accepted).
@@ -330,6 +332,7 @@ pub fn mount_args(cmd: &MountCmd, eff: &config::Effective) -> Result<MountArgs> 
         verbose: cmd.verbose.saturating_add(eff.verbose),
         api_timeout: cmd.api_timeout,
         api_deadline: cmd.api_deadline,
+        metrics_addr: eff.metrics_addr.as_ref().map(|a| a.value),
     })
 }
 
@@ -391,6 +394,9 @@ fn spawn_background(args: &MountArgs, key: &ApiKey) -> Result<()> {
     cmd.arg("--download-streams")
         .arg(args.fetch.streams.to_string());
     cmd.arg("--log-file").arg(&log);
+    if let Some(addr) = args.metrics_addr {
+        cmd.arg("--metrics-addr").arg(addr.to_string());
+    }
     for (on, flag) in [
         (args.read_only, "--read-only"),
         (args.allow_delete, "--allow-delete"),
@@ -497,6 +503,9 @@ pub fn mount_foreground(
         .build()
         .context("cannot start the async runtime")?;
     let client = Client::new(client_config(args, key)).context("cannot build the API client")?;
+    // The metrics address is taken first: a busy port fails here, before
+    // the key check and long before anything is mounted.
+    let metrics = args.metrics_addr.map(crate::metrics::bind).transpose()?;
 
     // Fail before mounting when the key or the URL is wrong.
     rt.block_on(async { client.current_user().await })
@@ -523,6 +532,10 @@ pub fn mount_foreground(
     };
     let fs = Arc::new(Fs::new(cfg, client).context("cannot create the cache directory")?);
     let adapter = FuseFs::new(fs.clone(), rt.handle().clone());
+    if let Some(listener) = metrics {
+        let _enter = rt.enter();
+        crate::metrics::serve(listener, fs.clone())?;
+    }
 
     let mut options = vec![
         fuser::MountOption::FSName("importfs".into()),

@@ -27,6 +27,7 @@ use crate::api::models::{
 };
 use crate::api::{Client, FileRef};
 use crate::fs::cache::{lock, Expiry, KeyLocks, TtlCache};
+use crate::fs::counters::MountStats;
 use crate::fs::data::{CachedFile, DataCache, FetchPlan, FileBytes};
 use crate::fs::inodes::{Control, Ino, InodeTable, Kind, Node};
 use crate::fs::names::NameTable;
@@ -230,22 +231,39 @@ struct Counters {
 /// `until` (one metadata TTL) or the next successful call. With the API down
 /// or hung, an `ls` of known things then costs at most one deadline, not one
 /// per syscall (a readdir's entries each need their object) or per caller.
+///
+/// `since` is when the failing began, kept until a call succeeds (not only
+/// for one TTL): `/healthz` reports the API failing for as long as nothing
+/// has shown otherwise.
 #[derive(Default)]
 struct Outage {
     until: Mutex<Option<std::time::Instant>>,
+    since: Mutex<Option<std::time::Instant>>,
 }
 
 impl Outage {
     fn began(&self, ttl: Duration) {
-        *lock(&self.until) = std::time::Instant::now().checked_add(ttl);
+        let now = std::time::Instant::now();
+        *lock(&self.until) = now.checked_add(ttl);
+        lock(&self.since).get_or_insert(now);
     }
 
     fn ended(&self) {
+        lock(&self.since).take();
+        self.ask_again();
+    }
+
+    /// Ask the API at the next call again, without claiming it answers.
+    fn ask_again(&self) {
         let mut until = lock(&self.until);
         if until.is_some() {
             tracing::info!("API answering again");
             *until = None;
         }
+    }
+
+    fn failing_since(&self) -> Option<std::time::Instant> {
+        *lock(&self.since)
     }
 
     fn ongoing(&self) -> bool {
@@ -267,6 +285,8 @@ pub struct Fs {
     next_fh: AtomicU64,
     counters: Counters,
     outage: Outage,
+    /// FUSE requests and error replies, counted by the adapter.
+    pub fuse: crate::fs::counters::FuseCounters,
     pub(super) mounted_at: SystemTime,
     pub(super) scratch: Mutex<crate::fs::write::ScratchStore>,
     pub(super) writers: Mutex<HashMap<Ino, usize>>,
@@ -330,6 +350,7 @@ impl Fs {
             next_fh: AtomicU64::new(1),
             counters: Counters::default(),
             outage: Outage::default(),
+            fuse: Default::default(),
             mounted_at: SystemTime::now(),
             scratch: Mutex::new(Default::default()),
             writers: Mutex::new(HashMap::new()),
@@ -1482,81 +1503,67 @@ impl Fs {
         self.data.usage()
     }
 
-    /// `.importfs/stats`: one `name value` pair a line.
-    pub fn render_stats(&self) -> String {
-        let mut s = String::new();
+    /// Every counter of the mount, read now: what `.importfs/stats` and
+    /// the metrics endpoint show. Reads atomics and two short locks; never
+    /// waits on the API.
+    pub fn snapshot(&self) -> MountStats {
         let c = &self.counters;
         let d = &self.data.stats;
-        let line = |s: &mut String, k: &str, v: u64| {
-            s.push_str(k);
-            s.push(' ');
-            s.push_str(&v.to_string());
-            s.push('\n');
-        };
-        line(
-            &mut s,
-            "metadata_cache_hits",
-            c.meta_hits.load(Ordering::Relaxed),
-        );
-        line(
-            &mut s,
-            "metadata_cache_misses",
-            c.meta_misses.load(Ordering::Relaxed),
-        );
-        line(
-            &mut s,
-            "stale_answers",
-            c.stale_answers.load(Ordering::Relaxed),
-        );
-        line(&mut s, "data_cache_hits", d.hits.load(Ordering::Relaxed));
-        line(
-            &mut s,
-            "data_cache_hits_earlier_mounts",
-            d.earlier_hits.load(Ordering::Relaxed),
-        );
-        line(
-            &mut s,
-            "data_cache_corrupt",
-            d.corrupt.load(Ordering::Relaxed),
-        );
-        line(
-            &mut s,
-            "data_cache_misses",
-            d.misses.load(Ordering::Relaxed),
-        );
-        line(
-            &mut s,
-            "data_cache_evictions",
-            d.evictions.load(Ordering::Relaxed),
-        );
-        line(
-            &mut s,
-            "bytes_fetched",
-            d.bytes_cached.load(Ordering::Relaxed),
-        );
-        line(
-            &mut s,
-            "downloads_in_flight",
-            d.in_flight.load(Ordering::Relaxed),
-        );
-        line(
-            &mut s,
-            "passthrough_opens",
-            d.passthrough_opens.load(Ordering::Relaxed),
-        );
-        line(
-            &mut s,
-            "keep_cache_opens",
-            d.keep_cache_opens.load(Ordering::Relaxed),
-        );
-        line(&mut s, "inodes", self.inodes.len() as u64);
-        s.push_str(&self.client.stats().to_text());
-        s
+        let (limit, used) = self.data.usage();
+        MountStats {
+            metadata_cache_hits: c.meta_hits.load(Ordering::Relaxed),
+            metadata_cache_misses: c.meta_misses.load(Ordering::Relaxed),
+            stale_answers: c.stale_answers.load(Ordering::Relaxed),
+            data_cache_hits: d.hits.load(Ordering::Relaxed),
+            data_cache_hits_earlier_mounts: d.earlier_hits.load(Ordering::Relaxed),
+            data_cache_corrupt: d.corrupt.load(Ordering::Relaxed),
+            data_cache_misses: d.misses.load(Ordering::Relaxed),
+            data_cache_evictions: d.evictions.load(Ordering::Relaxed),
+            bytes_fetched: d.bytes_cached.load(Ordering::Relaxed),
+            downloads_in_flight: d.in_flight.load(Ordering::Relaxed),
+            passthrough_opens: d.passthrough_opens.load(Ordering::Relaxed),
+            keep_cache_opens: d.keep_cache_opens.load(Ordering::Relaxed),
+            inodes: self.inodes.len() as u64,
+            data_cache_bytes: used,
+            data_cache_limit_bytes: limit,
+            api: self.client.stats(),
+            fuse: self.fuse.snapshot(),
+        }
+    }
+
+    /// `.importfs/stats`: one `name value` pair a line.
+    pub fn render_stats(&self) -> String {
+        self.snapshot().to_text()
+    }
+
+    /// The API's health as this mount has seen it, for `/healthz`: `Err`
+    /// with the reason when the key was refused, or when calls have been
+    /// failing for good (past their deadline and retries) since a moment
+    /// with no success after it. Reads state only; asks nothing.
+    pub fn health(&self) -> Result<(), String> {
+        if self.client.key_refused() {
+            return Err(
+                "the API key was refused (HTTP 401): set a valid key and mount again".into(),
+            );
+        }
+        if let Some(since) = self.outage.failing_since() {
+            return Err(format!(
+                "the API has been failing for {} s: calls end in errors after their deadline ({} s) and retries",
+                since.elapsed().as_secs(),
+                self.client.config().call_deadline.as_secs()
+            ));
+        }
+        Ok(())
+    }
+
+    /// The API client (its config and counters).
+    pub fn client(&self) -> &Client {
+        &self.client
     }
 
     /// `.importfs/refresh`: forget every cached listing and object.
     pub fn refresh(&self) {
-        self.outage.ended();
+        self.outage.ask_again();
         self.caches.expire_all();
     }
 }

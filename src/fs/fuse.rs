@@ -4,8 +4,13 @@
 //! touch the network are handed to the tokio runtime and answered from the
 //! task (fuser 0.18 replies are `Send`), so the FUSE threads never wait on
 //! HTTP and one slow download does not stall an `ls` elsewhere.
+//!
+//! Every method starts with `let t = self.count(FuseOp::..)` and replies to
+//! an error with `reply.error(t.err(e))`: that is all the counting of
+//! `importfs_fuse_requests_total` and `importfs_fuse_errors_total` there is.
 
 use crate::fs::core::{Attr, Entry, Fs, Opened};
+use crate::fs::counters::FuseOp;
 use crate::fs::inodes::Kind;
 use crate::fs::FsError;
 use fuser::BackingId;
@@ -120,17 +125,39 @@ fn open_flags(o: &Opened) -> FopenFlags {
     f
 }
 
-fn reply_empty(reply: ReplyEmpty, r: Result<(), FsError>) {
+fn reply_empty(t: &Tally, reply: ReplyEmpty, r: Result<(), FsError>) {
     match r {
         Ok(()) => reply.ok(),
-        Err(e) => reply.error(errno(e)),
+        Err(e) => reply.error(t.err(e)),
     }
 }
 
-fn reply_entry(reply: ReplyEntry, r: Result<Entry, FsError>) {
+fn reply_entry(t: &Tally, reply: ReplyEntry, r: Result<Entry, FsError>) {
     match r {
         Ok(e) => reply.entry(&e.ttl, &file_attr(&e.attr), Generation(0)),
-        Err(e) => reply.error(errno(e)),
+        Err(e) => reply.error(t.err(e)),
+    }
+}
+
+impl From<FsError> for Errno {
+    fn from(e: FsError) -> Errno {
+        errno(e)
+    }
+}
+
+/// One FUSE request: counted when it arrives (`FuseFs::count`); an error
+/// reply is counted by its errno as it is made (`reply.error(t.err(e))`).
+/// Moved into the request's task with the reply.
+struct Tally {
+    fs: Arc<Fs>,
+    op: FuseOp,
+}
+
+impl Tally {
+    fn err(&self, e: impl Into<Errno>) -> Errno {
+        let e = e.into();
+        self.fs.fuse.error(self.op, e.code());
+        e
     }
 }
 
@@ -141,6 +168,15 @@ impl FuseFs {
         F: std::future::Future<Output = ()> + Send + 'static,
     {
         self.rt.spawn(f);
+    }
+
+    /// Count a request of `op` (`importfs_fuse_requests_total`).
+    fn count(&self, op: FuseOp) -> Tally {
+        self.fs.fuse.request(op);
+        Tally {
+            fs: self.fs.clone(),
+            op,
+        }
     }
 
     /// The error every mutation gets until writing is implemented for it.
@@ -187,17 +223,19 @@ impl Filesystem for FuseFs {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        let t = self.count(FuseOp::Lookup);
         let fs = self.fs.clone();
         let name = name.to_owned();
-        self.spawn(async move { reply_entry(reply, fs.lookup(parent.0, &name).await) });
+        self.spawn(async move { reply_entry(&t, reply, fs.lookup(parent.0, &name).await) });
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        let t = self.count(FuseOp::Getattr);
         let fs = self.fs.clone();
         self.spawn(async move {
             match fs.getattr(ino.0).await {
                 Ok(e) => reply.attr(&e.ttl, &file_attr(&e.attr)),
-                Err(e) => reply.error(errno(e)),
+                Err(e) => reply.error(t.err(e)),
             }
         });
     }
@@ -220,6 +258,7 @@ impl Filesystem for FuseFs {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
+        let t = self.count(FuseOp::Setattr);
         let fs = self.fs.clone();
         let times = atime.is_some() || mtime.is_some();
         let owner = uid.is_some() || gid.is_some();
@@ -229,17 +268,18 @@ impl Filesystem for FuseFs {
                 .await
             {
                 Ok(e) => reply.attr(&e.ttl, &file_attr(&e.attr)),
-                Err(e) => reply.error(errno(e)),
+                Err(e) => reply.error(t.err(e)),
             }
         });
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        let t = self.count(FuseOp::Readlink);
         let fs = self.fs.clone();
         self.spawn(async move {
             match fs.readlink(ino.0).await {
-                Ok(t) => reply.data(&t),
-                Err(e) => reply.error(errno(e)),
+                Ok(target) => reply.data(&target),
+                Err(e) => reply.error(t.err(e)),
             }
         });
     }
@@ -254,7 +294,8 @@ impl Filesystem for FuseFs {
         _rdev: u32,
         reply: ReplyEntry,
     ) {
-        reply.error(self.refuse());
+        let t = self.count(FuseOp::Mknod);
+        reply.error(t.err(self.refuse()));
     }
 
     fn mkdir(
@@ -266,19 +307,22 @@ impl Filesystem for FuseFs {
         _umask: u32,
         reply: ReplyEntry,
     ) {
-        reply.error(self.refuse());
+        let t = self.count(FuseOp::Mkdir);
+        reply.error(t.err(self.refuse()));
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let t = self.count(FuseOp::Unlink);
         let fs = self.fs.clone();
         let name = name.to_owned();
-        self.spawn(async move { reply_empty(reply, fs.unlink(parent.0, &name).await) });
+        self.spawn(async move { reply_empty(&t, reply, fs.unlink(parent.0, &name).await) });
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let t = self.count(FuseOp::Rmdir);
         let fs = self.fs.clone();
         let name = name.to_owned();
-        self.spawn(async move { reply_empty(reply, fs.rmdir(parent.0, &name).await) });
+        self.spawn(async move { reply_empty(&t, reply, fs.rmdir(parent.0, &name).await) });
     }
 
     fn symlink(
@@ -289,7 +333,8 @@ impl Filesystem for FuseFs {
         _target: &Path,
         reply: ReplyEntry,
     ) {
-        reply.error(self.refuse());
+        let t = self.count(FuseOp::Symlink);
+        reply.error(t.err(self.refuse()));
     }
 
     fn rename(
@@ -302,13 +347,15 @@ impl Filesystem for FuseFs {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
+        let t = self.count(FuseOp::Rename);
         if flags.bits() != 0 {
-            return reply.error(Errno::EINVAL);
+            return reply.error(t.err(Errno::EINVAL));
         }
         let fs = self.fs.clone();
         let (name, newname) = (name.to_owned(), newname.to_owned());
         self.spawn(async move {
             reply_empty(
+                &t,
                 reply,
                 fs.rename(parent.0, &name, newparent.0, &newname).await,
             )
@@ -323,17 +370,19 @@ impl Filesystem for FuseFs {
         _newname: &OsStr,
         reply: ReplyEntry,
     ) {
-        reply.error(self.refuse());
+        let t = self.count(FuseOp::Link);
+        reply.error(t.err(self.refuse()));
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        let t = self.count(FuseOp::Open);
         let fs = self.fs.clone();
         let passthrough = self.passthrough.clone();
         let backing = self.backing.clone();
         self.spawn(async move {
             let o = match fs.open(ino.0, flags.0).await {
                 Ok(o) => o,
-                Err(e) => return reply.error(errno(e)),
+                Err(e) => return reply.error(t.err(e)),
             };
             let mut b = crate::fs::cache::lock(&backing);
             if passthrough.load(Ordering::Relaxed) && !b.cached_by_ino.contains_key(&ino.0) {
@@ -391,11 +440,12 @@ impl Filesystem for FuseFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
+        let t = self.count(FuseOp::Read);
         let fs = self.fs.clone();
         self.spawn(async move {
             match fs.read(fh.0, offset, size).await {
                 Ok(data) => reply.data(&data),
-                Err(e) => reply.error(errno(e)),
+                Err(e) => reply.error(t.err(e)),
             }
         });
     }
@@ -412,12 +462,13 @@ impl Filesystem for FuseFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
+        let t = self.count(FuseOp::Write);
         let fs = self.fs.clone();
         let data = data.to_vec();
         self.spawn(async move {
             match fs.write(fh.0, offset, &data).await {
                 Ok(n) => reply.written(n),
-                Err(e) => reply.error(errno(e)),
+                Err(e) => reply.error(t.err(e)),
             }
         });
     }
@@ -430,8 +481,9 @@ impl Filesystem for FuseFs {
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
+        let t = self.count(FuseOp::Flush);
         let fs = self.fs.clone();
-        self.spawn(async move { reply_empty(reply, fs.flush(fh.0).await) });
+        self.spawn(async move { reply_empty(&t, reply, fs.flush(fh.0).await) });
     }
 
     fn release(
@@ -444,6 +496,7 @@ impl Filesystem for FuseFs {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
+        self.count(FuseOp::Release);
         crate::fs::cache::lock(&self.backing).release(fh.0);
         let fs = self.fs.clone();
         reply.ok();
@@ -458,16 +511,18 @@ impl Filesystem for FuseFs {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
+        let t = self.count(FuseOp::Fsync);
         let fs = self.fs.clone();
-        self.spawn(async move { reply_empty(reply, fs.fsync(fh.0).await) });
+        self.spawn(async move { reply_empty(&t, reply, fs.fsync(fh.0).await) });
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        let t = self.count(FuseOp::Opendir);
         let fs = self.fs.clone();
         self.spawn(async move {
             match fs.opendir(ino.0).await {
                 Ok(o) => reply.opened(FileHandle(o.fh), open_flags(&o)),
-                Err(e) => reply.error(errno(e)),
+                Err(e) => reply.error(t.err(e)),
             }
         });
     }
@@ -480,6 +535,7 @@ impl Filesystem for FuseFs {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
+        let t = self.count(FuseOp::Readdir);
         match self.fs.readdir(fh.0, offset) {
             Ok(entries) => {
                 for (next, e) in entries {
@@ -489,7 +545,7 @@ impl Filesystem for FuseFs {
                 }
                 reply.ok();
             }
-            Err(e) => reply.error(errno(e)),
+            Err(e) => reply.error(t.err(e)),
         }
     }
 
@@ -501,6 +557,7 @@ impl Filesystem for FuseFs {
         offset: u64,
         mut reply: fuser::ReplyDirectoryPlus,
     ) {
+        let t = self.count(FuseOp::Readdirplus);
         let fs = self.fs.clone();
         self.spawn(async move {
             // A reply buffer holds a few hundred entries; ask for about that many.
@@ -520,7 +577,7 @@ impl Filesystem for FuseFs {
                     }
                     reply.ok();
                 }
-                Err(e) => reply.error(errno(e)),
+                Err(e) => reply.error(t.err(e)),
             }
         });
     }
@@ -533,6 +590,7 @@ impl Filesystem for FuseFs {
         _flags: OpenFlags,
         reply: ReplyEmpty,
     ) {
+        self.count(FuseOp::Releasedir);
         self.fs.releasedir(fh.0);
         reply.ok();
     }
@@ -541,6 +599,7 @@ impl Filesystem for FuseFs {
     /// bytes of result files held. (Reporting zeros made `df` print a
     /// filesystem of no size, and some tools refuse to write to one.)
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        self.count(FuseOp::Statfs);
         const BLOCK: u64 = 4096;
         let (size, used) = self.fs.cache_usage();
         let blocks = size / BLOCK;
@@ -566,15 +625,18 @@ impl Filesystem for FuseFs {
         _size: u32,
         reply: fuser::ReplyXattr,
     ) {
+        let t = self.count(FuseOp::Getxattr);
         // ENOSYS tells the kernel to stop asking for this mount.
-        reply.error(Errno::ENOSYS);
+        reply.error(t.err(Errno::ENOSYS));
     }
 
     fn listxattr(&self, _req: &Request, _ino: INodeNo, _size: u32, reply: fuser::ReplyXattr) {
-        reply.error(Errno::ENOSYS);
+        let t = self.count(FuseOp::Listxattr);
+        reply.error(t.err(Errno::ENOSYS));
     }
 
     fn access(&self, _req: &Request, _ino: INodeNo, _mask: fuser::AccessFlags, reply: ReplyEmpty) {
+        self.count(FuseOp::Access);
         reply.ok();
     }
 
@@ -594,11 +656,13 @@ impl Filesystem for FuseFs {
         _position: u32,
         reply: ReplyEmpty,
     ) {
-        reply.error(Errno::ENOSYS);
+        let t = self.count(FuseOp::Setxattr);
+        reply.error(t.err(Errno::ENOSYS));
     }
 
     fn removexattr(&self, _req: &Request, _ino: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
-        reply.error(Errno::ENOSYS);
+        let t = self.count(FuseOp::Removexattr);
+        reply.error(t.err(Errno::ENOSYS));
     }
 
     fn fsyncdir(
@@ -609,7 +673,8 @@ impl Filesystem for FuseFs {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        reply.error(Errno::ENOSYS);
+        let t = self.count(FuseOp::Fsyncdir);
+        reply.error(t.err(Errno::ENOSYS));
     }
 
     /// No ioctl is a terminal's: ENOTTY is what isatty() and friends expect.
@@ -624,7 +689,8 @@ impl Filesystem for FuseFs {
         _out_size: u32,
         reply: fuser::ReplyIoctl,
     ) {
-        reply.error(Errno::ENOTTY);
+        let t = self.count(FuseOp::Ioctl);
+        reply.error(t.err(Errno::ENOTTY));
     }
 
     fn poll(
@@ -637,7 +703,8 @@ impl Filesystem for FuseFs {
         _flags: fuser::PollFlags,
         reply: fuser::ReplyPoll,
     ) {
-        reply.error(Errno::ENOSYS);
+        let t = self.count(FuseOp::Poll);
+        reply.error(t.err(Errno::ENOSYS));
     }
 
     fn fallocate(
@@ -650,7 +717,8 @@ impl Filesystem for FuseFs {
         _mode: i32,
         reply: ReplyEmpty,
     ) {
-        reply.error(Errno::ENOSYS);
+        let t = self.count(FuseOp::Fallocate);
+        reply.error(t.err(Errno::ENOSYS));
     }
 
     fn lseek(
@@ -662,7 +730,8 @@ impl Filesystem for FuseFs {
         _whence: i32,
         reply: fuser::ReplyLseek,
     ) {
-        reply.error(Errno::ENOSYS);
+        let t = self.count(FuseOp::Lseek);
+        reply.error(t.err(Errno::ENOSYS));
     }
 
     fn copy_file_range(
@@ -678,7 +747,8 @@ impl Filesystem for FuseFs {
         _flags: fuser::CopyFileRangeFlags,
         reply: fuser::ReplyWrite,
     ) {
-        reply.error(Errno::ENOSYS);
+        let t = self.count(FuseOp::CopyFileRange);
+        reply.error(t.err(Errno::ENOSYS));
     }
 
     fn create(
@@ -691,6 +761,7 @@ impl Filesystem for FuseFs {
         flags: i32,
         reply: fuser::ReplyCreate,
     ) {
+        let t = self.count(FuseOp::Create);
         let fs = self.fs.clone();
         let name = name.to_owned();
         self.spawn(async move {
@@ -702,7 +773,7 @@ impl Filesystem for FuseFs {
                     FileHandle(o.fh),
                     open_flags(&o),
                 ),
-                Err(e) => reply.error(errno(e)),
+                Err(e) => reply.error(t.err(e)),
             }
         });
     }

@@ -3,6 +3,7 @@
 
 pub mod cache;
 pub mod core;
+pub mod counters;
 pub mod data;
 pub mod fuse;
 pub mod inodes;
