@@ -381,3 +381,46 @@ fn importfs_cache_lists_and_clears_what_is_kept() {
     assert!(cache("ls").contains("0 file(s), 0 bytes"));
     assert!(kept(&m.cache).is_empty());
 }
+
+#[test]
+fn a_finished_report_runs_files_are_kept_too() {
+    if !fuse_or_skip() {
+        return;
+    }
+    let emu = Emu::demo();
+    let rr = emu.get_json("/reportruns/?_perpage=1000");
+    let id = rr
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["status"] == "FINISHED")
+        .and_then(|r| r["guid"].as_str())
+        .expect("a finished report run in the demo account")
+        .to_owned();
+    let truth = emu.get_bytes(&format!("/reportruns/{id}/csv"));
+    let mut m = Mounted::new(&emu.url, &[]);
+    let f = format!("reportruns/{id}/data.csv");
+    assert!(std::fs::read(m.path(&f)).unwrap() == truth);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while kept(&m.cache).is_empty() {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (_, meta) = &kept(&m.cache)[0];
+    assert_eq!(meta["kind"], "reportrun");
+    assert_eq!(meta["run"], id.as_str());
+    unmount_and_wait(&mut m);
+    emu.clear_requests();
+    m.remount(&emu.url, &[]);
+    assert!(std::fs::read(m.path(&f)).unwrap() == truth);
+    let calls = emu
+        .requests()
+        .into_iter()
+        .filter(|r| {
+            r["path"]
+                .as_str()
+                .is_some_and(|p| p.starts_with(&format!("/reportruns/{id}/")))
+        })
+        .count();
+    assert_eq!(calls, 0, "no GET and no HEAD of the kept file");
+}

@@ -1443,12 +1443,25 @@ impl Fs {
         }
         if let Some(f) = Self::file_ref(&node) {
             let size = self.attr_of(&node).await?.0.size;
-            let immutable = match &node {
-                Node::CrawlrunData(id, _) => self.crawlrun(id).await?.1 == Expiry::Never,
-                Node::ReportRunData(id, _) => self.reportrun(id).await?.1 == Expiry::Never,
-                _ => false,
+            // Immutable files keep the page cache; only a FINISHED run's
+            // are kept for later mounts (a report run in a status we do not
+            // know may be final and still change).
+            let (immutable, finished) = match &node {
+                Node::CrawlrunData(id, _) => {
+                    let (run, exp) = self.crawlrun(id).await?;
+                    (exp == Expiry::Never, run_has_files(&run))
+                }
+                Node::ReportRunData(id, _) => {
+                    let (rr, exp) = self.reportrun(id).await?;
+                    let done = rr
+                        .status
+                        .as_deref()
+                        .is_some_and(|s| s.eq_ignore_ascii_case("FINISHED"));
+                    (exp == Expiry::Never, exp == Expiry::Never && done)
+                }
+                _ => (false, false),
             };
-            let cf = self.data.get(&f, Some(size), immutable).await?;
+            let cf = self.data.get(&f, Some(size), finished).await?;
             let fh = self.new_handle(Handle::Data(cf, size));
             return Ok(Opened {
                 fh,
