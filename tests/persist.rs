@@ -7,21 +7,9 @@
 mod common;
 
 use common::*;
-use importfs::emulator::{Config, Dataset};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-
-fn scale(bytes: u64, conn_bytes_per_sec: Option<u64>) -> Config {
-    Config {
-        dataset: Dataset::Scale,
-        extractors: 2,
-        crawlruns: 8,
-        result_bytes: bytes,
-        conn_bytes_per_sec,
-        ..Config::default()
-    }
-}
 
 /// Requests (GET or HEAD) for a run's files.
 fn file_calls(emu: &Emu, id: &str) -> Vec<Value> {
@@ -33,15 +21,6 @@ fn file_calls(emu: &Emu, id: &str) -> Vec<Value> {
                 .is_some_and(|p| p.starts_with(&format!("/crawlruns/{id}/")))
         })
         .collect()
-}
-
-fn stat_line(m: &Mounted, name: &str) -> u64 {
-    let stats = std::fs::read_to_string(m.path(".importfs/stats")).unwrap();
-    stats
-        .lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} ")))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in:\n{stats}"))
 }
 
 /// The kept entries' data files under a cache directory, with their meta.
@@ -75,7 +54,7 @@ fn a_remount_reads_kept_files_with_no_download_and_no_head() {
     if !fuse_or_skip() {
         return;
     }
-    let emu = Emu::start(scale(3_000_000, None));
+    let emu = Emu::start(scale_account(3_000_000, None));
     let chunked = ["--download-chunk-size", "1M"];
     let mut m = Mounted::new(&emu.url, &chunked);
     let id = emu.finished_runs()[0].clone();
@@ -105,7 +84,7 @@ fn a_remount_reads_kept_files_with_no_download_and_no_head() {
     assert!(std::fs::read(m.path(&format!("crawlruns/{id}/data.json"))).unwrap() == json);
     let calls = file_calls(&emu, &id);
     assert!(calls.is_empty(), "no GET and no HEAD: {calls:?}");
-    assert_eq!(stat_line(&m, "data_cache_hits_earlier_mounts"), 2);
+    assert_eq!(m.stat("data_cache_hits_earlier_mounts"), 2);
     // The metadata came from the API; only the bytes came from the cache.
     assert!(emu.count("GET", &format!("/crawlruns/{id}")) >= 1);
 }
@@ -115,7 +94,7 @@ fn a_corrupted_or_cut_kept_file_is_fetched_again() {
     if !fuse_or_skip() {
         return;
     }
-    let emu = Emu::start(scale(2_000_000, None));
+    let emu = Emu::start(scale_account(2_000_000, None));
     let mut m = Mounted::new(&emu.url, &[]);
     let runs = emu.finished_runs();
     let truth: Vec<Vec<u8>> = runs[..2]
@@ -152,8 +131,8 @@ fn a_corrupted_or_cut_kept_file_is_fetched_again() {
             .count();
         assert_eq!(gets, 1, "run {id}: downloaded again, once");
     }
-    assert_eq!(stat_line(&m, "data_cache_corrupt"), 1, "the flipped byte");
-    assert_eq!(stat_line(&m, "data_cache_hits_earlier_mounts"), 0);
+    assert_eq!(m.stat("data_cache_corrupt"), 1, "the flipped byte");
+    assert_eq!(m.stat("data_cache_hits_earlier_mounts"), 0);
     assert!(m.log_text().contains("does not match its checksum"));
 }
 
@@ -163,8 +142,8 @@ fn two_accounts_never_see_each_others_files() {
         return;
     }
     // Two servers with the same (deterministic) run ids, and other keys.
-    let a = Emu::start(scale(500_000, None));
-    let b = Emu::start_with_key(scale(500_000, None), "another-key-9876543210");
+    let a = Emu::start(scale_account(500_000, None));
+    let b = Emu::start_with_key(scale_account(500_000, None), "another-key-9876543210");
     let id = a.finished_runs()[0].clone();
     assert_eq!(b.finished_runs()[0], id, "the same ids on both servers");
     let mut ma = Mounted::new(&a.url, &[]);
@@ -186,7 +165,7 @@ fn two_accounts_never_see_each_others_files() {
         1,
         "the other account downloads its own file"
     );
-    assert_eq!(stat_line(&mb, "data_cache_hits_earlier_mounts"), 0);
+    assert_eq!(mb.stat("data_cache_hits_earlier_mounts"), 0);
     let accounts = std::fs::read_dir(ma.cache.join("results")).unwrap().count();
     assert_eq!(accounts, 2, "one folder per account");
 }
@@ -197,7 +176,7 @@ fn a_killed_mount_leaves_nothing_half_done_to_serve() {
         return;
     }
     // 6 MB at 1 MB/s a connection: the kill comes mid-download.
-    let emu = Emu::start(scale(6_000_000, Some(1_000_000)));
+    let emu = Emu::start(scale_account(6_000_000, Some(1_000_000)));
     let mut m = Mounted::new(&emu.url, &["--download-chunk-size", "1M"]);
     let id = emu.finished_runs()[0].clone();
     let f = format!("crawlruns/{id}/data.csv");
@@ -232,7 +211,7 @@ fn two_mounts_share_one_cache_dir() {
     if !fuse_or_skip() {
         return;
     }
-    let emu = Emu::start(scale(4_000_000, Some(8_000_000)));
+    let emu = Emu::start(scale_account(4_000_000, Some(8_000_000)));
     let m1 = Mounted::new(&emu.url, &["--download-chunk-size", "1M"]);
     let m2 = Mounted::sharing_cache(&emu.url, &["--download-chunk-size", "1M"], KEY, &m1);
     let id = emu.finished_runs()[0].clone();
@@ -266,7 +245,7 @@ fn the_cache_size_bounds_the_directory_across_mounts() {
     if !fuse_or_skip() {
         return;
     }
-    let emu = Emu::start(scale(1_000_000, None));
+    let emu = Emu::start(scale_account(1_000_000, None));
     let mut m = Mounted::new(&emu.url, &["--cache-size", "3500000"]);
     let runs = emu.finished_runs();
     for id in &runs[..5] {
@@ -333,7 +312,7 @@ fn importfs_cache_lists_and_clears_what_is_kept() {
     if !fuse_or_skip() {
         return;
     }
-    let emu = Emu::start(scale(700_000, None));
+    let emu = Emu::start(scale_account(700_000, None));
     let mut m = Mounted::new(&emu.url, &[]);
     let runs = emu.finished_runs();
     for id in &runs[..2] {

@@ -6,23 +6,10 @@
 mod common;
 
 use common::*;
-use importfs::emulator::{Config, Dataset};
 use reqwest::Method;
 use serde_json::{json, Value};
 use std::io::{Read, Seek, SeekFrom};
 use std::time::{Duration, Instant};
-
-/// A scale account whose data files are `bytes` long.
-fn scale(bytes: u64, conn_bytes_per_sec: Option<u64>) -> Emu {
-    Emu::start(Config {
-        dataset: Dataset::Scale,
-        extractors: 2,
-        crawlruns: 6,
-        result_bytes: bytes,
-        conn_bytes_per_sec,
-        ..Config::default()
-    })
-}
 
 /// The request-log entries of GETs of `path`, as their statuses.
 fn statuses(emu: &Emu, path: &str) -> Vec<u64> {
@@ -33,15 +20,6 @@ fn statuses(emu: &Emu, path: &str) -> Vec<u64> {
         .collect()
 }
 
-fn stat_line(m: &Mounted, name: &str) -> u64 {
-    let stats = std::fs::read_to_string(m.path(".importfs/stats")).unwrap();
-    stats
-        .lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} ")))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in:\n{stats}"))
-}
-
 const CHUNKED: [&str; 4] = ["--download-chunk-size", "1M", "--download-streams", "3"];
 
 #[test]
@@ -50,7 +28,7 @@ fn a_large_file_comes_in_ranged_chunks_and_reads_exact() {
         return;
     }
     let size = 6_500_000u64;
-    let emu = scale(size, None);
+    let emu = Emu::start(scale_account(size, None));
     let m = Mounted::new(&emu.url, &CHUNKED);
     let id = emu.finished_runs()[0].clone();
     let truth = emu.get_bytes(&format!("/crawlruns/{id}/csv"));
@@ -84,7 +62,7 @@ fn reads_in_any_order_get_exact_bytes() {
         return;
     }
     let size = 5_000_000u64;
-    let emu = scale(size, None);
+    let emu = Emu::start(scale_account(size, None));
     let m = Mounted::new(&emu.url, &CHUNKED);
     let runs = emu.finished_runs();
     // Backwards, in odd-sized steps that straddle chunk boundaries.
@@ -141,7 +119,7 @@ fn the_range_a_reader_needs_is_fetched_before_the_rest() {
     // 48 MB at 4 MB/s a connection: the whole file takes at least 4 s with
     // three streams; the chunk holding the last bytes comes in well under 1.
     let size = 48_000_000u64;
-    let emu = scale(size, Some(4_000_000));
+    let emu = Emu::start(scale_account(size, Some(4_000_000)));
     let m = Mounted::new(&emu.url, &CHUNKED);
     let id = emu.finished_runs()[0].clone();
     let f = format!("crawlruns/{id}/data.csv");
@@ -149,14 +127,14 @@ fn the_range_a_reader_needs_is_fetched_before_the_rest() {
     let tail = m.sh_ok(&format!("tail -c 4096 {f} | sha256sum"));
     // The download is still going on: tail did not wait for the whole file.
     assert_eq!(
-        stat_line(&m, "downloads_in_flight"),
+        m.stat("downloads_in_flight"),
         1,
         "tail -c returned before the download ended"
     );
     let mid = m.sh_ok(&format!(
         "dd if={f} bs=4096 skip=6000 count=1 status=none | sha256sum"
     ));
-    assert_eq!(stat_line(&m, "downloads_in_flight"), 1);
+    assert_eq!(m.stat("downloads_in_flight"), 1);
     let truth = emu.get_bytes(&format!("/crawlruns/{id}/csv"));
     let n = truth.len();
     assert!(tail.starts_with(&sha256_bytes(&truth[n - 4096..])), "tail");
@@ -176,13 +154,13 @@ fn a_read_deep_in_a_chunk_starts_its_fetch_there() {
     // The fetch starts at the 64 KiB boundary before the bytes asked, so
     // tail is answered after a few dozen KiB (plus what read-ahead brought).
     let size = 24_000_000u64;
-    let emu = scale(size, Some(500_000));
+    let emu = Emu::start(scale_account(size, Some(500_000)));
     let m = Mounted::new(&emu.url, &["--download-streams", "2"]);
     let id = emu.finished_runs()[0].clone();
     let truth = emu.get_bytes(&format!("/crawlruns/{id}/csv"));
     let f = format!("crawlruns/{id}/data.csv");
     let tail = m.sh_ok(&format!("tail -c 4096 {f} | sha256sum"));
-    let fetched = stat_line(&m, "download.bytes");
+    let fetched = m.stat("download.bytes");
     assert!(tail.starts_with(&sha256_bytes(&truth[truth.len() - 4096..])));
     assert!(
         fetched < 4_000_000,
@@ -196,7 +174,7 @@ fn cut_ranges_and_server_errors_mid_way_are_retried_to_exact_bytes() {
         return;
     }
     let size = 4_500_000u64;
-    let emu = scale(size, None);
+    let emu = Emu::start(scale_account(size, None));
     let m = Mounted::new(
         &emu.url,
         &[
@@ -246,7 +224,7 @@ fn a_server_that_ignores_range_is_read_whole_and_remembered() {
         return;
     }
     let size = 3_000_000u64;
-    let emu = scale(size, None);
+    let emu = Emu::start(scale_account(size, None));
     emu.hook(
         Method::POST,
         "/_emulator/hostile",
@@ -282,7 +260,7 @@ fn a_range_that_keeps_failing_is_eio_for_every_reader_never_short_data() {
         return;
     }
     let size = 8_000_000u64;
-    let emu = scale(size, Some(2_000_000));
+    let emu = Emu::start(scale_account(size, Some(2_000_000)));
     let m = Mounted::new(
         &emu.url,
         &[

@@ -306,6 +306,16 @@ impl Mounted {
         self.mnt.join(rel)
     }
 
+    /// One counter of `.importfs/stats` (a `name value` line).
+    pub fn stat(&self, name: &str) -> u64 {
+        let stats = std::fs::read_to_string(self.path(".importfs/stats")).expect("stats");
+        stats
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in:\n{stats}"))
+    }
+
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -490,4 +500,17 @@ pub fn sha256_bytes(b: &[u8]) -> String {
         .next()
         .unwrap_or("")
         .to_owned()
+}
+
+/// A scale account of a few finished runs whose `data.csv` and `data.json`
+/// are `bytes` long, each connection sent at most `conn_bytes_per_sec`.
+pub fn scale_account(bytes: u64, conn_bytes_per_sec: Option<u64>) -> importfs::emulator::Config {
+    importfs::emulator::Config {
+        dataset: importfs::emulator::Dataset::Scale,
+        extractors: 2,
+        crawlruns: 8,
+        result_bytes: bytes,
+        conn_bytes_per_sec,
+        ..importfs::emulator::Config::default()
+    }
 }
