@@ -411,3 +411,47 @@ fn a_finished_report_runs_files_are_kept_too() {
         .count();
     assert_eq!(calls, 0, "no GET and no HEAD of the kept file");
 }
+
+#[test]
+fn an_unfinished_runs_files_are_not_reused_once_it_finishes_with_other_bytes() {
+    if !fuse_or_skip() {
+        return;
+    }
+    use reqwest::Method;
+    let emu = Emu::demo();
+    let rr = emu.get_json("/reportruns/?_perpage=1000");
+    let id = rr
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["status"] == "FINISHED")
+        .and_then(|r| r["guid"].as_str())
+        .expect("a finished report run")
+        .to_owned();
+    let status = |s: &str| {
+        emu.hook(
+            Method::POST,
+            &format!("/_emulator/reportruns/{id}/status"),
+            Some(serde_json::json!({ "status": s })),
+        )
+    };
+    // A status the mount does not know: files are shown, with partial bytes.
+    assert_eq!(status("PARTIAL")["status"], "PARTIAL");
+    let partial = emu.get_bytes(&format!("/reportruns/{id}/csv"));
+    let mut m = Mounted::new(&emu.url, &[]);
+    let f = format!("reportruns/{id}/data.csv");
+    assert!(std::fs::read(m.path(&f)).unwrap() == partial);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        kept(&m.cache).is_empty(),
+        "a PARTIAL run's file is not kept"
+    );
+    unmount_and_wait(&mut m);
+    // It finishes with other bytes; a remount reads those.
+    status("FINISHED");
+    let finished = emu.get_bytes(&format!("/reportruns/{id}/csv"));
+    assert!(finished != partial, "the final bytes differ");
+    m.remount(&emu.url, &[]);
+    assert!(std::fs::read(m.path(&f)).unwrap() == finished);
+    assert_eq!(m.stat("data_cache_hits_earlier_mounts"), 0);
+}

@@ -323,6 +323,7 @@ fn add_report_run(db: &mut Db, report: &ReportRec, spec: &Arc<Spec>, n: u64, sta
                 duration_ms: 2 * MINUTE,
                 forced: None,
             },
+            status_override: None,
         },
     );
 }

@@ -54,6 +54,11 @@ struct Rename {
 }
 
 #[derive(Deserialize)]
+struct ForcedStatus {
+    status: String,
+}
+
+#[derive(Deserialize)]
 struct NewRun {
     #[serde(rename = "extractorId")]
     extractor_id: String,
@@ -249,6 +254,28 @@ pub(crate) async fn handle(app: &Arc<App>, method: &Method, path: &str, body: Bo
                 return err(StatusCode::NOT_FOUND, "report run not found");
             };
             r.timeline.force(RunState::Finished, now);
+            r.status_override = None;
+            let r = r.clone();
+            ok_json(&db.report_run(&r, now, app.config.dialect))
+        }
+        (Method::POST, ["reportruns", id, "status"]) => {
+            let Ok(id) = Uuid::parse_str(id) else {
+                return err(StatusCode::BAD_REQUEST, "malformed report run id");
+            };
+            let Ok(req) = serde_json::from_slice::<ForcedStatus>(&body) else {
+                return err(StatusCode::BAD_REQUEST, "expected {\"status\": \"...\"}");
+            };
+            let now = now_ms();
+            let mut db = app.db();
+            let Some(r) = db.report_runs.get_mut(&id) else {
+                return err(StatusCode::NOT_FOUND, "report run not found");
+            };
+            if req.status == "FINISHED" {
+                r.timeline.force(RunState::Finished, now);
+                r.status_override = None;
+            } else {
+                r.status_override = Some(req.status);
+            }
             let r = r.clone();
             ok_json(&db.report_run(&r, now, app.config.dialect))
         }

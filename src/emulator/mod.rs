@@ -132,6 +132,10 @@
 //! - `POST /_emulator/crawlruns/{id}/finish` and `/fail` → the Crawlrun, now
 //!   FINISHED or FAILED.
 //! - `POST /_emulator/reportruns/{id}/finish` → the ReportRun, now FINISHED.
+//! - `POST /_emulator/reportruns/{id}/status` `{"status": "PARTIAL"}` → the
+//!   ReportRun showing that status (any string; `FINISHED` finishes it), with
+//!   result files whose bytes depend on it: a run whose partial results are
+//!   replaced when it finishes, for tests of what a cache may keep.
 //! - `POST /_emulator/hostile` — body a [`Hostile`] object, e.g.
 //!   `{"wrong_types": true, "repeat_pages": true, "lying_length": 10000000000,
 //!   "unauthorized": true, "ignore_range": true}`; it replaces the modes in

@@ -1348,6 +1348,7 @@ async fn run_op(ctx: Ctx<'_>, route: Route) -> Result<Reply, Reply> {
                     config_id: r.config_id,
                     spec,
                     timeline: Timeline::new(now, app.config.run_seconds),
+                    status_override: None,
                 },
             );
             Ok(ok(&serde_json::json!({ "reportRunId": guid.to_string() })))
@@ -1581,7 +1582,7 @@ fn reportrun_file(
     ft: &str,
 ) -> Result<(FileBody, &'static str, String), Reply> {
     let kind = ReportRunFile::from_api_name(ft).ok_or_else(|| Reply::not_found("file type"))?;
-    let (spec, seed, started, state, change) = {
+    let (spec, seed, started, state, change, partial) = {
         let db = app.db();
         let r = db
             .report_runs
@@ -1593,9 +1594,17 @@ fn reportrun_file(
             r.timeline.started_ms,
             r.timeline.phase(now_ms()).state,
             r.change,
+            r.status_override.clone(),
         )
     };
-    if state != RunState::Finished {
+    // A forced status has files of its own bytes (see `status_override`).
+    let seed = match &partial {
+        Some(status) => status
+            .bytes()
+            .fold(seed, |h, b| super::state::mix(h ^ u64::from(b))),
+        None => seed,
+    };
+    if state != RunState::Finished && partial.is_none() {
         return Err(Reply::not_found(
             "result file (the report run is not finished)",
         ));

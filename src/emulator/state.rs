@@ -244,6 +244,10 @@ pub(crate) struct ReportRunRec {
     pub config_id: Uuid,
     pub spec: Arc<Spec>,
     pub timeline: Timeline,
+    /// A status forced by `POST /_emulator/reportruns/{id}/status` that is
+    /// not one of the run's own: the run shows it, with files whose bytes
+    /// depend on it (partial results, to be replaced when it finishes).
+    pub status_override: Option<String>,
 }
 
 /// A keyed collection that keeps insertion order and finds by guid.
@@ -474,7 +478,7 @@ impl Db {
 
     pub fn report_run(&self, r: &ReportRunRec, now: i64, dialect: Dialect) -> ReportRun {
         let p = r.timeline.phase(now);
-        let done = p.state == RunState::Finished;
+        let done = p.state == RunState::Finished || r.status_override.is_some();
         let file = |ft: &str| {
             done.then(|| det_uuid(&format!("rfile:{ft}"), r.guid.as_u64_pair().0).to_string())
         };
@@ -491,7 +495,11 @@ impl Db {
             guid: r.guid.to_string(),
             name: Some(r.name.clone()),
             kind: Some(r.kind.clone()),
-            status: Some(p.state.as_str().to_owned()),
+            status: Some(
+                r.status_override
+                    .clone()
+                    .unwrap_or_else(|| p.state.as_str().to_owned()),
+            ),
             report_id: Some(r.report.to_string()),
             config_id: Some(r.config_id.to_string()),
             extractor_id: Some(r.extractor.to_string()),
