@@ -90,7 +90,7 @@ download_alone() {
     local t0 t1
     t0=$(now)
     exec 3<"$FILE"
-    until [ "$(stat_of downloads_in_flight)" = 0 ] && [ "$(stat_of bytes_fetched)" != 0 ]; do sleep 0.002; done
+    until [ "$(stat_of download.bytes)" -ge "$SIZE" ]; do sleep 0.002; done
     t1=$(now)
     exec 3<&-
     python3 -c "print($t1-$t0)"

@@ -511,11 +511,11 @@ impl DataCache {
             match result {
                 Ok(size) => {
                     task_cf.state.send_modify(|s| s.end = End::Done { size });
+                    this.stats.bytes_cached.fetch_add(size, Ordering::Relaxed);
                     if finished {
                         this.keep(task_cf.clone(), size).await;
                     }
                     drop(task_cf);
-                    this.stats.bytes_cached.fetch_add(size, Ordering::Relaxed);
                     this.account(&fref, size);
                 }
                 Err(e) => {
