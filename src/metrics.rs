@@ -231,6 +231,12 @@ impl Collector for MountCollector {
         )?;
         counter(
             &mut enc,
+            "data_cache_checksum_reads",
+            "Kept result files read whole to check their checksum before first use",
+            s.data_cache_checksum_reads,
+        )?;
+        counter(
+            &mut enc,
             "data_cache_corrupt",
             "Kept result files whose size or checksum was wrong (deleted, fetched again)",
             s.data_cache_corrupt,

@@ -455,3 +455,39 @@ fn an_unfinished_runs_files_are_not_reused_once_it_finishes_with_other_bytes() {
     assert!(std::fs::read(m.path(&f)).unwrap() == finished);
     assert_eq!(m.stat("data_cache_hits_earlier_mounts"), 0);
 }
+
+#[test]
+fn a_kept_file_unchanged_since_its_check_is_served_without_reading_it_first() {
+    if !fuse_or_skip() {
+        return;
+    }
+    let emu = Emu::start(scale_account(2_000_000, None));
+    let mut m = Mounted::new(&emu.url, &[]);
+    let id = emu.finished_runs()[0].clone();
+    let truth = emu.get_bytes(&format!("/crawlruns/{id}/csv"));
+    let f = format!("crawlruns/{id}/data.csv");
+    assert!(std::fs::read(m.path(&f)).unwrap() == truth);
+    // A few seconds after the download, the entry is stamped as checked.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !kept(&m.cache)
+        .iter()
+        .any(|(_, meta)| meta.get("checked").is_some())
+    {
+        assert!(Instant::now() < deadline, "stamped: {:?}", kept(&m.cache));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    unmount_and_wait(&mut m);
+    m.remount(&emu.url, &[]);
+    assert!(std::fs::read(m.path(&f)).unwrap() == truth);
+    assert_eq!(m.stat("data_cache_hits_earlier_mounts"), 1);
+    assert_eq!(m.stat("data_cache_checksum_reads"), 0, "served unread");
+    // Touched since (a write, even of the same bytes): read and checked.
+    unmount_and_wait(&mut m);
+    let (data, _) = kept(&m.cache).remove(0);
+    let bytes = std::fs::read(&data).unwrap();
+    std::fs::write(&data, &bytes).unwrap();
+    m.remount(&emu.url, &[]);
+    assert!(std::fs::read(m.path(&f)).unwrap() == truth);
+    assert_eq!(m.stat("data_cache_checksum_reads"), 1);
+    assert_eq!(m.stat("data_cache_hits_earlier_mounts"), 1);
+}

@@ -1530,6 +1530,7 @@ impl Fs {
             data_cache_hits: d.hits.load(Ordering::Relaxed),
             data_cache_hits_earlier_mounts: d.earlier_hits.load(Ordering::Relaxed),
             data_cache_corrupt: d.corrupt.load(Ordering::Relaxed),
+            data_cache_checksum_reads: d.checksum_reads.load(Ordering::Relaxed),
             data_cache_misses: d.misses.load(Ordering::Relaxed),
             data_cache_evictions: d.evictions.load(Ordering::Relaxed),
             bytes_fetched: d.bytes_cached.load(Ordering::Relaxed),

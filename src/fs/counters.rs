@@ -140,6 +140,8 @@ pub struct MountStats {
     pub data_cache_hits_earlier_mounts: u64,
     /// Kept result files whose size or checksum was wrong (fetched again).
     pub data_cache_corrupt: u64,
+    /// Kept result files read whole to check their checksum before use.
+    pub data_cache_checksum_reads: u64,
     pub data_cache_misses: u64,
     pub data_cache_evictions: u64,
     /// Bytes of result files that finished downloading into the cache.
@@ -173,6 +175,7 @@ impl MountStats {
                 self.data_cache_hits_earlier_mounts,
             ),
             ("data_cache_corrupt", self.data_cache_corrupt),
+            ("data_cache_checksum_reads", self.data_cache_checksum_reads),
             ("data_cache_misses", self.data_cache_misses),
             ("data_cache_evictions", self.data_cache_evictions),
             ("bytes_fetched", self.bytes_fetched),

@@ -45,6 +45,53 @@ pub struct Meta {
     pub size: u64,
     /// CRC-32 (IEEE) of the bytes.
     pub crc32: u32,
+    /// The data file as it was when its bytes were last known to match the
+    /// checksum; see [`verify`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checked: Option<Checked>,
+}
+
+/// A data file's identity (inode and ctime), and when its bytes matched.
+///
+/// Any write to the file, or a file put in its place, changes the inode or
+/// the ctime (which no user can set). The bytes are trusted without reading
+/// them again only when the check happened at least [`CHECK_MARGIN_S`]
+/// after the ctime it saw: a write in the same clock tick as that ctime
+/// would then have happened before the check, and been in the bytes checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checked {
+    pub ino: u64,
+    pub dev: u64,
+    pub ctime: i64,
+    pub ctime_nsec: i64,
+    /// Unix seconds of the check.
+    pub at: i64,
+}
+
+/// See [`Checked`]: far above any timestamp granularity.
+pub const CHECK_MARGIN_S: i64 = 2;
+
+/// The identity of an open data file (`at` left 0).
+pub fn identity(file: &std::fs::File) -> Option<Checked> {
+    use std::os::unix::fs::MetadataExt;
+    let md = file.metadata().ok()?;
+    Some(Checked {
+        ino: md.ino(),
+        dev: md.dev(),
+        ctime: md.ctime(),
+        ctime_nsec: md.ctime_nsec(),
+        at: 0,
+    })
+}
+
+fn same_file(a: &Checked, b: &Checked) -> bool {
+    (a.ino, a.dev, a.ctime, a.ctime_nsec) == (b.ino, b.dev, b.ctime, b.ctime_nsec)
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }
 
 /// One entry, as `importfs cache ls` and eviction see it.
@@ -144,6 +191,7 @@ impl Store {
             file: f.file_name().to_owned(),
             size,
             crc32,
+            checked: None,
         };
         let (data, meta_path) = self.paths(f);
         let tmp = meta_path.with_extension(format!("meta.{}", std::process::id()));
@@ -157,6 +205,35 @@ impl Store {
         Ok(data)
     }
 
+    /// Record that the entry of `f`, whose data file is `file`, matched its
+    /// checksum while it had identity `seen` (taken when the bytes were
+    /// known good): only if it still has it, and the margin has passed.
+    /// Later mounts then use it without reading it first.
+    pub fn stamp(&self, f: &FileRef, file: &std::fs::File, seen: Checked) {
+        let now = unix_now();
+        let Some(current) = identity(file) else {
+            return;
+        };
+        if !same_file(&current, &seen) || now < seen.ctime + CHECK_MARGIN_S {
+            return;
+        }
+        let (_, meta_path) = self.paths(f);
+        let Some(mut meta) = std::fs::read(&meta_path)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Meta>(&b).ok())
+        else {
+            return;
+        };
+        meta.checked = Some(Checked { at: now, ..seen });
+        let tmp = meta_path.with_extension(format!("meta.{}", std::process::id()));
+        let written = serde_json::to_vec(&meta)
+            .ok()
+            .is_some_and(|b| std::fs::write(&tmp, b).is_ok());
+        if !written || std::fs::rename(&tmp, &meta_path).is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+    }
+
     /// Remove every entry's least recently used files until the whole
     /// store holds at most `max` bytes, skipping entries in use (locked).
     /// Returns how many entries were removed.
@@ -165,9 +242,30 @@ impl Store {
     }
 }
 
-/// Whether the bytes of `file` have this checksum (read once, start to end).
-pub fn verify(file: &std::fs::File, meta: &Meta) -> bool {
-    checksum(file, meta.size).is_ok_and(|c| c == meta.crc32)
+/// How [`verify`] found the bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verified {
+    /// Unchanged since a check (see [`Checked`]): not read.
+    Unchanged,
+    /// Read, and they match the checksum.
+    Read,
+    /// They do not match: corrupt.
+    Bad,
+}
+
+/// Whether the bytes of `file` have the checksum of `meta`: without reading
+/// them when the file is provably unchanged since they last did, else by
+/// reading them once, start to end.
+pub fn verify(file: &std::fs::File, meta: &Meta) -> Verified {
+    if let (Some(c), Some(now)) = (meta.checked, identity(file)) {
+        if same_file(&c, &now) && c.ctime + CHECK_MARGIN_S <= c.at {
+            return Verified::Unchanged;
+        }
+    }
+    match checksum(file, meta.size) {
+        Ok(c) if c == meta.crc32 => Verified::Read,
+        _ => Verified::Bad,
+    }
 }
 
 /// Delete an entry: data first, so a half-deleted entry is never whole.
@@ -383,14 +481,31 @@ mod tests {
         drop(file);
         let (file, data, meta) = store.lookup(&f).unwrap();
         assert_eq!(meta.size, 11);
-        assert!(verify(&file, &meta));
+        assert_eq!(verify(&file, &meta), Verified::Read);
+        // A check stamped well after the file's ctime is trusted unread; a
+        // stamp too close to it is refused.
+        let seen = identity(&file).unwrap();
+        store.stamp(&f, &file, seen);
+        let (_, _, fresh) = store.lookup(&f).unwrap();
+        assert!(fresh.checked.is_none() || fresh.checked.unwrap().at >= seen.ctime + 2);
+        let mut m2 = meta.clone();
+        m2.checked = Some(Checked {
+            at: seen.ctime + 10,
+            ..seen
+        });
+        assert_eq!(verify(&file, &m2), Verified::Unchanged);
+        m2.checked = Some(Checked {
+            at: seen.ctime + 1,
+            ..seen
+        });
+        assert_eq!(verify(&file, &m2), Verified::Read);
         drop(file);
         // A flipped byte fails the checksum.
         let mut b = std::fs::read(&data).unwrap();
         b[0] ^= 1;
         std::fs::write(&data, b).unwrap();
         let (file, _, meta) = store.lookup(&f).unwrap();
-        assert!(!verify(&file, &meta));
+        assert_eq!(verify(&file, &meta), Verified::Bad);
         // An entry in use is not pruned; once closed it is.
         assert_eq!(store.prune(0), 0);
         drop(file);

@@ -286,6 +286,9 @@ pub struct DataStats {
     pub earlier_hits: AtomicU64,
     /// Stored files whose size or checksum was wrong (deleted, fetched again).
     pub corrupt: AtomicU64,
+    /// Stored files read whole to check their checksum before first use
+    /// (the others were provably unchanged since a check).
+    pub checksum_reads: AtomicU64,
 }
 
 struct Inner {
@@ -407,8 +410,21 @@ impl DataCache {
         let found = tokio::task::spawn_blocking(move || {
             let (file, data, meta) = this.store.lookup(&key)?;
             let right_size = size.is_none_or(|s| s == meta.size);
-            if right_size && store::verify(&file, &meta) {
-                return Some((file, data, meta.size));
+            let seen = store::identity(&file);
+            let verified = store::verify(&file, &meta);
+            if verified != store::Verified::Unchanged {
+                this.stats.checksum_reads.fetch_add(1, Ordering::Relaxed);
+            }
+            match verified {
+                store::Verified::Unchanged if right_size => return Some((file, data, meta.size)),
+                store::Verified::Read if right_size => {
+                    // Read and good: later mounts need not read it again.
+                    if let Some(seen) = seen {
+                        this.store.stamp(&key, &file, seen);
+                    }
+                    return Some((file, data, meta.size));
+                }
+                _ => {}
             }
             this.stats.corrupt.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(
@@ -548,10 +564,28 @@ impl DataCache {
                 // The bound holds for the whole folder, other mounts' files too.
                 this.store.prune(this.max_bytes);
             }
-            r
+            r.map(|_| (store::identity(&cf.file), cf))
         })
         .await;
         match kept {
+            Ok(Ok((Some(seen), cf))) => {
+                // The checksum was made from these very bytes; once the
+                // margin has passed with the file unchanged, stamp it so the
+                // next mount serves it without reading it first. The task
+                // holds a descriptor, not the entry: eviction is not held up.
+                let (Ok(file), fref) = (cf.file.try_clone(), cf.fref.clone()) else {
+                    return;
+                };
+                drop(cf);
+                let this = self.clone();
+                tokio::spawn(async move {
+                    let wait = store::CHECK_MARGIN_S as u64 + 1;
+                    tokio::time::sleep(std::time::Duration::from_secs(wait)).await;
+                    let _ =
+                        tokio::task::spawn_blocking(move || this.store.stamp(&fref, &file, seen))
+                            .await;
+                });
+            }
             Ok(Ok(_)) => {}
             Ok(Err(e)) => tracing::warn!(error = %e, "cannot keep a result file for later mounts"),
             Err(e) => tracing::warn!(error = %e, "cannot keep a result file for later mounts"),
