@@ -301,18 +301,39 @@ fn a_cache_dir_others_can_write_is_refused() {
     std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o777)).unwrap();
     let mnt = dir.path().join("mnt");
     std::fs::create_dir(&mnt).unwrap();
-    let out = std::process::Command::new(importfs_bin())
-        .args(["mount", "--foreground"])
-        .arg(&mnt)
-        .args(["--api-url", &emu.url, "--cache-dir"])
-        .arg(&cache)
-        .env("IMPORTIO_API_KEY", KEY)
-        .output()
-        .unwrap();
+    let mount = || {
+        std::process::Command::new(importfs_bin())
+            .args(["mount", "--foreground"])
+            .arg(&mnt)
+            .args(["--api-url", &emu.url, "--cache-dir"])
+            .arg(&cache)
+            .env("IMPORTIO_API_KEY", KEY)
+            .output()
+            .unwrap()
+    };
+    let out = mount();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("chmod go-w"), "{err}");
     assert!(!is_fuse_mount(&mnt));
+    // Private but another user's: refused too, naming the owner.
+    std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o700)).unwrap();
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    let other = if me == 65534 { 65533 } else { 65534 };
+    if std::os::unix::fs::chown(&cache, Some(other), None).is_ok() {
+        let out = mount();
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(&format!("belongs to user {other}")), "{err}");
+        assert!(!is_fuse_mount(&mnt));
+    } else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI runs as root: chown must work"
+        );
+        eprintln!("SKIPPED the other-owner case: chown needs root");
+    }
 }
 
 #[test]
