@@ -11,16 +11,33 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-/// Requests (GET or HEAD) for a run's files.
+/// Requests (GET or HEAD) for a crawl run's files.
 fn file_calls(emu: &Emu, id: &str) -> Vec<Value> {
+    file_calls_of(emu, "crawlruns", id)
+}
+
+/// Requests (GET or HEAD) for the files of run `id` under `/{kind}/`.
+fn file_calls_of(emu: &Emu, kind: &str, id: &str) -> Vec<Value> {
     emu.requests()
         .into_iter()
         .filter(|r| {
             r["path"]
                 .as_str()
-                .is_some_and(|p| p.starts_with(&format!("/crawlruns/{id}/")))
+                .is_some_and(|p| p.starts_with(&format!("/{kind}/{id}/")))
         })
         .collect()
+}
+
+/// A finished report run of the account.
+fn finished_report_run(emu: &Emu) -> String {
+    emu.get_json("/reportruns/?_perpage=1000")
+        .as_array()
+        .expect("report runs")
+        .iter()
+        .find(|r| r["status"] == "FINISHED")
+        .and_then(|r| r["guid"].as_str())
+        .expect("a finished report run")
+        .to_owned()
 }
 
 /// The kept entries' data files under a cache directory, with their meta.
@@ -396,15 +413,7 @@ fn a_finished_report_runs_files_are_kept_too() {
         return;
     }
     let emu = Emu::demo();
-    let rr = emu.get_json("/reportruns/?_perpage=1000");
-    let id = rr
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["status"] == "FINISHED")
-        .and_then(|r| r["guid"].as_str())
-        .expect("a finished report run in the demo account")
-        .to_owned();
+    let id = finished_report_run(&emu);
     let truth = emu.get_bytes(&format!("/reportruns/{id}/csv"));
     let mut m = Mounted::new(&emu.url, &[]);
     let f = format!("reportruns/{id}/data.csv");
@@ -421,16 +430,11 @@ fn a_finished_report_runs_files_are_kept_too() {
     emu.clear_requests();
     m.remount(&emu.url, &[]);
     assert!(std::fs::read(m.path(&f)).unwrap() == truth);
-    let calls = emu
-        .requests()
-        .into_iter()
-        .filter(|r| {
-            r["path"]
-                .as_str()
-                .is_some_and(|p| p.starts_with(&format!("/reportruns/{id}/")))
-        })
-        .count();
-    assert_eq!(calls, 0, "no GET and no HEAD of the kept file");
+    let calls = file_calls_of(&emu, "reportruns", &id);
+    assert!(
+        calls.is_empty(),
+        "no GET and no HEAD of the kept file: {calls:?}"
+    );
 }
 
 #[test]
@@ -440,15 +444,7 @@ fn an_unfinished_runs_files_are_not_reused_once_it_finishes_with_other_bytes() {
     }
     use reqwest::Method;
     let emu = Emu::demo();
-    let rr = emu.get_json("/reportruns/?_perpage=1000");
-    let id = rr
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["status"] == "FINISHED")
-        .and_then(|r| r["guid"].as_str())
-        .expect("a finished report run")
-        .to_owned();
+    let id = finished_report_run(&emu);
     let status = |s: &str| {
         emu.hook(
             Method::POST,
