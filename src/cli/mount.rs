@@ -556,8 +556,11 @@ pub fn mount_foreground(
         fuser::SessionACL::Owner
     };
     // fusermount3 unmounts the path if this process dies; fuser allows that
-    // only with allow_root or allow_other. Without them, a watcher process
-    // does it (see `watch_mount`).
+    // only with allow_root or allow_other. Our own watcher process (see
+    // `watch_mount`) runs in every case: without those options it is the
+    // only auto-unmount, and with them it backs up fusermount3's, which was
+    // seen to leave a killed mount behind on a loaded machine (its helper
+    // exited without unmounting). Whichever comes second finds no mount.
     let fusermount_unmounts = acl != fuser::SessionACL::Owner;
     if fusermount_unmounts {
         options.push(fuser::MountOption::AutoUnmount);
@@ -570,9 +573,7 @@ pub fn mount_foreground(
     let mut session = fuser::Session::new(adapter, &args.mountpoint, &config)
         .with_context(|| format!("cannot mount on {}", args.mountpoint.display()))?;
     let mut unmounter = session.unmount_callable();
-    let watcher = (!fusermount_unmounts)
-        .then(|| spawn_watcher(&args.mountpoint))
-        .flatten();
+    let watcher = spawn_watcher(&args.mountpoint);
     raise_read_ahead(&args.mountpoint);
     tracing::info!(mountpoint = %args.mountpoint.display(), api = %args.api_url, "mounted");
 
