@@ -61,6 +61,19 @@ fn kept(cache: &Path) -> Vec<(PathBuf, Value)> {
     out
 }
 
+/// Wait (10 s at most) until `n` entries are kept in the mount's cache dir.
+fn wait_kept(m: &Mounted, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while kept(&m.cache).len() < n {
+        assert!(
+            Instant::now() < deadline,
+            "{n} files kept: {:?}",
+            kept(&m.cache)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn unmount_and_wait(m: &mut Mounted) {
     m.unmount();
     assert!(!is_fuse_mount(&m.mnt));
@@ -82,15 +95,7 @@ fn a_remount_reads_kept_files_with_no_download_and_no_head() {
     m.sh_ok(&format!(
         "dd if=crawlruns/{id}/data.json bs=1M status=none > /dev/null"
     ));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while kept(&m.cache).len() < 2 {
-        assert!(
-            Instant::now() < deadline,
-            "two files kept: {:?}",
-            kept(&m.cache)
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_kept(&m, 2);
     unmount_and_wait(&mut m);
 
     emu.clear_requests();
@@ -121,11 +126,7 @@ fn a_corrupted_or_cut_kept_file_is_fetched_again() {
     for id in &runs[..2] {
         std::fs::read(m.path(&format!("crawlruns/{id}/data.csv"))).unwrap();
     }
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while kept(&m.cache).len() < 2 {
-        assert!(Instant::now() < deadline);
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_kept(&m, 2);
     unmount_and_wait(&mut m);
     // One entry gets a flipped byte, the other loses its last byte.
     for (data, meta) in kept(&m.cache) {
@@ -165,11 +166,7 @@ fn two_accounts_never_see_each_others_files() {
     assert_eq!(b.finished_runs()[0], id, "the same ids on both servers");
     let mut ma = Mounted::new(&a.url, &[]);
     std::fs::read(ma.path(&format!("crawlruns/{id}/data.csv"))).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while kept(&ma.cache).is_empty() {
-        assert!(Instant::now() < deadline);
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_kept(&ma, 1);
     unmount_and_wait(&mut ma);
     let mb = Mounted::sharing_cache(&b.url, &[], "another-key-9876543210", &ma);
     b.clear_requests();
@@ -364,11 +361,7 @@ fn importfs_cache_lists_and_clears_what_is_kept() {
     for id in &runs[..2] {
         std::fs::read(m.path(&format!("crawlruns/{id}/data.csv"))).unwrap();
     }
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while kept(&m.cache).len() < 2 {
-        assert!(Instant::now() < deadline);
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_kept(&m, 2);
     let dir = m.cache.clone();
     let cache = |action: &str| -> String {
         let out = std::process::Command::new(importfs_bin())
@@ -418,11 +411,7 @@ fn a_finished_report_runs_files_are_kept_too() {
     let mut m = Mounted::new(&emu.url, &[]);
     let f = format!("reportruns/{id}/data.csv");
     assert!(std::fs::read(m.path(&f)).unwrap() == truth);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while kept(&m.cache).is_empty() {
-        assert!(Instant::now() < deadline);
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_kept(&m, 1);
     let (_, meta) = &kept(&m.cache)[0];
     assert_eq!(meta["kind"], "reportrun");
     assert_eq!(meta["run"], id.as_str());
