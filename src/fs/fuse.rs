@@ -82,10 +82,6 @@ impl FuseFs {
     }
 }
 
-fn errno(e: FsError) -> Errno {
-    Errno::from_i32(e.errno)
-}
-
 fn file_type(k: Kind) -> FileType {
     match k {
         Kind::Dir => FileType::Directory,
@@ -139,25 +135,38 @@ fn reply_entry(t: &Tally, reply: ReplyEntry, r: Result<Entry, FsError>) {
     }
 }
 
-impl From<FsError> for Errno {
-    fn from(e: FsError) -> Errno {
-        errno(e)
+/// An errno the adapter decides itself (an operation this filesystem does
+/// not do).
+impl From<Errno> for FsError {
+    fn from(e: Errno) -> FsError {
+        FsError::new(e.code())
     }
 }
 
 /// One FUSE request: counted when it arrives (`FuseFs::count`); an error
-/// reply is counted by its errno as it is made (`reply.error(t.err(e))`).
-/// Moved into the request's task with the reply.
+/// reply is counted by its errno, and logged, as it is made
+/// (`reply.error(t.err(e))`). Moved into the request's task with the reply.
 struct Tally {
     fs: Arc<Fs>,
     op: FuseOp,
+    ino: u64,
 }
 
 impl Tally {
-    fn err(&self, e: impl Into<Errno>) -> Errno {
+    /// Count and log a failed request, once: naming the operation and the
+    /// inode. An error with nothing to say (a name that is not there, an
+    /// operation this filesystem does not do) is logged at debug only:
+    /// shells probe names all the time.
+    fn err(&self, e: impl Into<FsError>) -> Errno {
         let e = e.into();
-        self.fs.fuse.error(self.op, e.code());
-        e
+        let (op, ino) = (self.op.as_str(), self.ino);
+        if e.is_quiet() {
+            tracing::debug!(op, ino, errno = e.errno, "{e}");
+        } else {
+            tracing::warn!(op, ino, errno = e.errno, "{op} failed: {e}");
+        }
+        self.fs.fuse.error(self.op, e.errno);
+        Errno::from_i32(e.errno)
     }
 }
 
@@ -170,12 +179,13 @@ impl FuseFs {
         self.rt.spawn(f);
     }
 
-    /// Count a request of `op` (`importfs_fuse_requests_total`).
-    fn count(&self, op: FuseOp) -> Tally {
+    /// Count a request of `op` on inode `ino` (`importfs_fuse_requests_total`).
+    fn count(&self, op: FuseOp, ino: INodeNo) -> Tally {
         self.fs.fuse.request(op);
         Tally {
             fs: self.fs.clone(),
             op,
+            ino: ino.0,
         }
     }
 
@@ -223,14 +233,14 @@ impl Filesystem for FuseFs {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        let t = self.count(FuseOp::Lookup);
+        let t = self.count(FuseOp::Lookup, parent);
         let fs = self.fs.clone();
         let name = name.to_owned();
         self.spawn(async move { reply_entry(&t, reply, fs.lookup(parent.0, &name).await) });
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        let t = self.count(FuseOp::Getattr);
+        let t = self.count(FuseOp::Getattr, ino);
         let fs = self.fs.clone();
         self.spawn(async move {
             match fs.getattr(ino.0).await {
@@ -258,7 +268,7 @@ impl Filesystem for FuseFs {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
-        let t = self.count(FuseOp::Setattr);
+        let t = self.count(FuseOp::Setattr, ino);
         let fs = self.fs.clone();
         let times = atime.is_some() || mtime.is_some();
         let owner = uid.is_some() || gid.is_some();
@@ -274,7 +284,7 @@ impl Filesystem for FuseFs {
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
-        let t = self.count(FuseOp::Readlink);
+        let t = self.count(FuseOp::Readlink, ino);
         let fs = self.fs.clone();
         self.spawn(async move {
             match fs.readlink(ino.0).await {
@@ -287,39 +297,39 @@ impl Filesystem for FuseFs {
     fn mknod(
         &self,
         _req: &Request,
-        _parent: INodeNo,
+        parent: INodeNo,
         _name: &OsStr,
         _mode: u32,
         _umask: u32,
         _rdev: u32,
         reply: ReplyEntry,
     ) {
-        let t = self.count(FuseOp::Mknod);
+        let t = self.count(FuseOp::Mknod, parent);
         reply.error(t.err(self.refuse()));
     }
 
     fn mkdir(
         &self,
         _req: &Request,
-        _parent: INodeNo,
+        parent: INodeNo,
         _name: &OsStr,
         _mode: u32,
         _umask: u32,
         reply: ReplyEntry,
     ) {
-        let t = self.count(FuseOp::Mkdir);
+        let t = self.count(FuseOp::Mkdir, parent);
         reply.error(t.err(self.refuse()));
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let t = self.count(FuseOp::Unlink);
+        let t = self.count(FuseOp::Unlink, parent);
         let fs = self.fs.clone();
         let name = name.to_owned();
         self.spawn(async move { reply_empty(&t, reply, fs.unlink(parent.0, &name).await) });
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let t = self.count(FuseOp::Rmdir);
+        let t = self.count(FuseOp::Rmdir, parent);
         let fs = self.fs.clone();
         let name = name.to_owned();
         self.spawn(async move { reply_empty(&t, reply, fs.rmdir(parent.0, &name).await) });
@@ -328,12 +338,12 @@ impl Filesystem for FuseFs {
     fn symlink(
         &self,
         _req: &Request,
-        _parent: INodeNo,
+        parent: INodeNo,
         _link_name: &OsStr,
         _target: &Path,
         reply: ReplyEntry,
     ) {
-        let t = self.count(FuseOp::Symlink);
+        let t = self.count(FuseOp::Symlink, parent);
         reply.error(t.err(self.refuse()));
     }
 
@@ -347,7 +357,7 @@ impl Filesystem for FuseFs {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
-        let t = self.count(FuseOp::Rename);
+        let t = self.count(FuseOp::Rename, parent);
         if flags.bits() != 0 {
             return reply.error(t.err(Errno::EINVAL));
         }
@@ -365,17 +375,17 @@ impl Filesystem for FuseFs {
     fn link(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         _newparent: INodeNo,
         _newname: &OsStr,
         reply: ReplyEntry,
     ) {
-        let t = self.count(FuseOp::Link);
+        let t = self.count(FuseOp::Link, ino);
         reply.error(t.err(self.refuse()));
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        let t = self.count(FuseOp::Open);
+        let t = self.count(FuseOp::Open, ino);
         let fs = self.fs.clone();
         let passthrough = self.passthrough.clone();
         let backing = self.backing.clone();
@@ -432,7 +442,7 @@ impl Filesystem for FuseFs {
     fn read(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         size: u32,
@@ -440,7 +450,7 @@ impl Filesystem for FuseFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        let t = self.count(FuseOp::Read);
+        let t = self.count(FuseOp::Read, ino);
         let fs = self.fs.clone();
         self.spawn(async move {
             match fs.read(fh.0, offset, size).await {
@@ -453,7 +463,7 @@ impl Filesystem for FuseFs {
     fn write(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         data: &[u8],
@@ -462,7 +472,7 @@ impl Filesystem for FuseFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        let t = self.count(FuseOp::Write);
+        let t = self.count(FuseOp::Write, ino);
         let fs = self.fs.clone();
         let data = data.to_vec();
         self.spawn(async move {
@@ -476,12 +486,12 @@ impl Filesystem for FuseFs {
     fn flush(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
-        let t = self.count(FuseOp::Flush);
+        let t = self.count(FuseOp::Flush, ino);
         let fs = self.fs.clone();
         self.spawn(async move { reply_empty(&t, reply, fs.flush(fh.0).await) });
     }
@@ -489,14 +499,14 @@ impl Filesystem for FuseFs {
     fn release(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         _flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        self.count(FuseOp::Release);
+        self.count(FuseOp::Release, ino);
         crate::fs::cache::lock(&self.backing).release(fh.0);
         let fs = self.fs.clone();
         reply.ok();
@@ -506,18 +516,18 @@ impl Filesystem for FuseFs {
     fn fsync(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        let t = self.count(FuseOp::Fsync);
+        let t = self.count(FuseOp::Fsync, ino);
         let fs = self.fs.clone();
         self.spawn(async move { reply_empty(&t, reply, fs.fsync(fh.0).await) });
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        let t = self.count(FuseOp::Opendir);
+        let t = self.count(FuseOp::Opendir, ino);
         let fs = self.fs.clone();
         self.spawn(async move {
             match fs.opendir(ino.0).await {
@@ -530,12 +540,12 @@ impl Filesystem for FuseFs {
     fn readdir(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        let t = self.count(FuseOp::Readdir);
+        let t = self.count(FuseOp::Readdir, ino);
         match self.fs.readdir(fh.0, offset) {
             Ok(entries) => {
                 for (next, e) in entries {
@@ -552,12 +562,12 @@ impl Filesystem for FuseFs {
     fn readdirplus(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         mut reply: fuser::ReplyDirectoryPlus,
     ) {
-        let t = self.count(FuseOp::Readdirplus);
+        let t = self.count(FuseOp::Readdirplus, ino);
         let fs = self.fs.clone();
         self.spawn(async move {
             // A reply buffer holds a few hundred entries; ask for about that many.
@@ -585,12 +595,12 @@ impl Filesystem for FuseFs {
     fn releasedir(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         _flags: OpenFlags,
         reply: ReplyEmpty,
     ) {
-        self.count(FuseOp::Releasedir);
+        self.count(FuseOp::Releasedir, ino);
         self.fs.releasedir(fh.0);
         reply.ok();
     }
@@ -598,8 +608,8 @@ impl Filesystem for FuseFs {
     /// `df` shows the result cache: its size is `--cache-size`, its use the
     /// bytes of result files held. (Reporting zeros made `df` print a
     /// filesystem of no size, and some tools refuse to write to one.)
-    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
-        self.count(FuseOp::Statfs);
+    fn statfs(&self, _req: &Request, ino: INodeNo, reply: ReplyStatfs) {
+        self.count(FuseOp::Statfs, ino);
         const BLOCK: u64 = 4096;
         let (size, used) = self.fs.cache_usage();
         let blocks = size / BLOCK;
@@ -620,23 +630,23 @@ impl Filesystem for FuseFs {
     fn getxattr(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         _name: &OsStr,
         _size: u32,
         reply: fuser::ReplyXattr,
     ) {
-        let t = self.count(FuseOp::Getxattr);
+        let t = self.count(FuseOp::Getxattr, ino);
         // ENOSYS tells the kernel to stop asking for this mount.
         reply.error(t.err(Errno::ENOSYS));
     }
 
-    fn listxattr(&self, _req: &Request, _ino: INodeNo, _size: u32, reply: fuser::ReplyXattr) {
-        let t = self.count(FuseOp::Listxattr);
+    fn listxattr(&self, _req: &Request, ino: INodeNo, _size: u32, reply: fuser::ReplyXattr) {
+        let t = self.count(FuseOp::Listxattr, ino);
         reply.error(t.err(Errno::ENOSYS));
     }
 
-    fn access(&self, _req: &Request, _ino: INodeNo, _mask: fuser::AccessFlags, reply: ReplyEmpty) {
-        self.count(FuseOp::Access);
+    fn access(&self, _req: &Request, ino: INodeNo, _mask: fuser::AccessFlags, reply: ReplyEmpty) {
+        self.count(FuseOp::Access, ino);
         reply.ok();
     }
 
@@ -649,31 +659,31 @@ impl Filesystem for FuseFs {
     fn setxattr(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         _name: &OsStr,
         _value: &[u8],
         _flags: i32,
         _position: u32,
         reply: ReplyEmpty,
     ) {
-        let t = self.count(FuseOp::Setxattr);
+        let t = self.count(FuseOp::Setxattr, ino);
         reply.error(t.err(Errno::ENOSYS));
     }
 
-    fn removexattr(&self, _req: &Request, _ino: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
-        let t = self.count(FuseOp::Removexattr);
+    fn removexattr(&self, _req: &Request, ino: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
+        let t = self.count(FuseOp::Removexattr, ino);
         reply.error(t.err(Errno::ENOSYS));
     }
 
     fn fsyncdir(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         _fh: FileHandle,
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        let t = self.count(FuseOp::Fsyncdir);
+        let t = self.count(FuseOp::Fsyncdir, ino);
         reply.error(t.err(Errno::ENOSYS));
     }
 
@@ -681,7 +691,7 @@ impl Filesystem for FuseFs {
     fn ioctl(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         _fh: FileHandle,
         _flags: fuser::IoctlFlags,
         _cmd: u32,
@@ -689,55 +699,55 @@ impl Filesystem for FuseFs {
         _out_size: u32,
         reply: fuser::ReplyIoctl,
     ) {
-        let t = self.count(FuseOp::Ioctl);
+        let t = self.count(FuseOp::Ioctl, ino);
         reply.error(t.err(Errno::ENOTTY));
     }
 
     fn poll(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         _fh: FileHandle,
         _ph: fuser::PollNotifier,
         _events: fuser::PollEvents,
         _flags: fuser::PollFlags,
         reply: fuser::ReplyPoll,
     ) {
-        let t = self.count(FuseOp::Poll);
+        let t = self.count(FuseOp::Poll, ino);
         reply.error(t.err(Errno::ENOSYS));
     }
 
     fn fallocate(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         _fh: FileHandle,
         _offset: u64,
         _length: u64,
         _mode: i32,
         reply: ReplyEmpty,
     ) {
-        let t = self.count(FuseOp::Fallocate);
+        let t = self.count(FuseOp::Fallocate, ino);
         reply.error(t.err(Errno::ENOSYS));
     }
 
     fn lseek(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         _fh: FileHandle,
         _offset: i64,
         _whence: i32,
         reply: fuser::ReplyLseek,
     ) {
-        let t = self.count(FuseOp::Lseek);
+        let t = self.count(FuseOp::Lseek, ino);
         reply.error(t.err(Errno::ENOSYS));
     }
 
     fn copy_file_range(
         &self,
         _req: &Request,
-        _ino_in: INodeNo,
+        ino_in: INodeNo,
         _fh_in: FileHandle,
         _offset_in: u64,
         _ino_out: INodeNo,
@@ -747,7 +757,7 @@ impl Filesystem for FuseFs {
         _flags: fuser::CopyFileRangeFlags,
         reply: fuser::ReplyWrite,
     ) {
-        let t = self.count(FuseOp::CopyFileRange);
+        let t = self.count(FuseOp::CopyFileRange, ino_in);
         reply.error(t.err(Errno::ENOSYS));
     }
 
@@ -761,7 +771,7 @@ impl Filesystem for FuseFs {
         flags: i32,
         reply: fuser::ReplyCreate,
     ) {
-        let t = self.count(FuseOp::Create);
+        let t = self.count(FuseOp::Create, parent);
         let fs = self.fs.clone();
         let name = name.to_owned();
         self.spawn(async move {

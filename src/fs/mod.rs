@@ -1,56 +1,30 @@
-//! The filesystem: a kernel-free core (`core`) over the API client, and a thin
-//! fuser adapter (`fuse`). See ARCHITECTURE.md for the layering.
+//! The filesystem: a kernel-free core over the API client, and a thin fuser
+//! adapter.
+//!
+//! A FUSE request enters `fuse` (the only module that knows fuser), becomes
+//! one call of an operation on [`Fs`] (`core` for reads, `write` and
+//! `control` for changes), which asks `tree` what the node means and
+//! `objects` for the API objects behind it, through the caches (`cache` for
+//! metadata, `data` and `store` for result files). `inodes` and `names` give
+//! nodes their numbers and API objects their path names; `buffers` holds
+//! the in-memory files. Nothing here but `fuse` sees a kernel type, so the
+//! core is tested by calling it (`tests/fs_core.rs`).
 
+pub mod buffers;
 pub mod cache;
+pub mod control;
 pub mod core;
 pub mod counters;
 pub mod data;
+pub mod error;
 pub mod fuse;
 pub mod inodes;
 pub mod names;
+pub mod objects;
 pub mod store;
+pub mod tree;
 pub mod write;
+
+pub use self::core::{Fs, FsConfig};
 pub use data::FetchPlan;
-
-use std::fmt;
-
-/// An error of a file operation: the errno the syscall returns.
-///
-/// The cause was logged where it happened (with the API key already redacted
-/// by `api::Error`), so this carries only what the kernel needs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FsError {
-    pub errno: i32,
-}
-
-impl FsError {
-    pub const fn new(errno: i32) -> FsError {
-        FsError { errno }
-    }
-
-    /// A local I/O failure (cache directory): logged, then EIO.
-    pub fn io(what: &str, e: std::io::Error) -> FsError {
-        tracing::error!(error = %e, "{what}");
-        FsError::new(e.raw_os_error().unwrap_or(libc::EIO))
-    }
-}
-
-impl fmt::Display for FsError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", std::io::Error::from_raw_os_error(self.errno))
-    }
-}
-
-impl std::error::Error for FsError {}
-
-impl From<crate::api::Error> for FsError {
-    fn from(e: crate::api::Error) -> FsError {
-        let errno = e.errno();
-        if errno == libc::ENOENT {
-            tracing::debug!(error = %e, "not found");
-        } else {
-            tracing::warn!(error = %e, "API call failed");
-        }
-        FsError::new(errno)
-    }
-}
+pub use error::FsError;

@@ -19,11 +19,11 @@
 //!   of `inputs`, and renaming `inputs` away (vim's backup) copies it.
 
 use crate::api::models::{Credentials, Inputs};
+use crate::fs::buffers::{Writer, WriteState, MAX_SCRATCH};
 use crate::fs::cache::lock;
 use crate::fs::core::{Entry, Fs, Handle, Opened};
-use crate::fs::inodes::{Control, Ino, Node};
+use crate::fs::inodes::{Ino, Node};
 use crate::fs::FsError;
-use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -32,92 +32,6 @@ use std::time::SystemTime;
 
 /// The largest `inputs` (and `credentials`) accepted: the API's body limit.
 pub const MAX_INPUTS: usize = 1 << 20;
-/// The largest scratch file: editors' swap files are small; this bounds memory.
-pub const MAX_SCRATCH: usize = 16 << 20;
-
-/// The buffer of one file opened for writing.
-pub struct Writer {
-    pub node: Node,
-    pub ino: Ino,
-    state: Mutex<WriteState>,
-    /// For control files: the POST of this open has been sent.
-    fired: AtomicBool,
-}
-
-struct WriteState {
-    buf: Vec<u8>,
-    /// Written (or ftruncate'd, or touched) since the last commit: the next
-    /// flush sends it.
-    written: bool,
-    /// Opened with O_TRUNC and not yet sent. Sent at release, not at the
-    /// first flush: a shell's `> file` opens, dup2s and closes the original
-    /// descriptor (a flush) before the command writes anything, and sending
-    /// the empty file then would make `echo x > inputs` two PUTs.
-    truncated: bool,
-    /// Bytes before this offset are complete lines already checked.
-    checked: usize,
-    append: bool,
-    /// A write failed (EFBIG): the content is not what the user meant, so
-    /// close fails too and nothing is sent.
-    poisoned: Option<i32>,
-}
-
-/// One scratch file.
-pub struct ScratchFile {
-    pub guid: Arc<str>,
-    pub name: Vec<u8>,
-    pub data: Vec<u8>,
-    pub perm: u16,
-    pub mtime: SystemTime,
-}
-
-/// The scratch files of every extractor directory.
-#[derive(Default)]
-pub struct ScratchStore {
-    by_name: HashMap<(Arc<str>, Vec<u8>), u64>,
-    pub files: HashMap<u64, ScratchFile>,
-    next: u64,
-}
-
-impl ScratchStore {
-    pub fn find(&self, guid: &Arc<str>, name: &[u8]) -> Option<u64> {
-        self.by_name.get(&(guid.clone(), name.to_vec())).copied()
-    }
-
-    pub fn names_in(&self, guid: &Arc<str>) -> Vec<(u64, Vec<u8>)> {
-        let mut v: Vec<(u64, Vec<u8>)> = self
-            .by_name
-            .iter()
-            .filter(|((g, _), _)| g == guid)
-            .map(|((_, n), id)| (*id, n.clone()))
-            .collect();
-        v.sort();
-        v
-    }
-
-    fn create(&mut self, guid: &Arc<str>, name: &[u8], perm: u16) -> u64 {
-        self.next += 1;
-        let id = self.next;
-        self.by_name.insert((guid.clone(), name.to_vec()), id);
-        self.files.insert(
-            id,
-            ScratchFile {
-                guid: guid.clone(),
-                name: name.to_vec(),
-                data: Vec::new(),
-                perm,
-                mtime: SystemTime::now(),
-            },
-        );
-        id
-    }
-
-    fn remove(&mut self, id: u64) -> Option<ScratchFile> {
-        let f = self.files.remove(&id)?;
-        self.by_name.remove(&(f.guid.clone(), f.name.clone()));
-        Some(f)
-    }
-}
 
 /// Check the text of `inputs` and turn it into URLs, naming the bad line.
 pub fn validate_inputs(bytes: &[u8]) -> Result<Vec<String>, FsError> {
@@ -127,12 +41,13 @@ pub fn validate_inputs(bytes: &[u8]) -> Result<Vec<String>, FsError> {
 /// [`validate_inputs`] for a part of the file that starts at line `first_line`.
 fn validate_lines(bytes: &[u8], first_line: usize) -> Result<Vec<String>, FsError> {
     if bytes.len() > MAX_INPUTS {
-        tracing::error!(size = bytes.len(), "inputs refused: larger than 1 MiB");
-        return Err(FsError::new(libc::EFBIG));
+        return Err(FsError::with(
+            libc::EFBIG,
+            format!("inputs refused: {} bytes, larger than 1 MiB", bytes.len()),
+        ));
     }
     let Ok(text) = std::str::from_utf8(bytes) else {
-        tracing::error!("inputs refused: not UTF-8 text");
-        return Err(FsError::new(libc::EINVAL));
+        return Err(FsError::with(libc::EINVAL, "inputs refused: not UTF-8 text"));
     };
     let mut urls = Vec::new();
     for (i, line) in text.lines().enumerate() {
@@ -148,32 +63,21 @@ fn validate_lines(bytes: &[u8], first_line: usize) -> Result<Vec<String>, FsErro
             .unwrap_or(false);
         if !ok {
             let shown: String = line.chars().take(200).collect();
-            tracing::error!(
-                "inputs refused: line {} is not an absolute http(s) URL: {:?}",
-                first_line + i,
-                shown
-            );
-            return Err(FsError::new(libc::EINVAL));
+            return Err(FsError::with(
+                libc::EINVAL,
+                format!(
+                    "inputs refused: line {} is not an absolute http(s) URL: {shown:?}",
+                    first_line + i
+                ),
+            ));
         }
         urls.push(line.to_owned());
     }
     Ok(urls)
 }
 
-fn api_errno(e: crate::api::Error, busy_on_400: bool) -> FsError {
-    if busy_on_400 && e.status() == Some(400) {
-        tracing::warn!(error = %e, "refused: a run is already in progress");
-        return FsError::new(libc::EBUSY);
-    }
-    if e.is_auth() {
-        tracing::error!(error = %e, "the API refused the request (is the API key right?)");
-        return FsError::new(libc::EACCES);
-    }
-    FsError::from(e)
-}
-
 impl Fs {
-    fn writable(&self) -> Result<(), FsError> {
+    pub(super) fn writable(&self) -> Result<(), FsError> {
         if self.cfg.read_only {
             Err(FsError::new(libc::EROFS))
         } else {
@@ -258,8 +162,10 @@ impl Fs {
                 let end = at.saturating_add(data.len());
                 if end > limit {
                     st.poisoned = Some(libc::EFBIG);
-                    tracing::error!(size = end, "write refused: the file may hold at most 1 MiB");
-                    return Err(FsError::new(libc::EFBIG));
+                    return Err(FsError::with(
+                        libc::EFBIG,
+                        format!("write refused at {end} bytes: the file may hold at most 1 MiB"),
+                    ));
                 }
                 if st.buf.len() < end {
                     st.buf.resize(end, 0);
@@ -337,15 +243,15 @@ impl Fs {
                     return Ok(());
                 }
                 let creds: Credentials = serde_json::from_slice(&bytes).map_err(|_| {
-                    tracing::error!(
-                        "credentials refused: write JSON {{\"username\": ..., \"password\": ...}}"
-                    );
-                    FsError::new(libc::EINVAL)
+                    FsError::with(
+                        libc::EINVAL,
+                        "credentials refused: write JSON {\"username\": ..., \"password\": ...}",
+                    )
                 })?;
                 self.client
                     .update_credentials(g, &creds)
                     .await
-                    .map_err(|e| api_errno(e, false))?;
+                    .map_err(|e| FsError::refused(e, false))?;
                 tracing::info!(extractor = %g, "credentials updated");
                 Ok(())
             }
@@ -372,38 +278,11 @@ impl Fs {
         self.client
             .put_inputs(g, &inputs)
             .await
-            .map_err(|e| api_errno(e, false))?;
+            .map_err(|e| FsError::refused(e, false))?;
         tracing::info!(extractor = %g, urls = inputs.urls.len(), "inputs updated");
         self.caches
             .inputs
             .insert(g.clone(), Arc::new(inputs), self.ttl());
-        Ok(())
-    }
-
-    /// The API call of a control file.
-    async fn fire(&self, node: &Node) -> Result<(), FsError> {
-        self.writable()?;
-        let r = match node {
-            Node::Control(g, Control::Start) => self.client.start_extractor(g).await.map(|r| {
-                tracing::info!(extractor = %g, run = ?r.crawl_run_id, "run started");
-            }),
-            Node::Control(g, Control::Stop) => self.client.stop_extractor(g).await,
-            Node::Control(g, Control::Duplicate) => {
-                self.client.duplicate_extractor(g).await.map(|x| {
-                    tracing::info!(extractor = %g, copy = %x.guid, "extractor duplicated");
-                })
-            }
-            Node::ReportStart(g) => self.client.start_report(g).await.map(|_| ()),
-            Node::Refresh => Ok(()),
-            _ => return Err(FsError::new(libc::EACCES)),
-        };
-        let busy = matches!(
-            node,
-            Node::Control(_, Control::Start) | Node::ReportStart(_)
-        );
-        r.map_err(|e| api_errno(e, busy))?;
-        // Whatever it changed shows at the next look.
-        self.caches.expire_all();
         Ok(())
     }
 
@@ -586,36 +465,6 @@ impl Fs {
         }
     }
 
-    /// `rmdir extractors/<name>` archives and `rmdir reports/<name>` deletes,
-    /// only with `--allow-delete`.
-    pub async fn rmdir(&self, parent: Ino, name: &OsStr) -> Result<(), FsError> {
-        self.writable()?;
-        let parent = self.node(parent)?;
-        if !matches!(parent, Node::Extractors | Node::Reports) || !self.cfg.allow_delete {
-            return Err(FsError::new(libc::EPERM));
-        }
-        let name = std::str::from_utf8(name.as_bytes()).map_err(|_| FsError::new(libc::ENOENT))?;
-        match self.child(&parent, name).await? {
-            Node::Extractor(g) => {
-                self.client
-                    .delete_extractor(&g)
-                    .await
-                    .map_err(|e| api_errno(e, false))?;
-                tracing::info!(extractor = %g, "extractor archived");
-            }
-            Node::Report(g) => {
-                self.client
-                    .delete_report(&g)
-                    .await
-                    .map_err(|e| api_errno(e, false))?;
-                tracing::info!(report = %g, "report deleted");
-            }
-            _ => return Err(FsError::new(libc::EPERM)),
-        }
-        self.caches.expire_all();
-        Ok(())
-    }
-
     /// rename: scratch ↔ scratch, scratch → `inputs` (a write of inputs),
     /// `inputs` → scratch (a copy: the API file cannot go away).
     pub async fn rename(
@@ -708,44 +557,6 @@ impl Fs {
         }
         f.mtime = SystemTime::now();
         Ok(())
-    }
-
-    /// The scratch file `name` in extractor `g`, as a node.
-    pub(super) fn scratch_child(&self, g: &Arc<str>, name: &[u8]) -> Option<Node> {
-        lock(&self.scratch).find(g, name).map(Node::Scratch)
-    }
-
-    pub(super) fn scratch_entries(&self, g: &Arc<str>) -> Vec<(Node, Vec<u8>)> {
-        lock(&self.scratch)
-            .names_in(g)
-            .into_iter()
-            .map(|(id, n)| (Node::Scratch(id), n))
-            .collect()
-    }
-
-    /// Size, mode and mtime of a scratch file.
-    pub(super) fn scratch_attr(&self, id: u64) -> Option<(u64, u16, SystemTime)> {
-        lock(&self.scratch)
-            .files
-            .get(&id)
-            .map(|f| (f.data.len() as u64, f.perm, f.mtime))
-    }
-
-    pub(super) fn scratch_read(&self, id: u64, offset: u64, size: u32) -> Vec<u8> {
-        let store = lock(&self.scratch);
-        let Some(f) = store.files.get(&id) else {
-            return Vec::new();
-        };
-        let start = (offset as usize).min(f.data.len());
-        let end = start.saturating_add(size as usize).min(f.data.len());
-        f.data[start..end].to_vec()
-    }
-
-    pub(super) fn writer_read(w: &Writer, offset: u64, size: u32) -> Vec<u8> {
-        let st = lock(&w.state);
-        let start = (offset as usize).min(st.buf.len());
-        let end = start.saturating_add(size as usize).min(st.buf.len());
-        st.buf[start..end].to_vec()
     }
 }
 

@@ -102,17 +102,17 @@ impl Fill {
 }
 
 /// How far one download has come.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 enum End {
     /// Still arriving.
     Running,
     /// The whole file, of this exact size, is in the file.
     Done { size: u64 },
-    /// The download failed with this errno; nothing more will arrive.
-    Failed { errno: i32 },
+    /// The download failed; nothing more will arrive. Every read gets this.
+    Failed(FsError),
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 struct State {
     fill: Fill,
     end: End,
@@ -150,7 +150,7 @@ impl CachedFile {
         loop {
             match &rx.borrow_and_update().end {
                 End::Done { size } => return Ok(*size),
-                End::Failed { errno } => return Err(FsError::new(*errno)),
+                End::Failed(e) => return Err(e.clone()),
                 End::Running => {}
             }
             if rx.changed().await.is_err() {
@@ -168,7 +168,7 @@ impl CachedFile {
     }
 
     fn failed(&self) -> bool {
-        matches!(self.state.borrow().end, End::Failed { .. })
+        matches!(self.state.borrow().end, End::Failed(_))
     }
 
     /// Read `len` bytes at `offset`, waiting only until they have arrived.
@@ -187,13 +187,13 @@ impl CachedFile {
                 let state = rx.borrow_and_update();
                 match (&state.end, &state.fill) {
                     (End::Done { size }, _) if *size != expected => {
-                        tracing::error!(
-                            "the server sent {size} bytes for a file it said was {expected} bytes: refusing to serve it"
-                        );
-                        return Err(FsError::new(libc::EIO));
+                        return Err(FsError::with(
+                            libc::EIO,
+                            format!("the server sent {size} bytes for a file it said was {expected} bytes: refusing to serve it"),
+                        ));
                     }
                     (End::Done { size }, _) => Some(end.min(*size)),
-                    (End::Failed { errno }, _) => return Err(FsError::new(*errno)),
+                    (End::Failed(e), _) => return Err(e.clone()),
                     (End::Running, _) if end <= offset => Some(end),
                     (End::Running, fill) => match fill.missing(offset, end) {
                         None => Some(end),
@@ -538,7 +538,7 @@ impl DataCache {
                     tracing::warn!(file = ?fref, error = %e, "download failed");
                     task_cf
                         .state
-                        .send_modify(|s| s.end = End::Failed { errno: e.errno() });
+                        .send_modify(|s| s.end = End::Failed(FsError::from(e).context("download failed")));
                     drop(task_cf);
                     let mut inner = lock(&this.inner);
                     let same = inner.files.peek(&fref).is_some_and(|(c, _)| c.failed());
