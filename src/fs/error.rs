@@ -72,7 +72,9 @@ impl FsError {
     /// the service saying a run is already in progress (EBUSY).
     pub fn refused(e: ApiError, busy_on_400: bool) -> FsError {
         if busy_on_400 && e.status() == Some(400) {
-            return FsError::from(e).context("refused: a run is already in progress");
+            let mut err = FsError::from(e).context("refused: a run is already in progress");
+            err.errno = libc::EBUSY;
+            return err;
         }
         let errno = errno_of(&e);
         let err = FsError::from(e);
