@@ -102,7 +102,6 @@ impl ScratchStore {
     }
 }
 
-
 /// `len` bytes of `data` at `offset`, short at its end.
 fn slice_at(data: &[u8], offset: u64, len: u32) -> Vec<u8> {
     let start = (offset as usize).min(data.len());

@@ -366,7 +366,9 @@ impl Fs {
         let handle = match lock(&self.handles).get(&fh) {
             Some(Handle::Bytes(b)) => Ok(b.clone()),
             Some(Handle::Data(cf, size)) => Err((cf.clone(), *size)),
-            Some(Handle::Scratch(id)) => return Ok(lock(&self.scratch).read(*id, offset, size).into()),
+            Some(Handle::Scratch(id)) => {
+                return Ok(lock(&self.scratch).read(*id, offset, size).into())
+            }
             Some(Handle::Writer(w)) => return Ok(w.read(offset, size).into()),
             _ => return Err(FsError::new(libc::EBADF)),
         };

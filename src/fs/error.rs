@@ -196,6 +196,9 @@ mod tests {
         assert_eq!(e.to_string(), "download failed: getExtractor: HTTP 503");
         assert!(FsError::from(status(404)).is_quiet());
         assert!(!FsError::with(libc::ENOENT, "gone").is_quiet());
-        assert_eq!(FsError::new(libc::EIO).to_string(), std::io::Error::from_raw_os_error(libc::EIO).to_string());
+        assert_eq!(
+            FsError::new(libc::EIO).to_string(),
+            std::io::Error::from_raw_os_error(libc::EIO).to_string()
+        );
     }
 }

@@ -169,7 +169,6 @@ impl Outage {
     }
 }
 
-
 pub(super) fn arc(s: &str) -> Arc<str> {
     Arc::from(s)
 }
@@ -337,7 +336,10 @@ impl Fs {
         .await
     }
 
-    pub(super) async fn extractor(&self, id: &Arc<str>) -> Result<(Arc<Extractor>, Expiry), FsError> {
+    pub(super) async fn extractor(
+        &self,
+        id: &Arc<str>,
+    ) -> Result<(Arc<Extractor>, Expiry), FsError> {
         self.cached(
             &self.caches.extractors,
             id.clone(),
@@ -515,7 +517,10 @@ impl Fs {
         .await
     }
 
-    pub(super) async fn reportrun(&self, id: &Arc<str>) -> Result<(Arc<ReportRun>, Expiry), FsError> {
+    pub(super) async fn reportrun(
+        &self,
+        id: &Arc<str>,
+    ) -> Result<(Arc<ReportRun>, Expiry), FsError> {
         self.cached(
             &self.caches.reportruns,
             id.clone(),
@@ -565,7 +570,11 @@ impl Fs {
     /// size is only what a HEAD said, so the kernel keeps it for a short TTL
     /// only: a server whose download disagrees with its HEAD shows the true
     /// size at the next stat instead of an hour later.
-    pub(super) async fn data_attr(&self, f: &FileRef, run_expiry: Expiry) -> Result<(u64, Expiry), FsError> {
+    pub(super) async fn data_attr(
+        &self,
+        f: &FileRef,
+        run_expiry: Expiry,
+    ) -> Result<(u64, Expiry), FsError> {
         let immutable = run_expiry == Expiry::Never;
         let size = self.file_size(f, immutable).await?;
         if self.data.complete_size(f).is_some() {

@@ -15,11 +15,12 @@
 //! - Scratch files (editors' temporary files) are the only names that may
 //!   be any bytes; every API name is UTF-8.
 
-use crate::api::models::{CrawlrunFile, ReportRunFile};
+use crate::api::models::{CrawlrunFile, ReportRun, ReportRunFile};
 use crate::api::FileRef;
 use crate::fs::cache::{lock, Expiry};
 use crate::fs::core::{Attr, DirEntry, Entry, Fs};
 use crate::fs::inodes::{Control, Ino, Kind, Node};
+use crate::fs::names::NameTable;
 use crate::fs::objects::{arc, report_run_has_files, run_has_files};
 use crate::fs::FsError;
 use std::ffi::OsString;
@@ -39,6 +40,87 @@ fn pretty<T: serde::Serialize>(v: &T) -> Arc<[u8]> {
     let mut out = serde_json::to_vec_pretty(v).unwrap_or_default();
     out.push(b'\n');
     out.into()
+}
+
+/// The entries of the root and of `.importfs/`, in listing order.
+fn fixed_entries(dir: &Node) -> Vec<(&'static str, Node)> {
+    match dir {
+        Node::Root => vec![
+            ("user.json", Node::UserJson),
+            ("subscription.json", Node::SubscriptionJson),
+            ("extractors", Node::Extractors),
+            ("crawlruns", Node::Crawlruns),
+            ("reports", Node::Reports),
+            ("reportruns", Node::ReportRunsTop),
+            (".importfs", Node::Meta),
+        ],
+        Node::Meta => vec![("stats", Node::Stats), ("refresh", Node::Refresh)],
+        _ => Vec::new(),
+    }
+}
+
+/// What an extractor's directory always holds (`latest` and scratch files
+/// come and go).
+fn extractor_entries(g: &Arc<str>) -> Vec<(&'static str, Node)> {
+    let mut v = vec![
+        ("extractor.json", Node::ExtractorJson(g.clone())),
+        ("inputs", Node::Inputs(g.clone())),
+    ];
+    v.extend(Control::ALL.map(|c| (c.file_name(), Node::Control(g.clone(), c))));
+    v.push(("credentials", Node::Credentials(g.clone())));
+    v.push(("crawlruns", Node::ExtractorRuns(g.clone())));
+    v
+}
+
+/// What a crawl run's directory holds before it has result files.
+fn crawlrun_entries(id: &Arc<str>) -> Vec<(&'static str, Node)> {
+    vec![
+        ("crawlrun.json", Node::CrawlrunJson(id.clone())),
+        ("state", Node::CrawlrunState(id.clone())),
+    ]
+}
+
+/// What a report's directory always holds (`latest` comes with a run).
+fn report_entries(g: &Arc<str>) -> Vec<(&'static str, Node)> {
+    vec![
+        ("report.json", Node::ReportJson(g.clone())),
+        ("start", Node::ReportStart(g.clone())),
+        ("reportruns", Node::ReportRuns(g.clone())),
+    ]
+}
+
+/// The result files a report run has: none while it runs, `data.json` only
+/// for a Change report.
+fn report_run_files(rr: &ReportRun) -> Vec<ReportRunFile> {
+    if !report_run_has_files(rr) {
+        return Vec::new();
+    }
+    ReportRunFile::ALL
+        .into_iter()
+        .filter(|f| *f != ReportRunFile::Json || rr.is_change_report())
+        .collect()
+}
+
+fn find(entries: Vec<(&'static str, Node)>, name: &str) -> Option<Node> {
+    entries
+        .into_iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, node)| node)
+}
+
+fn find_id(ids: &[Arc<str>], name: &str) -> Option<Arc<str>> {
+    ids.iter().find(|id| &***id == name).cloned()
+}
+
+/// Listed objects under the names the table gave them.
+fn named_by(
+    ids: &[Arc<str>],
+    names: &NameTable,
+    node: fn(Arc<str>) -> Node,
+) -> Vec<(Node, OsString)> {
+    ids.iter()
+        .filter_map(|id| Some((node(id.clone()), names.name_of(id)?.into())))
+        .collect()
 }
 
 impl Fs {
@@ -85,128 +167,92 @@ impl Fs {
         Err(FsError::new(libc::ENOENT))
     }
 
-    /// The child `name` of directory `parent`, as a node.
+    /// The child `name` of directory `parent`, as a node. Only what the name
+    /// needs is asked: `inputs` of an extractor costs nothing, `latest`
+    /// costs its runs.
     pub(super) async fn child(&self, parent: &Node, name: &str) -> Result<Node, FsError> {
-        let enoent = || Err(FsError::new(libc::ENOENT));
-        let node = match parent {
-            Node::Root => match name {
-                "user.json" => Node::UserJson,
-                "subscription.json" => Node::SubscriptionJson,
-                "extractors" => Node::Extractors,
-                "crawlruns" => Node::Crawlruns,
-                "reports" => Node::Reports,
-                "reportruns" => Node::ReportRunsTop,
-                ".importfs" => Node::Meta,
-                _ => return enoent(),
-            },
-            Node::Meta => match name {
-                "stats" => Node::Stats,
-                "refresh" => Node::Refresh,
-                _ => return enoent(),
-            },
-            Node::Extractors => Node::Extractor(self.resolve_extractor(name).await?),
-            Node::Extractor(g) => match name {
-                "extractor.json" => Node::ExtractorJson(g.clone()),
-                "inputs" => Node::Inputs(g.clone()),
-                "start" => Node::Control(g.clone(), Control::Start),
-                "stop" => Node::Control(g.clone(), Control::Stop),
-                "duplicate" => Node::Control(g.clone(), Control::Duplicate),
-                "credentials" => Node::Credentials(g.clone()),
-                "crawlruns" => Node::ExtractorRuns(g.clone()),
-                "latest" => {
-                    let (ids, _) = self.runs_of(g).await?;
-                    if self.newest_run(&ids).is_none() {
-                        return enoent();
-                    }
-                    Node::ExtractorLatest(g.clone())
-                }
-                _ => match lock(&self.scratch).child(g, name.as_bytes()) {
-                    Some(n) => n,
-                    None => return enoent(),
-                },
-            },
+        let found = match parent {
+            Node::Root | Node::Meta => find(fixed_entries(parent), name),
+            Node::Extractors => Some(Node::Extractor(self.resolve_extractor(name).await?)),
+            Node::Extractor(g) => self.extractor_child(g, name).await?,
             Node::ExtractorRuns(g) => {
                 let (ids, _) = self.runs_of(g).await?;
-                match ids.iter().find(|id| &***id == name) {
-                    Some(id) => Node::ExtractorRunLink(g.clone(), id.clone()),
-                    None => return enoent(),
-                }
+                find_id(&ids, name).map(|id| Node::ExtractorRunLink(g.clone(), id))
             }
-            Node::Crawlruns => {
-                if !looks_like_id(name) {
-                    return enoent();
-                }
+            Node::Crawlruns if looks_like_id(name) => {
                 let id = arc(name);
                 self.crawlrun(&id).await?;
-                Node::Crawlrun(id)
+                Some(Node::Crawlrun(id))
             }
-            Node::Crawlrun(id) => match name {
-                "crawlrun.json" => Node::CrawlrunJson(id.clone()),
-                "state" => Node::CrawlrunState(id.clone()),
-                _ => {
-                    let Some(f) = CrawlrunFile::ALL
-                        .into_iter()
-                        .find(|f| f.file_name() == name)
-                    else {
-                        return enoent();
-                    };
-                    let (run, _) = self.crawlrun(id).await?;
-                    if !run_has_files(&run) {
-                        return enoent();
-                    }
-                    Node::CrawlrunData(id.clone(), f)
-                }
-            },
-            Node::Reports => Node::Report(self.resolve_report(name).await?),
-            Node::Report(g) => match name {
-                "report.json" => Node::ReportJson(g.clone()),
-                "start" => Node::ReportStart(g.clone()),
-                "reportruns" => Node::ReportRuns(g.clone()),
-                "latest" => {
-                    let (ids, _) = self.runs_of_report(g).await?;
-                    if self.newest_report_run(&ids).is_none() {
-                        return enoent();
-                    }
-                    Node::ReportLatest(g.clone())
-                }
-                _ => return enoent(),
-            },
+            Node::Crawlruns => None,
+            Node::Crawlrun(id) => self.crawlrun_child(id, name).await?,
+            Node::Reports => Some(Node::Report(self.resolve_report(name).await?)),
+            Node::Report(g) => self.report_child(g, name).await?,
             Node::ReportRuns(g) => {
                 let (ids, _) = self.runs_of_report(g).await?;
-                match ids.iter().find(|id| &***id == name) {
-                    Some(id) => Node::ReportRunLink(g.clone(), id.clone()),
-                    None => return enoent(),
-                }
+                find_id(&ids, name).map(|id| Node::ReportRunLink(g.clone(), id))
             }
-            Node::ReportRunsTop => {
-                if !looks_like_id(name) {
-                    return enoent();
-                }
+            Node::ReportRunsTop if looks_like_id(name) => {
                 let id = arc(name);
                 self.reportrun(&id).await?;
-                Node::ReportRun(id)
+                Some(Node::ReportRun(id))
             }
-            Node::ReportRun(id) => match name {
-                "reportrun.json" => Node::ReportRunJson(id.clone()),
-                _ => {
-                    let Some(f) = ReportRunFile::ALL
-                        .into_iter()
-                        .find(|f| f.file_name() == name)
-                    else {
-                        return enoent();
-                    };
-                    let (rr, _) = self.reportrun(id).await?;
-                    if !report_run_has_files(&rr)
-                        || (f == ReportRunFile::Json && !rr.is_change_report())
-                    {
-                        return enoent();
-                    }
-                    Node::ReportRunData(id.clone(), f)
-                }
-            },
+            Node::ReportRunsTop => None,
+            Node::ReportRun(id) => self.reportrun_child(id, name).await?,
             _ => return Err(FsError::new(libc::ENOTDIR)),
         };
-        Ok(node)
+        found.ok_or(FsError::new(libc::ENOENT))
+    }
+
+    async fn extractor_child(&self, g: &Arc<str>, name: &str) -> Result<Option<Node>, FsError> {
+        if name == "latest" {
+            let (ids, _) = self.runs_of(g).await?;
+            return Ok(self
+                .newest_run(&ids)
+                .map(|_| Node::ExtractorLatest(g.clone())));
+        }
+        Ok(find(extractor_entries(g), name)
+            .or_else(|| lock(&self.scratch).child(g, name.as_bytes())))
+    }
+
+    async fn crawlrun_child(&self, id: &Arc<str>, name: &str) -> Result<Option<Node>, FsError> {
+        if let Some(n) = find(crawlrun_entries(id), name) {
+            return Ok(Some(n));
+        }
+        let Some(f) = CrawlrunFile::ALL
+            .into_iter()
+            .find(|f| f.file_name() == name)
+        else {
+            return Ok(None);
+        };
+        let (run, _) = self.crawlrun(id).await?;
+        Ok(run_has_files(&run).then(|| Node::CrawlrunData(id.clone(), f)))
+    }
+
+    async fn report_child(&self, g: &Arc<str>, name: &str) -> Result<Option<Node>, FsError> {
+        if name == "latest" {
+            let (ids, _) = self.runs_of_report(g).await?;
+            return Ok(self
+                .newest_report_run(&ids)
+                .map(|_| Node::ReportLatest(g.clone())));
+        }
+        Ok(find(report_entries(g), name))
+    }
+
+    async fn reportrun_child(&self, id: &Arc<str>, name: &str) -> Result<Option<Node>, FsError> {
+        if name == "reportrun.json" {
+            return Ok(Some(Node::ReportRunJson(id.clone())));
+        }
+        let Some(f) = ReportRunFile::ALL
+            .into_iter()
+            .find(|f| f.file_name() == name)
+        else {
+            return Ok(None);
+        };
+        let (rr, _) = self.reportrun(id).await?;
+        Ok(report_run_files(&rr)
+            .contains(&f)
+            .then(|| Node::ReportRunData(id.clone(), f)))
     }
 
     /// The parent of a directory node (for `..`).
@@ -347,7 +393,9 @@ impl Fs {
                 (t.len() as u64, e)
             }
             Node::Scratch(id) => {
-                let (size, perm, t) = lock(&self.scratch).attr(*id).ok_or(FsError::new(libc::ENOENT))?;
+                let (size, perm, t) = lock(&self.scratch)
+                    .attr(*id)
+                    .ok_or(FsError::new(libc::ENOENT))?;
                 let attr = Attr {
                     ino,
                     kind: Kind::File,
@@ -431,139 +479,99 @@ impl Fs {
 
     /// List a directory (complete; the adapter pages through it by offset).
     pub(super) async fn list(&self, node: &Node) -> Result<Vec<DirEntry>, FsError> {
-        let mut out = vec![
-            DirEntry {
-                ino: self.inodes.ino(node),
-                kind: Kind::Dir,
-                name: ".".into(),
-            },
-            DirEntry {
-                ino: self.inodes.ino(&self.parent_of(node)),
-                kind: Kind::Dir,
-                name: "..".into(),
-            },
-        ];
-        let mut scratch = Vec::new();
-        let mut push = |n: Node, name: &str| {
-            out.push(DirEntry {
+        let dots = [(node.clone(), "."), (self.parent_of(node), "..")];
+        let mut out: Vec<DirEntry> = dots
+            .into_iter()
+            .map(|(n, name)| DirEntry {
                 ino: self.inodes.ino(&n),
-                kind: n.kind(),
+                kind: Kind::Dir,
                 name: name.into(),
-            });
-        };
-        match node {
-            Node::Root => {
-                push(Node::UserJson, "user.json");
-                push(Node::SubscriptionJson, "subscription.json");
-                push(Node::Extractors, "extractors");
-                push(Node::Crawlruns, "crawlruns");
-                push(Node::Reports, "reports");
-                push(Node::ReportRunsTop, "reportruns");
-                push(Node::Meta, ".importfs");
-            }
-            Node::Meta => {
-                push(Node::Stats, "stats");
-                push(Node::Refresh, "refresh");
-            }
-            Node::Extractors => {
-                let (ids, _) = self.extractor_list().await?;
-                let names = lock(&self.extractor_names);
-                for id in ids.iter() {
-                    if let Some(name) = names.name_of(id) {
-                        push(Node::Extractor(id.clone()), name);
-                    }
-                }
-            }
-            Node::Extractor(g) => {
-                let (ids, _) = self.runs_of(g).await?;
-                let has_latest = self.newest_run(&ids).is_some();
-                push(Node::ExtractorJson(g.clone()), "extractor.json");
-                push(Node::Inputs(g.clone()), "inputs");
-                for c in Control::ALL {
-                    push(Node::Control(g.clone(), c), c.file_name());
-                }
-                push(Node::Credentials(g.clone()), "credentials");
-                push(Node::ExtractorRuns(g.clone()), "crawlruns");
-                if has_latest {
-                    push(Node::ExtractorLatest(g.clone()), "latest");
-                }
-                // Scratch names are the bytes they were created with, UTF-8
-                // or not: added after the match, as OsStrings.
-                scratch = lock(&self.scratch).entries(g);
-            }
-            Node::ExtractorRuns(g) => {
-                let (ids, _) = self.runs_of(g).await?;
-                for id in ids.iter() {
-                    push(Node::ExtractorRunLink(g.clone(), id.clone()), id);
-                }
-            }
-            Node::Crawlruns => {
-                let (ids, _) = self.crawlrun_list().await?;
-                for id in ids.iter() {
-                    push(Node::Crawlrun(id.clone()), id);
-                }
-            }
-            Node::Crawlrun(id) => {
-                let (run, _) = self.crawlrun(id).await?;
-                push(Node::CrawlrunJson(id.clone()), "crawlrun.json");
-                push(Node::CrawlrunState(id.clone()), "state");
-                if run_has_files(&run) {
-                    for f in CrawlrunFile::ALL {
-                        push(Node::CrawlrunData(id.clone(), f), f.file_name());
-                    }
-                }
-            }
-            Node::Reports => {
-                let (ids, _) = self.report_list().await?;
-                let names = lock(&self.report_names);
-                for id in ids.iter() {
-                    if let Some(name) = names.name_of(id) {
-                        push(Node::Report(id.clone()), name);
-                    }
-                }
-            }
-            Node::Report(g) => {
-                let (ids, _) = self.runs_of_report(g).await?;
-                let has_latest = self.newest_report_run(&ids).is_some();
-                push(Node::ReportJson(g.clone()), "report.json");
-                push(Node::ReportStart(g.clone()), "start");
-                push(Node::ReportRuns(g.clone()), "reportruns");
-                if has_latest {
-                    push(Node::ReportLatest(g.clone()), "latest");
-                }
-            }
-            Node::ReportRuns(g) => {
-                let (ids, _) = self.runs_of_report(g).await?;
-                for id in ids.iter() {
-                    push(Node::ReportRunLink(g.clone(), id.clone()), id);
-                }
-            }
-            Node::ReportRunsTop => {
-                let (ids, _) = self.reportrun_list().await?;
-                for id in ids.iter() {
-                    push(Node::ReportRun(id.clone()), id);
-                }
-            }
-            Node::ReportRun(id) => {
-                let (rr, _) = self.reportrun(id).await?;
-                push(Node::ReportRunJson(id.clone()), "reportrun.json");
-                if report_run_has_files(&rr) {
-                    for f in ReportRunFile::ALL {
-                        if f != ReportRunFile::Json || rr.is_change_report() {
-                            push(Node::ReportRunData(id.clone(), f), f.file_name());
-                        }
-                    }
-                }
-            }
-            _ => return Err(FsError::new(libc::ENOTDIR)),
-        }
-        for (n, name) in scratch {
+            })
+            .collect();
+        for (n, name) in self.entries(node).await? {
             out.push(DirEntry {
                 ino: self.inodes.ino(&n),
                 kind: n.kind(),
-                name: OsString::from_vec(name),
+                name,
             });
         }
         Ok(out)
+    }
+
+    /// A directory's children and their names, in listing order.
+    async fn entries(&self, node: &Node) -> Result<Vec<(Node, OsString)>, FsError> {
+        let named = |v: Vec<(&'static str, Node)>| -> Vec<(Node, OsString)> {
+            v.into_iter().map(|(name, n)| (n, name.into())).collect()
+        };
+        let ids_as = |ids: &[Arc<str>], f: &dyn Fn(Arc<str>) -> Node| -> Vec<(Node, OsString)> {
+            ids.iter()
+                .map(|id| (f(id.clone()), (**id).into()))
+                .collect()
+        };
+        Ok(match node {
+            Node::Root | Node::Meta => named(fixed_entries(node)),
+            Node::Extractors => {
+                let (ids, _) = self.extractor_list().await?;
+                named_by(&ids, &lock(&self.extractor_names), Node::Extractor)
+            }
+            Node::Extractor(g) => {
+                let (ids, _) = self.runs_of(g).await?;
+                let mut v = named(extractor_entries(g));
+                if self.newest_run(&ids).is_some() {
+                    v.push((Node::ExtractorLatest(g.clone()), "latest".into()));
+                }
+                // Scratch names are the bytes they were created with.
+                let scratch = lock(&self.scratch).entries(g);
+                v.extend(scratch.into_iter().map(|(n, b)| (n, OsString::from_vec(b))));
+                v
+            }
+            Node::ExtractorRuns(g) => {
+                let (ids, _) = self.runs_of(g).await?;
+                ids_as(&ids, &|id| Node::ExtractorRunLink(g.clone(), id))
+            }
+            Node::Crawlruns => ids_as(&self.crawlrun_list().await?.0, &Node::Crawlrun),
+            Node::Crawlrun(id) => {
+                let (run, _) = self.crawlrun(id).await?;
+                let mut v = named(crawlrun_entries(id));
+                if run_has_files(&run) {
+                    v.extend(named(
+                        CrawlrunFile::ALL
+                            .map(|f| (f.file_name(), Node::CrawlrunData(id.clone(), f)))
+                            .to_vec(),
+                    ));
+                }
+                v
+            }
+            Node::Reports => {
+                let (ids, _) = self.report_list().await?;
+                named_by(&ids, &lock(&self.report_names), Node::Report)
+            }
+            Node::Report(g) => {
+                let (ids, _) = self.runs_of_report(g).await?;
+                let mut v = named(report_entries(g));
+                if self.newest_report_run(&ids).is_some() {
+                    v.push((Node::ReportLatest(g.clone()), "latest".into()));
+                }
+                v
+            }
+            Node::ReportRuns(g) => {
+                let (ids, _) = self.runs_of_report(g).await?;
+                ids_as(&ids, &|id| Node::ReportRunLink(g.clone(), id))
+            }
+            Node::ReportRunsTop => ids_as(&self.reportrun_list().await?.0, &Node::ReportRun),
+            Node::ReportRun(id) => {
+                let (rr, _) = self.reportrun(id).await?;
+                let files = report_run_files(&rr);
+                let mut v = vec![(Node::ReportRunJson(id.clone()), "reportrun.json".into())];
+                v.extend(named(
+                    files
+                        .into_iter()
+                        .map(|f| (f.file_name(), Node::ReportRunData(id.clone(), f)))
+                        .collect(),
+                ));
+                v
+            }
+            _ => return Err(FsError::new(libc::ENOTDIR)),
+        })
     }
 }

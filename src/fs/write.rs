@@ -19,7 +19,7 @@
 //!   of `inputs`, and renaming `inputs` away (vim's backup) copies it.
 
 use crate::api::models::{Credentials, Inputs};
-use crate::fs::buffers::{Writer, WriteState, MAX_SCRATCH};
+use crate::fs::buffers::{WriteState, Writer, MAX_SCRATCH};
 use crate::fs::cache::lock;
 use crate::fs::core::{Entry, Fs, Handle, Opened};
 use crate::fs::inodes::{Ino, Node};
@@ -47,7 +47,10 @@ fn validate_lines(bytes: &[u8], first_line: usize) -> Result<Vec<String>, FsErro
         ));
     }
     let Ok(text) = std::str::from_utf8(bytes) else {
-        return Err(FsError::with(libc::EINVAL, "inputs refused: not UTF-8 text"));
+        return Err(FsError::with(
+            libc::EINVAL,
+            "inputs refused: not UTF-8 text",
+        ));
     };
     let mut urls = Vec::new();
     for (i, line) in text.lines().enumerate() {

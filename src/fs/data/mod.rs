@@ -536,9 +536,9 @@ impl DataCache {
                 }
                 Err(e) => {
                     tracing::warn!(file = ?fref, error = %e, "download failed");
-                    task_cf
-                        .state
-                        .send_modify(|s| s.end = End::Failed(FsError::from(e).context("download failed")));
+                    task_cf.state.send_modify(|s| {
+                        s.end = End::Failed(FsError::from(e).context("download failed"))
+                    });
                     drop(task_cf);
                     let mut inner = lock(&this.inner);
                     let same = inner.files.peek(&fref).is_some_and(|(c, _)| c.failed());
