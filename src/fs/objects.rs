@@ -209,12 +209,8 @@ impl Fs {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<(V, Expiry), FsError>>,
     {
-        if let Some(hit) = cache.get(&key) {
-            self.counters.meta_hits.fetch_add(1, Ordering::Relaxed);
-            return Ok(hit);
-        }
-        if self.caches.missing.get(&fetch_key).is_some() {
-            return Err(FsError::new(libc::ENOENT));
+        if let Some(known) = self.known(cache, &key, &fetch_key) {
+            return known;
         }
         if self.outage.ongoing() {
             if let Some(stale) = self.stale(cache, &key) {
@@ -224,12 +220,8 @@ impl Fs {
         let asked = std::time::Instant::now();
         let lock = self.fetches.get(&fetch_key);
         let _guard = lock.lock().await;
-        if let Some(hit) = cache.get(&key) {
-            self.counters.meta_hits.fetch_add(1, Ordering::Relaxed);
-            return Ok(hit);
-        }
-        if self.caches.missing.get(&fetch_key).is_some() {
-            return Err(FsError::new(libc::ENOENT));
+        if let Some(known) = self.known(cache, &key, &fetch_key) {
+            return known;
         }
         // The fetch we queued behind failed: its answer is ours too.
         if self
@@ -276,6 +268,23 @@ impl Fs {
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// The answer the caches already have: the value, or that it is missing.
+    fn known<K: Hash + Eq, V: Clone>(
+        &self,
+        cache: &TtlCache<K, V>,
+        key: &K,
+        fetch_key: &FetchKey,
+    ) -> Option<Result<(V, Expiry), FsError>> {
+        if let Some(hit) = cache.get(key) {
+            self.counters.meta_hits.fetch_add(1, Ordering::Relaxed);
+            return Some(Ok(hit));
+        }
+        self.caches
+            .missing
+            .get(fetch_key)
+            .map(|_| Err(FsError::new(libc::ENOENT)))
     }
 
     /// An expired answer, handed out while the API fails; the kernel is told
