@@ -103,7 +103,7 @@ impl ScratchStore {
 }
 
 /// `len` bytes of `data` at `offset`, short at its end.
-fn slice_at(data: &[u8], offset: u64, len: u32) -> Vec<u8> {
+pub(super) fn slice_at(data: &[u8], offset: u64, len: u32) -> Vec<u8> {
     let start = (offset as usize).min(data.len());
     let end = start.saturating_add(len as usize).min(data.len());
     data[start..end].to_vec()

@@ -22,7 +22,7 @@
 //!   `touch start; cat latest/state` and `ls crawlruns/<new id>` work at once.
 
 use crate::api::Client;
-use crate::fs::buffers::{ScratchStore, Writer};
+use crate::fs::buffers::{slice_at, ScratchStore, Writer};
 use crate::fs::cache::{lock, Expiry, KeyLocks};
 use crate::fs::counters::MountStats;
 use crate::fs::data::{CachedFile, DataCache, FetchPlan, FileBytes};
@@ -362,32 +362,52 @@ impl Fs {
         })
     }
 
+    /// Read `size` bytes at `offset`, waiting for a result file's bytes to
+    /// arrive. The copy runs on the caller's thread: the adapter uses
+    /// [`Fs::read_now`] and [`Fs::wait_readable`] to keep it off the
+    /// runtime.
     pub async fn read(&self, fh: u64, offset: u64, size: u32) -> Result<FileBytes, FsError> {
-        let handle = match lock(&self.handles).get(&fh) {
-            Some(Handle::Bytes(b)) => Ok(b.clone()),
-            Some(Handle::Data(cf, size)) => Err((cf.clone(), *size)),
-            Some(Handle::Scratch(id)) => {
-                return Ok(lock(&self.scratch).read(*id, offset, size).into())
+        loop {
+            if let Some(r) = self.read_now(fh, offset, size) {
+                return r;
             }
-            Some(Handle::Writer(w)) => return Ok(w.read(offset, size).into()),
-            _ => return Err(FsError::new(libc::EBADF)),
-        };
-        match handle {
-            Ok(bytes) => {
-                let start = (offset as usize).min(bytes.len());
-                let end = start.saturating_add(size as usize).min(bytes.len());
-                Ok(bytes[start..end].to_vec().into())
-            }
-            Err((cf, expected)) => {
-                let r = cf.read(offset, size, expected).await;
-                if r.is_err() {
-                    // The size we had may be the server's mistake (a HEAD that
-                    // disagrees with the download): ask again next time.
-                    self.caches.sizes.remove(&cf.fref);
-                }
-                r
-            }
+            self.wait_readable(fh, offset, size).await?;
         }
+    }
+
+    /// The answer to a read if it needs no waiting: every open but a result
+    /// file whose bytes at `offset` are still downloading.
+    pub fn read_now(&self, fh: u64, offset: u64, size: u32) -> Option<Result<FileBytes, FsError>> {
+        let (cf, expected) = match lock(&self.handles).get(&fh) {
+            Some(Handle::Bytes(b)) => return Some(Ok(slice_at(b, offset, size).into())),
+            Some(Handle::Data(cf, expected)) => (cf.clone(), *expected),
+            Some(Handle::Scratch(id)) => {
+                return Some(Ok(lock(&self.scratch).read(*id, offset, size).into()))
+            }
+            Some(Handle::Writer(w)) => return Some(Ok(w.read(offset, size).into())),
+            _ => return Some(Err(FsError::new(libc::EBADF))),
+        };
+        let r = cf.read_now(offset, size, expected)?;
+        Some(r.inspect_err(|_| self.read_failed(&cf)))
+    }
+
+    /// Wait until [`Fs::read_now`] of the same range has an answer.
+    pub async fn wait_readable(&self, fh: u64, offset: u64, size: u32) -> Result<(), FsError> {
+        let handle = lock(&self.handles).get(&fh).cloned();
+        match handle {
+            Some(Handle::Data(cf, expected)) => cf
+                .wait_readable(offset, size, expected)
+                .await
+                .inspect_err(|_| self.read_failed(&cf)),
+            _ => Ok(()),
+        }
+    }
+
+    /// A result file failed a read: the size we had may be the server's
+    /// mistake (a HEAD that disagrees with the download), so the next open
+    /// asks again.
+    fn read_failed(&self, cf: &CachedFile) {
+        self.caches.sizes.remove(&cf.fref);
     }
 
     /// How many inodes the mount has handed out (statfs' file count).

@@ -11,6 +11,7 @@
 
 use crate::fs::core::{Attr, Entry, Fs, Opened};
 use crate::fs::counters::FuseOp;
+use crate::fs::data::FileBytes;
 use crate::fs::inodes::Kind;
 use crate::fs::FsError;
 use fuser::BackingId;
@@ -124,6 +125,13 @@ fn open_flags(o: &Opened) -> FopenFlags {
 fn reply_empty(t: &Tally, reply: ReplyEmpty, r: Result<(), FsError>) {
     match r {
         Ok(()) => reply.ok(),
+        Err(e) => reply.error(t.err(e)),
+    }
+}
+
+fn reply_data(t: &Tally, reply: ReplyData, r: Result<FileBytes, FsError>) {
+    match r {
+        Ok(data) => reply.data(&data),
         Err(e) => reply.error(t.err(e)),
     }
 }
@@ -451,12 +459,27 @@ impl Filesystem for FuseFs {
         reply: ReplyData,
     ) {
         let t = self.count(FuseOp::Read, ino);
+        // Bytes that are here are copied out on this FUSE thread; a read
+        // ahead of the download waits on the runtime, and its copy and
+        // reply then run on a blocking thread, never on an async worker.
+        if let Some(r) = self.fs.read_now(fh.0, offset, size) {
+            return reply_data(&t, reply, r);
+        }
         let fs = self.fs.clone();
+        let rt = self.rt.clone();
         self.spawn(async move {
-            match fs.read(fh.0, offset, size).await {
-                Ok(data) => reply.data(&data),
-                Err(e) => reply.error(t.err(e)),
+            if let Err(e) = fs.wait_readable(fh.0, offset, size).await {
+                return reply.error(t.err(e));
             }
+            rt.spawn_blocking(move || {
+                let r = match fs.read_now(fh.0, offset, size) {
+                    Some(r) => r,
+                    // Cannot happen (bytes never go away once here), but if
+                    // it did, wait again rather than answer wrongly.
+                    None => Handle::current().block_on(fs.read(fh.0, offset, size)),
+                };
+                reply_data(&t, reply, r)
+            });
         });
     }
 

@@ -2,7 +2,8 @@
 //! comes next (see the parent module's doc), and splitting a segment where a
 //! reader waits.
 
-use super::{CachedFile, DataCache, Fill, Seg};
+use super::file::{CachedFile, Fill, Seg};
+use super::DataCache;
 use crate::api::RangeOutcome;
 use crate::fs::cache::lock;
 use std::collections::{BTreeMap, HashMap, VecDeque};

@@ -34,13 +34,15 @@ use crate::api::{Client, FileRef, RangeOutcome};
 use crate::fs::cache::lock;
 use crate::fs::store::{self, Store};
 use crate::fs::FsError;
+pub use file::CachedFile;
+use file::{End, Fill, Seg, State, Wants};
 pub use mapped::FileBytes;
-use mapped::{read_at_uninit, Mapped};
 
 mod fetch;
+mod file;
 mod mapped;
 use lru::LruCache;
-use std::collections::{BTreeMap, VecDeque};
+
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -62,210 +64,6 @@ impl Default for FetchPlan {
         FetchPlan {
             chunk_size: 8 << 20,
             streams: 4,
-        }
-    }
-}
-
-/// Which bytes of a cache file are present.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Fill {
-    /// Fetched whole, in one stream: this many leading bytes.
-    Prefix(u64),
-    /// Fetched in segments (chunks, some split where a reader wanted a byte
-    /// far into one), by start offset, covering the file: `have` bytes of
-    /// each are present from its start.
-    Chunks { segs: BTreeMap<u64, Seg> },
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Seg {
-    end: u64,
-    have: u64,
-}
-
-impl Fill {
-    /// The first byte of `off..end` (non-empty) that is not present: `None`
-    /// when the whole range is; `Some(None)` when it is missing from a file
-    /// fetched whole (there is nothing to ask for).
-    fn missing(&self, off: u64, end: u64) -> Option<Option<u64>> {
-        match self {
-            Fill::Prefix(p) => (*p < end).then_some(None),
-            Fill::Chunks { segs } => {
-                let first = segs.range(..=off).next_back().map_or(0, |(s, _)| *s);
-                segs.range(first..end).find_map(|(&start, seg)| {
-                    let held = start + seg.have;
-                    (held < end.min(seg.end)).then_some(Some(held.max(off)))
-                })
-            }
-        }
-    }
-}
-
-/// How far one download has come.
-#[derive(Debug, Clone)]
-enum End {
-    /// Still arriving.
-    Running,
-    /// The whole file, of this exact size, is in the file.
-    Done { size: u64 },
-    /// The download failed; nothing more will arrive. Every read gets this.
-    Failed(FsError),
-}
-
-#[derive(Debug, Clone)]
-struct State {
-    fill: Fill,
-    end: End,
-}
-
-/// What readers ask of the scheduler.
-#[derive(Default)]
-struct Wants {
-    /// Offsets readers are waiting for, oldest first.
-    offsets: VecDeque<u64>,
-}
-
-/// One result file in the cache.
-pub struct CachedFile {
-    /// Which result file this is.
-    pub fref: FileRef,
-    /// Where the file is: the mount's own folder while it downloads (and
-    /// for files of unfinished runs), the store once kept.
-    path: Mutex<PathBuf>,
-    /// In the store: outlives this mount, so it is not deleted on drop.
-    kept: AtomicBool,
-    file: std::fs::File,
-    state: watch::Sender<State>,
-    wants: Mutex<Wants>,
-    /// Where the latest read ended: where read-ahead continues.
-    cursor: AtomicU64,
-    /// Wakes the scheduler when a reader waits for a chunk.
-    kick: Notify,
-}
-
-impl CachedFile {
-    /// Wait for the download to end and return the exact size.
-    pub async fn size(&self) -> Result<u64, FsError> {
-        let mut rx = self.state.subscribe();
-        loop {
-            match &rx.borrow_and_update().end {
-                End::Done { size } => return Ok(*size),
-                End::Failed(e) => return Err(e.clone()),
-                End::Running => {}
-            }
-            if rx.changed().await.is_err() {
-                return Err(FsError::new(libc::EIO));
-            }
-        }
-    }
-
-    /// The size if the download is complete.
-    pub fn complete_size(&self) -> Option<u64> {
-        match self.state.borrow().end {
-            End::Done { size } => Some(size),
-            _ => None,
-        }
-    }
-
-    fn failed(&self) -> bool {
-        matches!(self.state.borrow().end, End::Failed(_))
-    }
-
-    /// Read `len` bytes at `offset`, waiting only until they have arrived.
-    ///
-    /// `expected` is the size the file was opened with (what `stat` said): a
-    /// download that ends at another size fails every read with EIO rather
-    /// than letting a reader see a file that silently shrank or grew.
-    pub async fn read(&self, offset: u64, len: u32, expected: u64) -> Result<FileBytes, FsError> {
-        let end = offset.saturating_add(len as u64).min(expected);
-        self.cursor.store(end, Ordering::Relaxed);
-        let mut rx = self.state.subscribe();
-        let mut asked = None;
-        let end = loop {
-            // The guard must not live across the await below.
-            let ready = {
-                let state = rx.borrow_and_update();
-                match (&state.end, &state.fill) {
-                    (End::Done { size }, _) if *size != expected => {
-                        return Err(FsError::with(
-                            libc::EIO,
-                            format!("the server sent {size} bytes for a file it said was {expected} bytes: refusing to serve it"),
-                        ));
-                    }
-                    (End::Done { size }, _) => Some(end.min(*size)),
-                    (End::Failed(e), _) => return Err(e.clone()),
-                    (End::Running, _) if end <= offset => Some(end),
-                    (End::Running, fill) => match fill.missing(offset, end) {
-                        None => Some(end),
-                        Some(Some(at)) if asked != Some(at) => {
-                            asked = Some(at);
-                            lock(&self.wants).offsets.push_back(at);
-                            self.kick.notify_one();
-                            None
-                        }
-                        Some(_) => None,
-                    },
-                }
-            };
-            if let Some(end) = ready {
-                break end;
-            }
-            if rx.changed().await.is_err() {
-                return Err(FsError::new(libc::EIO));
-            }
-        };
-        if end <= offset {
-            return Ok(FileBytes::from(Vec::new()));
-        }
-        let len = (end - offset) as usize;
-        match Mapped::new(&self.file, offset, len) {
-            Ok(m) => Ok(FileBytes::mapped(m)),
-            Err(e) => {
-                tracing::debug!(error = %e, "mmap of the cache file failed: reading it");
-                read_at_uninit(&self.file, offset, len)
-                    .map(FileBytes::from)
-                    .map_err(|e| FsError::io("reading the cache file", e))
-            }
-        }
-    }
-
-    /// The cache file, for passthrough opens of complete files.
-    pub fn file(&self) -> &std::fs::File {
-        &self.file
-    }
-
-    /// Record that the bytes of the segment at `start` are present up to
-    /// file offset `upto` (never past the segment's end: a fetch that was
-    /// dropped may still report after its segment was split).
-    fn landed(&self, start: u64, upto: u64) {
-        self.state.send_if_modified(|s| match &mut s.fill {
-            Fill::Chunks { segs } => match segs.get_mut(&start) {
-                Some(seg) if start + seg.have < upto.min(seg.end) => {
-                    seg.have = upto.min(seg.end) - start;
-                    true
-                }
-                _ => false,
-            },
-            Fill::Prefix(_) => false,
-        });
-    }
-
-    /// Record that the first `upto` bytes are present (a whole-file fetch).
-    fn landed_prefix(&self, upto: u64) {
-        self.state.send_if_modified(|s| match &mut s.fill {
-            Fill::Prefix(p) if *p < upto => {
-                *p = upto;
-                true
-            }
-            _ => false,
-        });
-    }
-}
-
-impl Drop for CachedFile {
-    fn drop(&mut self) {
-        if !self.kept.load(Ordering::Relaxed) {
-            let _ = std::fs::remove_file(&*lock(&self.path));
         }
     }
 }
@@ -699,34 +497,5 @@ pub(crate) fn remove_stale_dirs(parent: &Path) {
 impl Drop for DataCache {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn segs(list: &[(u64, u64, u64)]) -> Fill {
-        Fill::Chunks {
-            segs: list
-                .iter()
-                .map(|&(start, end, have)| (start, Seg { end, have }))
-                .collect(),
-        }
-    }
-
-    #[test]
-    fn missing_names_the_first_absent_byte_of_a_range() {
-        // Three segments: full, half, empty.
-        let f = segs(&[(0, 100, 100), (100, 200, 50), (200, 300, 0)]);
-        assert_eq!(f.missing(0, 100), None);
-        assert_eq!(f.missing(120, 150), None, "inside the held half");
-        assert_eq!(f.missing(90, 160), Some(Some(150)));
-        assert_eq!(f.missing(170, 180), Some(Some(170)), "past the held bytes");
-        assert_eq!(f.missing(0, 300), Some(Some(150)));
-        assert_eq!(f.missing(250, 300), Some(Some(250)));
-        let p = Fill::Prefix(10);
-        assert_eq!(p.missing(0, 10), None);
-        assert_eq!(p.missing(5, 11), Some(None));
     }
 }
