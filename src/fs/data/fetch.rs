@@ -11,6 +11,34 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tokio::task::JoinSet;
 
+/// What the scheduler knows of one segment.
+#[derive(Clone, Copy, PartialEq)]
+enum Chunk {
+    Absent,
+    Fetching { urgent: bool },
+    Present,
+}
+
+/// Split an absent segment only this far past its held bytes.
+const SPLIT_MIN: u64 = 256 << 10;
+const SPLIT_ALIGN: u64 = 64 << 10;
+
+type Fetches = JoinSet<Result<RangeOutcome, crate::api::Error>>;
+
+/// The state of one chunked fetch.
+struct Scheduler<'a> {
+    cache: &'a DataCache,
+    cf: &'a Arc<CachedFile>,
+    size: u64,
+    chunks: BTreeMap<u64, Chunk>,
+    /// Segments not yet present.
+    remaining: usize,
+    tasks: Fetches,
+    running: HashMap<tokio::task::Id, (u64, tokio::task::AbortHandle)>,
+    /// Offsets readers wait for, in the order they asked.
+    urgent: VecDeque<u64>,
+}
+
 impl DataCache {
     /// The scheduler of a chunked fetch: keeps up to `streams` ranged GETs
     /// in flight, the bytes readers wait for first, then the next absent
@@ -24,142 +52,31 @@ impl DataCache {
         cf: &Arc<CachedFile>,
         size: u64,
     ) -> Result<RangeOutcome, crate::api::Error> {
-        #[derive(Clone, Copy, PartialEq)]
-        enum Chunk {
-            Absent,
-            Fetching { urgent: bool },
-            Present,
-        }
-        /// Split an absent segment only this far past its held bytes.
-        const SPLIT_MIN: u64 = 256 << 10;
-        const SPLIT_ALIGN: u64 = 64 << 10;
-        let mut chunks: BTreeMap<u64, Chunk> = match &cf.state.borrow().fill {
+        let chunks: BTreeMap<u64, Chunk> = match &cf.state.borrow().fill {
             Fill::Chunks { segs } => segs.keys().map(|&k| (k, Chunk::Absent)).collect(),
             Fill::Prefix(_) => BTreeMap::new(),
         };
-        let mut remaining = chunks.len();
-        let mut tasks: JoinSet<Result<RangeOutcome, crate::api::Error>> = JoinSet::new();
-        let mut running: HashMap<tokio::task::Id, (u64, tokio::task::AbortHandle)> = HashMap::new();
-        let mut urgent: VecDeque<u64> = VecDeque::new();
-        // Start fetching what the segment at `start` lacks; `None` when it
-        // lacks nothing (a dropped fetch that had in fact just finished).
-        let begin = |start: u64, tasks: &mut JoinSet<_>| {
-            let (from, to) = match &cf.state.borrow().fill {
-                Fill::Chunks { segs } => segs.get(&start).map(|s| (start + s.have, s.end))?,
-                Fill::Prefix(_) => return None,
-            };
-            if from >= to {
-                return None;
-            }
-            let (client, cf) = (self.client.clone(), cf.clone());
-            Some(tasks.spawn(async move {
-                let report = |upto: u64| cf.landed(start, upto);
-                client
-                    .download_range(&cf.fref, &cf.file, &report, (from, to), size)
-                    .await
-            }))
+        let mut s = Scheduler {
+            cache: self,
+            cf,
+            size,
+            remaining: chunks.len(),
+            chunks,
+            tasks: JoinSet::new(),
+            running: HashMap::new(),
+            urgent: VecDeque::new(),
         };
-        macro_rules! start {
-            ($seg:expr, $urgent:expr) => {
-                match begin($seg, &mut tasks) {
-                    Some(handle) => {
-                        running.insert(handle.id(), ($seg, handle));
-                        chunks.insert($seg, Chunk::Fetching { urgent: $urgent });
-                    }
-                    None => {
-                        chunks.insert($seg, Chunk::Present);
-                        remaining -= 1;
-                    }
-                }
-            };
-        }
         loop {
-            urgent.extend(lock(&cf.wants).offsets.drain(..));
-            // The bytes readers wait for, in the order they asked.
-            while let Some(&at) = urgent.front() {
-                let Some((&seg, &state)) = chunks.range(..=at).next_back() else {
-                    urgent.pop_front();
-                    continue;
-                };
-                match state {
-                    Chunk::Present | Chunk::Fetching { urgent: true } => {
-                        urgent.pop_front();
-                        continue;
-                    }
-                    Chunk::Fetching { urgent: false } => {
-                        chunks.insert(seg, Chunk::Fetching { urgent: true });
-                        urgent.pop_front();
-                        continue;
-                    }
-                    Chunk::Absent => {}
-                }
-                if running.len() >= self.plan.streams {
-                    // Every stream is busy: drop the speculative fetch
-                    // furthest after the reader (it resumes later).
-                    let victim = running
-                        .iter()
-                        .filter(|(_, (s, _))| chunks[s] == Chunk::Fetching { urgent: false })
-                        .max_by_key(|(_, (s, _))| (s + size - at) % size)
-                        .map(|(id, _)| *id);
-                    let Some(id) = victim else { break };
-                    if let Some((s, handle)) = running.remove(&id) {
-                        handle.abort();
-                        chunks.insert(s, Chunk::Absent);
-                    }
-                }
-                urgent.pop_front();
-                let target = self.split_for(cf, seg, at, SPLIT_MIN, SPLIT_ALIGN);
-                if target != seg {
-                    chunks.insert(target, Chunk::Absent);
-                    remaining += 1;
-                }
-                start!(target, true);
-            }
-            // Read-ahead: the next absent segments from the cursor on.
-            let cursor = cf.cursor.load(Ordering::Relaxed).min(size - 1);
-            let from = chunks.range(..=cursor).next_back().map_or(0, |(s, _)| *s);
-            let order: Vec<u64> = chunks
-                .range(from..)
-                .chain(chunks.range(..from))
-                .filter(|(_, c)| **c == Chunk::Absent)
-                .map(|(s, _)| *s)
-                .take(self.plan.streams.saturating_sub(running.len()))
-                .collect();
-            for seg in order {
-                start!(seg, false);
-            }
-            if remaining == 0 {
+            s.urgent.extend(lock(&cf.wants).offsets.drain(..));
+            s.serve_urgent();
+            s.read_ahead();
+            if s.remaining == 0 {
                 return Ok(RangeOutcome::Done);
             }
             tokio::select! {
-                joined = tasks.join_next_with_id() => {
-                    let (id, result) = match joined {
-                        Some(Ok((id, r))) => (id, Ok(r)),
-                        Some(Err(e)) => (e.id(), Err(e)),
-                        None => continue,
-                    };
-                    // A dropped fetch was already taken out of `running`.
-                    let Some((seg, _)) = running.remove(&id) else { continue };
-                    match result {
-                        Ok(Ok(RangeOutcome::Done)) => {
-                            chunks.insert(seg, Chunk::Present);
-                            remaining -= 1;
-                        }
-                        Ok(Ok(RangeOutcome::Unsupported)) => {
-                            tasks.shutdown().await;
-                            return Ok(RangeOutcome::Unsupported);
-                        }
-                        Ok(Err(e)) => {
-                            tasks.shutdown().await;
-                            return Err(e);
-                        }
-                        Err(e) => {
-                            tasks.shutdown().await;
-                            return Err(crate::api::Error::Protocol {
-                                op: cf.fref.operation(),
-                                detail: format!("a chunk fetch ended abnormally: {e}"),
-                            });
-                        }
+                joined = s.tasks.join_next_with_id() => {
+                    if let Some(end) = s.joined(joined).await {
+                        return end;
                     }
                 }
                 _ = cf.kick.notified() => {}
@@ -201,5 +118,140 @@ impl DataCache {
             true
         });
         target
+    }
+}
+
+impl Scheduler<'_> {
+    /// Start fetching what the segment at `seg` lacks; when it lacks
+    /// nothing (a dropped fetch that had in fact just finished), mark it
+    /// present.
+    fn start(&mut self, seg: u64, urgent: bool) {
+        let lacks = match &self.cf.state.borrow().fill {
+            Fill::Chunks { segs } => segs.get(&seg).map(|s| (seg + s.have, s.end)),
+            Fill::Prefix(_) => None,
+        };
+        let Some((from, to)) = lacks.filter(|(from, to)| from < to) else {
+            self.chunks.insert(seg, Chunk::Present);
+            self.remaining -= 1;
+            return;
+        };
+        let (client, cf, size) = (self.cache.client.clone(), self.cf.clone(), self.size);
+        let handle = self.tasks.spawn(async move {
+            let report = |upto: u64| cf.landed(seg, upto);
+            client
+                .download_range(&cf.fref, &cf.file, &report, (from, to), size)
+                .await
+        });
+        self.running.insert(handle.id(), (seg, handle));
+        self.chunks.insert(seg, Chunk::Fetching { urgent });
+    }
+
+    /// Start the fetches readers wait for, in the order they asked, taking
+    /// a speculative fetch's place when every stream is busy.
+    fn serve_urgent(&mut self) {
+        while let Some(&at) = self.urgent.front() {
+            let Some((&seg, &state)) = self.chunks.range(..=at).next_back() else {
+                self.urgent.pop_front();
+                continue;
+            };
+            match state {
+                Chunk::Present | Chunk::Fetching { urgent: true } => {
+                    self.urgent.pop_front();
+                    continue;
+                }
+                Chunk::Fetching { urgent: false } => {
+                    self.chunks.insert(seg, Chunk::Fetching { urgent: true });
+                    self.urgent.pop_front();
+                    continue;
+                }
+                Chunk::Absent => {}
+            }
+            if self.running.len() >= self.cache.plan.streams && !self.drop_speculative(at) {
+                break;
+            }
+            self.urgent.pop_front();
+            let target = self
+                .cache
+                .split_for(self.cf, seg, at, SPLIT_MIN, SPLIT_ALIGN);
+            if target != seg {
+                self.chunks.insert(target, Chunk::Absent);
+                self.remaining += 1;
+            }
+            self.start(target, true);
+        }
+    }
+
+    /// Drop the speculative fetch furthest after a reader at `at` (it
+    /// resumes later from its last byte); false if every fetch is urgent.
+    fn drop_speculative(&mut self, at: u64) -> bool {
+        let size = self.size;
+        let victim = self
+            .running
+            .iter()
+            .filter(|(_, (s, _))| self.chunks[s] == Chunk::Fetching { urgent: false })
+            .max_by_key(|(_, (s, _))| (s + size - at) % size)
+            .map(|(id, _)| *id);
+        let Some((s, handle)) = victim.and_then(|id| self.running.remove(&id)) else {
+            return false;
+        };
+        handle.abort();
+        self.chunks.insert(s, Chunk::Absent);
+        true
+    }
+
+    /// Read-ahead: the next absent segments from the read cursor on,
+    /// wrapping round, as many as there are free streams.
+    fn read_ahead(&mut self) {
+        let cursor = self.cf.cursor.load(Ordering::Relaxed).min(self.size - 1);
+        let from = self
+            .chunks
+            .range(..=cursor)
+            .next_back()
+            .map_or(0, |(s, _)| *s);
+        let order: Vec<u64> = self
+            .chunks
+            .range(from..)
+            .chain(self.chunks.range(..from))
+            .filter(|(_, c)| **c == Chunk::Absent)
+            .map(|(s, _)| *s)
+            .take(self.cache.plan.streams.saturating_sub(self.running.len()))
+            .collect();
+        for seg in order {
+            self.start(seg, false);
+        }
+    }
+
+    /// A fetch ended: `Some` with the outcome of the whole file when it
+    /// ends the file (ranges refused, or a chunk failed for good).
+    async fn joined(
+        &mut self,
+        joined: Option<
+            Result<
+                (tokio::task::Id, Result<RangeOutcome, crate::api::Error>),
+                tokio::task::JoinError,
+            >,
+        >,
+    ) -> Option<Result<RangeOutcome, crate::api::Error>> {
+        let (id, result) = match joined? {
+            Ok((id, r)) => (id, Ok(r)),
+            Err(e) => (e.id(), Err(e)),
+        };
+        // A dropped fetch was already taken out of `running`.
+        let (seg, _) = self.running.remove(&id)?;
+        let end = match result {
+            Ok(Ok(RangeOutcome::Done)) => {
+                self.chunks.insert(seg, Chunk::Present);
+                self.remaining -= 1;
+                return None;
+            }
+            Ok(Ok(RangeOutcome::Unsupported)) => Ok(RangeOutcome::Unsupported),
+            Ok(Err(e)) => Err(e),
+            Err(e) => Err(crate::api::Error::Protocol {
+                op: self.cf.fref.operation(),
+                detail: format!("a chunk fetch ended abnormally: {e}"),
+            }),
+        };
+        self.tasks.shutdown().await;
+        Some(end)
     }
 }
