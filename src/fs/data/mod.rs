@@ -264,7 +264,9 @@ impl DataCache {
         Some(cf)
     }
 
-    /// Start downloading `f` into this mount's folder.
+    /// Start downloading `f` into this mount's folder. The part file is
+    /// made under the cache's lock, so that two opens can never start two
+    /// downloads of one file; it is one metadata syscall.
     fn start(
         self: &Arc<Self>,
         f: &FileRef,
@@ -315,9 +317,16 @@ impl DataCache {
         inner.files.put(f.clone(), (cf.clone(), 0));
         drop(inner);
 
+        self.spawn_download(cf.clone(), finished);
+        Ok(cf)
+    }
+
+    /// Download `cf` in the background; once complete, account for it and
+    /// (for a finished run) keep it; on failure, fail its readers and drop
+    /// it, so the next open starts afresh.
+    fn spawn_download(self: &Arc<Self>, task_cf: Arc<CachedFile>, finished: bool) {
         let this = self.clone();
         self.stats.in_flight.fetch_add(1, Ordering::Relaxed);
-        let task_cf = cf.clone();
         tokio::spawn(async move {
             let fref = task_cf.fref.clone();
             let result = this.fetch(&task_cf).await;
@@ -346,7 +355,6 @@ impl DataCache {
                 }
             }
         });
-        Ok(cf)
     }
 
     /// Move a complete download of a finished run into the store (its
@@ -400,8 +408,13 @@ impl DataCache {
         if let Some(size) = chunked {
             match self.fetch_chunks(cf, size).await? {
                 RangeOutcome::Done => {
-                    cf.file
-                        .set_len(size)
+                    // Ranges were written at their offsets; the length is
+                    // set once, off the async workers (ext4 may block).
+                    let file = cf.clone();
+                    tokio::task::spawn_blocking(move || file.file.set_len(size))
+                        .await
+                        .map_err(std::io::Error::other)
+                        .and_then(|r| r)
                         .map_err(|source| crate::api::Error::Io {
                             op: cf.fref.operation(),
                             source,
