@@ -1,30 +1,41 @@
-//! The thin adapter: `fuser::Filesystem` → [`Fs`](super::core::Fs).
+//! The thin adapter: `fuser::Filesystem` → [`Fs`](super::core::Fs), and the
+//! only module that knows fuser.
 //!
-//! Each method is a span, a call to the core and a reply. Requests that may
+//! Each method is a count, a call to the core and a reply. Requests that may
 //! touch the network are handed to the tokio runtime and answered from the
 //! task (fuser 0.18 replies are `Send`), so the FUSE threads never wait on
 //! HTTP and one slow download does not stall an `ls` elsewhere.
 //!
 //! Every method starts with `let t = self.count(FuseOp::..)` and replies to
 //! an error with `reply.error(t.err(e))`: that is all the counting of
-//! `importfs_fuse_requests_total` and `importfs_fuse_errors_total` there is.
+//! `importfs_fuse_requests_total` and `importfs_fuse_errors_total` there is,
+//! and the one place a failed request is logged (`reply.rs`).
+//!
+//! Reads are the exception to "hand it to the runtime": a read whose bytes
+//! are in the cache file is answered on the FUSE thread, and one that must
+//! wait for the download waits on the runtime but copies on a blocking
+//! thread, so the 1 MiB copies never occupy an async worker.
+//!
+//! This file is one piece over 600 lines because it is one `impl
+//! Filesystem`, and a trait impl cannot be split across files: about forty
+//! methods of a few lines each, including the operations refused on
+//! purpose (so that fuser never logs "not implemented").
 
-use crate::fs::core::{Attr, Entry, Fs, Opened};
+use crate::fs::core::Fs;
 use crate::fs::counters::FuseOp;
-use crate::fs::data::FileBytes;
-use crate::fs::inodes::Kind;
-use crate::fs::FsError;
-use fuser::BackingId;
+use passthrough::{open_flags, Passthrough};
+use reply::{file_attr, file_type, reply_data, reply_empty, reply_entry, Tally};
+
+mod passthrough;
+mod reply;
 use fuser::{
-    Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo,
-    KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyData, ReplyDirectory,
-    ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, Request, TimeOrNow, WriteFlags,
+    Errno, FileHandle, Filesystem, Generation, INodeNo, KernelConfig, LockOwner, OpenFlags,
+    RenameFlags, ReplyAttr, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen,
+    ReplyStatfs, ReplyWrite, Request, TimeOrNow, WriteFlags,
 };
-use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::SystemTime;
 use tokio::runtime::Handle;
 
@@ -32,44 +43,8 @@ use tokio::runtime::Handle;
 pub struct FuseFs {
     fs: Arc<Fs>,
     rt: Handle,
-    /// The kernel agreed to FUSE passthrough (Linux >= 6.9, and we may use it).
-    passthrough: Arc<AtomicBool>,
-    backing: Arc<Mutex<Backing>>,
-}
-
-/// Passthrough bookkeeping: one backing id per inode, shared by every handle
-/// open on it and closed with the last one (the kernel needs the same id for
-/// all handles of an inode).
-/// The kernel also refuses (EIO) to mix modes on one inode: while a handle
-/// opened the ordinary way is open (a reader that started during the
-/// download), later opens of that inode must be ordinary too.
-#[derive(Default)]
-struct Backing {
-    by_ino: HashMap<u64, (Arc<BackingId>, usize)>,
-    fh_ino: HashMap<u64, u64>,
-    cached_by_ino: HashMap<u64, usize>,
-    fh_cached: HashMap<u64, u64>,
-}
-
-impl Backing {
-    fn release(&mut self, fh: u64) {
-        if let Some(ino) = self.fh_ino.remove(&fh) {
-            if let Some((_, n)) = self.by_ino.get_mut(&ino) {
-                *n -= 1;
-                if *n == 0 {
-                    self.by_ino.remove(&ino);
-                }
-            }
-        }
-        if let Some(ino) = self.fh_cached.remove(&fh) {
-            if let Some(n) = self.cached_by_ino.get_mut(&ino) {
-                *n -= 1;
-                if *n == 0 {
-                    self.cached_by_ino.remove(&ino);
-                }
-            }
-        }
-    }
+    /// FUSE passthrough of complete result files, when the kernel has it.
+    passthrough: Arc<Passthrough>,
 }
 
 impl FuseFs {
@@ -77,104 +52,8 @@ impl FuseFs {
         FuseFs {
             fs,
             rt,
-            passthrough: Arc::new(AtomicBool::new(false)),
-            backing: Arc::new(Mutex::new(Backing::default())),
+            passthrough: Arc::new(Passthrough::default()),
         }
-    }
-}
-
-fn file_type(k: Kind) -> FileType {
-    match k {
-        Kind::Dir => FileType::Directory,
-        Kind::File => FileType::RegularFile,
-        Kind::Symlink => FileType::Symlink,
-    }
-}
-
-fn file_attr(a: &Attr) -> FileAttr {
-    FileAttr {
-        ino: INodeNo(a.ino),
-        size: a.size,
-        blocks: a.size.div_ceil(512),
-        atime: a.mtime,
-        mtime: a.mtime,
-        ctime: a.mtime,
-        crtime: a.mtime,
-        kind: file_type(a.kind),
-        perm: a.perm,
-        nlink: if a.kind == Kind::Dir { 2 } else { 1 },
-        uid: a.uid,
-        gid: a.gid,
-        rdev: 0,
-        blksize: 128 * 1024,
-        flags: 0,
-    }
-}
-
-fn open_flags(o: &Opened) -> FopenFlags {
-    let mut f = FopenFlags::empty();
-    if o.keep_cache {
-        f |= FopenFlags::FOPEN_KEEP_CACHE;
-    }
-    if o.direct_io {
-        f |= FopenFlags::FOPEN_DIRECT_IO;
-    }
-    f
-}
-
-fn reply_empty(t: &Tally, reply: ReplyEmpty, r: Result<(), FsError>) {
-    match r {
-        Ok(()) => reply.ok(),
-        Err(e) => reply.error(t.err(e)),
-    }
-}
-
-fn reply_data(t: &Tally, reply: ReplyData, r: Result<FileBytes, FsError>) {
-    match r {
-        Ok(data) => reply.data(&data),
-        Err(e) => reply.error(t.err(e)),
-    }
-}
-
-fn reply_entry(t: &Tally, reply: ReplyEntry, r: Result<Entry, FsError>) {
-    match r {
-        Ok(e) => reply.entry(&e.ttl, &file_attr(&e.attr), Generation(0)),
-        Err(e) => reply.error(t.err(e)),
-    }
-}
-
-/// An errno the adapter decides itself (an operation this filesystem does
-/// not do).
-impl From<Errno> for FsError {
-    fn from(e: Errno) -> FsError {
-        FsError::new(e.code())
-    }
-}
-
-/// One FUSE request: counted when it arrives (`FuseFs::count`); an error
-/// reply is counted by its errno, and logged, as it is made
-/// (`reply.error(t.err(e))`). Moved into the request's task with the reply.
-struct Tally {
-    fs: Arc<Fs>,
-    op: FuseOp,
-    ino: u64,
-}
-
-impl Tally {
-    /// Count and log a failed request, once: naming the operation and the
-    /// inode. An error with nothing to say (a name that is not there, an
-    /// operation this filesystem does not do) is logged at debug only:
-    /// shells probe names all the time.
-    fn err(&self, e: impl Into<FsError>) -> Errno {
-        let e = e.into();
-        let (op, ino) = (self.op.as_str(), self.ino);
-        if e.is_quiet() {
-            tracing::debug!(op, ino, errno = e.errno, "{e}");
-        } else {
-            tracing::warn!(op, ino, errno = e.errno, "{op} failed: {e}");
-        }
-        self.fs.fuse.error(self.op, e.errno);
-        Errno::from_i32(e.errno)
     }
 }
 
@@ -189,12 +68,7 @@ impl FuseFs {
 
     /// Count a request of `op` on inode `ino` (`importfs_fuse_requests_total`).
     fn count(&self, op: FuseOp, ino: INodeNo) -> Tally {
-        self.fs.fuse.request(op);
-        Tally {
-            fs: self.fs.clone(),
-            op,
-            ino: ino.0,
-        }
+        Tally::new(&self.fs, op, ino)
     }
 
     /// The error every mutation gets until writing is implemented for it.
@@ -225,7 +99,7 @@ impl Filesystem for FuseFs {
             .is_ok()
             && config.set_max_stack_depth(1).is_ok()
         {
-            self.passthrough.store(true, Ordering::Relaxed);
+            self.passthrough.enable();
         }
         // Entries come with their attributes when the kernel sees `ls -l`
         // (lookups after a readdir), and as plain names otherwise: a plain
@@ -396,54 +270,11 @@ impl Filesystem for FuseFs {
         let t = self.count(FuseOp::Open, ino);
         let fs = self.fs.clone();
         let passthrough = self.passthrough.clone();
-        let backing = self.backing.clone();
         self.spawn(async move {
-            let o = match fs.open(ino.0, flags.0).await {
-                Ok(o) => o,
-                Err(e) => return reply.error(t.err(e)),
-            };
-            let mut b = crate::fs::cache::lock(&backing);
-            if passthrough.load(Ordering::Relaxed) && !b.cached_by_ino.contains_key(&ino.0) {
-                if let Some(cf) = fs.backing_file(o.fh) {
-                    let id = match b.by_ino.get_mut(&ino.0) {
-                        Some((id, n)) => {
-                            *n += 1;
-                            Some(id.clone())
-                        }
-                        None => match reply.open_backing(cf.file()) {
-                            Ok(id) => {
-                                let id = Arc::new(id);
-                                b.by_ino.insert(ino.0, (id.clone(), 1));
-                                Some(id)
-                            }
-                            Err(e) => {
-                                // Not permitted (not root) or not supported: read() it is.
-                                tracing::debug!(error = %e, "passthrough unavailable");
-                                passthrough.store(false, Ordering::Relaxed);
-                                None
-                            }
-                        },
-                    };
-                    if let Some(id) = id {
-                        b.fh_ino.insert(o.fh, ino.0);
-                        fs.note_data_open(true, false);
-                        // No FOPEN_KEEP_CACHE here: the kernel refuses (EIO) a
-                        // passthrough open that also asks for the page cache.
-                        return reply.opened_passthrough(
-                            FileHandle(o.fh),
-                            FopenFlags::empty(),
-                            &id,
-                        );
-                    }
-                }
+            match fs.open(ino.0, flags.0).await {
+                Ok(o) => passthrough.reply_open(&fs, ino.0, o, reply),
+                Err(e) => reply.error(t.err(e)),
             }
-            if fs.is_data_handle(o.fh) {
-                b.fh_cached.insert(o.fh, ino.0);
-                *b.cached_by_ino.entry(ino.0).or_default() += 1;
-                fs.note_data_open(false, o.keep_cache);
-            }
-            drop(b);
-            reply.opened(FileHandle(o.fh), open_flags(&o))
         });
     }
 
@@ -530,7 +361,7 @@ impl Filesystem for FuseFs {
         reply: ReplyEmpty,
     ) {
         self.count(FuseOp::Release, ino);
-        crate::fs::cache::lock(&self.backing).release(fh.0);
+        self.passthrough.release(fh.0);
         let fs = self.fs.clone();
         reply.ok();
         self.spawn(async move { fs.release_async(fh.0).await });
