@@ -6,6 +6,8 @@
 //! and a failed test never leaves a mount behind for the next one.
 #![allow(dead_code)]
 
+pub mod core_fs;
+
 use importfs::emulator::{Config, Emulator};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
