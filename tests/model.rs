@@ -29,13 +29,22 @@
 //! releases their names. Runs never finish on their own (`run_seconds` is
 //! huge), so states change only through the model's own steps.
 //!
+//! The same model and steps run against two targets ("one test body, two
+//! targets", as mountpoint-s3's test matrix and rclone's vfstest do): the real
+//! mount, through syscalls and shell tools, and the kernel-free core
+//! (`importfs::fs::core::Fs`), through the calls the fuser adapter makes. A
+//! [`Target`] is what the checks do to either; the core's waits are its
+//! metadata TTL only, since it has no kernel cache.
+//!
 //! `IMPORTFS_MODEL_SEED=<n>` replays a run; `IMPORTFS_MODEL_CASES=<n>` runs
 //! more cases.
 
 mod common;
 
+use common::core_fs::Core;
 use common::*;
 use importfs::emulator::Config;
+use importfs::fs::core::FsConfig;
 use importfs::fs::names::NameTable;
 use proptest::prelude::*;
 use proptest::sample::Index;
@@ -47,6 +56,9 @@ use std::time::Duration;
 
 /// Longer than the metadata TTL (1 s) and the kernel's entry TTL (1 s).
 const PAST_TTL: Duration = Duration::from_millis(1400);
+
+/// The core target's metadata TTL: it has no kernel TTL to wait out.
+const CORE_TTL: Duration = Duration::from_millis(500);
 
 /// Names that collide, need making safe, or both.
 fn name_pool() -> Vec<String> {
@@ -275,9 +287,118 @@ impl Model {
     }
 }
 
+/// The filesystem under test: what the steps and checks do to it.
+trait Target {
+    /// The names in a directory.
+    fn list(&self, rel: &str) -> BTreeSet<String>;
+    /// A file's content.
+    fn read(&self, rel: &str) -> String;
+    /// A symlink's target, or why it cannot be read.
+    fn read_link(&self, rel: &str) -> Result<String, String>;
+    /// `printf '%s\n' <lines> > rel`.
+    fn write_lines(&self, rel: &str, lines: &[String]);
+    /// `touch rel`: the error, as `touch` says it, when it fails.
+    fn touch(&self, rel: &str) -> Result<(), String>;
+    /// Wait until nothing cached (by the mount or the kernel) is trusted.
+    fn wait_past_ttl(&self);
+    /// What to show of the target when a case fails.
+    fn log_tail(&self) -> String;
+}
+
+impl Target for Mounted {
+    fn list(&self, rel: &str) -> BTreeSet<String> {
+        std::fs::read_dir(self.path(rel))
+            .unwrap_or_else(|err| panic!("ls {rel}: {err}"))
+            .map(|d| d.unwrap().file_name().into_string().unwrap())
+            .collect()
+    }
+
+    fn read(&self, rel: &str) -> String {
+        std::fs::read_to_string(self.path(rel)).unwrap_or_else(|e| {
+            panic!(
+                "read {rel:?}: {e}\nlog tail:\n{}",
+                tail(&self.log_text(), 30)
+            )
+        })
+    }
+
+    fn read_link(&self, rel: &str) -> Result<String, String> {
+        std::fs::read_link(self.path(rel))
+            .map(|t| t.to_string_lossy().into_owned())
+            .map_err(|e| e.to_string())
+    }
+
+    fn write_lines(&self, rel: &str, lines: &[String]) {
+        // printf with no URL writes one blank line: no URLs.
+        let quoted: Vec<String> = lines.iter().map(|u| format!("'{u}'")).collect();
+        self.sh_ok(&format!("printf '%s\\n' {} > {rel}", quoted.join(" ")));
+    }
+
+    fn touch(&self, rel: &str) -> Result<(), String> {
+        let out = std::process::Command::new("touch")
+            .arg(self.path(rel))
+            .output()
+            .expect("touch");
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "{}: {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            ))
+        }
+    }
+
+    fn wait_past_ttl(&self) {
+        std::thread::sleep(PAST_TTL);
+    }
+
+    fn log_tail(&self) -> String {
+        tail(&self.log_text(), 40)
+    }
+}
+
+/// The core through the adapter's calls; an error is shown as `touch` or
+/// `cat` would show its errno.
+impl Target for Core {
+    fn list(&self, rel: &str) -> BTreeSet<String> {
+        self.ls(rel).into_iter().collect()
+    }
+
+    fn read(&self, rel: &str) -> String {
+        String::from_utf8(self.cat(rel)).expect("UTF-8")
+    }
+
+    fn read_link(&self, rel: &str) -> Result<String, String> {
+        self.readlink(rel).map_err(|e| e.to_string())
+    }
+
+    fn write_lines(&self, rel: &str, lines: &[String]) {
+        let mut text: String = lines.iter().map(|u| format!("{u}\n")).collect();
+        if text.is_empty() {
+            text.push('\n');
+        }
+        self.write_file(rel, text.as_bytes())
+            .unwrap_or_else(|e| panic!("write {rel}: {e}"));
+    }
+
+    fn touch(&self, rel: &str) -> Result<(), String> {
+        Core::touch(self, rel).map_err(|e| format!("touch {rel}: {e}"))
+    }
+
+    fn wait_past_ttl(&self) {
+        std::thread::sleep(self.fs.cfg.metadata_ttl + Duration::from_millis(100));
+    }
+
+    fn log_tail(&self) -> String {
+        self.fs.render_stats()
+    }
+}
+
 struct World<'a> {
     emu: &'a Emu,
-    m: &'a Mounted,
+    t: &'a dyn Target,
     pool: Vec<String>,
     /// How many steps of each kind had something to act on.
     applied: std::cell::RefCell<BTreeMap<&'static str, usize>>,
@@ -288,35 +409,19 @@ impl World<'_> {
         self.emu.hook(method, path, body)
     }
 
+    /// The extractor directory names, sorted.
     fn read_names(&self) -> Vec<String> {
-        let mut v: Vec<String> = std::fs::read_dir(self.m.path("extractors"))
-            .expect("read_dir extractors")
-            .map(|e| e.expect("entry").file_name().into_string().expect("UTF-8"))
-            .collect();
-        v.sort();
-        v
+        self.t.list("extractors").into_iter().collect()
     }
 
     fn read(&self, rel: &str) -> String {
-        std::fs::read_to_string(self.m.path(rel)).unwrap_or_else(|e| {
-            panic!(
-                "read {rel:?}: {e}\nlog tail:\n{}",
-                tail(&self.m.log_text(), 30)
-            )
-        })
-    }
-
-    fn touch(&self, rel: &str) -> std::process::Output {
-        std::process::Command::new("touch")
-            .arg(self.m.path(rel))
-            .output()
-            .expect("touch")
+        self.t.read(rel)
     }
 
     /// Make the mount see the account as it is now, and name it as it does.
     fn sync(&self, model: &mut Model) {
-        let out = self.touch(".importfs/refresh");
-        assert!(out.status.success(), "touch refresh: {out:?}");
+        let out = self.t.touch(".importfs/refresh");
+        assert!(out.is_ok(), "touch refresh: {out:?}");
         let names = self.read_names();
         let want: Vec<String> = model.listed().into_keys().collect();
         assert_eq!(names, want, "extractors/ right after a refresh");
@@ -335,10 +440,7 @@ impl World<'_> {
             inputs.push('\n');
         }
         assert_eq!(self.read(&format!("{dir}/inputs")), inputs, "{dir}/inputs");
-        let runs: BTreeSet<String> = std::fs::read_dir(self.m.path(&format!("{dir}/crawlruns")))
-            .unwrap_or_else(|err| panic!("ls {dir}/crawlruns: {err}"))
-            .map(|d| d.unwrap().file_name().into_string().unwrap())
-            .collect();
+        let runs = self.list(&format!("{dir}/crawlruns"));
         let want: BTreeSet<String> = e.runs.keys().cloned().collect();
         assert_eq!(runs, want, "{dir}/crawlruns");
         for (r, st) in &e.runs {
@@ -349,10 +451,9 @@ impl World<'_> {
                 "{dir}/crawlruns/{r}/state"
             );
         }
-        let latest = std::fs::read_link(self.m.path(&format!("{dir}/latest")));
+        let latest = self.t.read_link(&format!("{dir}/latest"));
         match latest {
             Ok(t) => {
-                let t = t.to_string_lossy().into_owned();
                 let id = t.rsplit('/').next().unwrap_or("");
                 assert!(e.runs.contains_key(id), "{dir}/latest → {t}");
             }
@@ -362,7 +463,7 @@ impl World<'_> {
 
     /// Past the TTLs, with no refresh: the mount shows exactly the model.
     fn check_all(&self, model: &mut Model) {
-        std::thread::sleep(PAST_TTL);
+        self.t.wait_past_ttl();
         let names = self.read_names();
         let want = model.listed();
         assert_eq!(
@@ -387,10 +488,7 @@ impl World<'_> {
 
     /// The names in a directory of the mount.
     fn list(&self, rel: &str) -> BTreeSet<String> {
-        std::fs::read_dir(self.m.path(rel))
-            .unwrap_or_else(|err| panic!("ls {rel}: {err}"))
-            .map(|d| d.unwrap().file_name().into_string().unwrap())
-            .collect()
+        self.t.list(rel)
     }
 
     /// One report's directory, and each of its runs, against the model.
@@ -401,9 +499,8 @@ impl World<'_> {
             want,
             "{dir}/reportruns"
         );
-        match std::fs::read_link(self.m.path(&format!("{dir}/latest"))) {
+        match self.t.read_link(&format!("{dir}/latest")) {
             Ok(t) => {
-                let t = t.to_string_lossy().into_owned();
                 let id = t.rsplit('/').next().unwrap_or("");
                 assert!(r.runs.contains_key(id), "{dir}/latest → {t}");
             }
@@ -599,11 +696,7 @@ impl World<'_> {
                 let Some(g) = self.local(model, ext) else {
                     return false;
                 };
-                let runs: BTreeSet<String> =
-                    std::fs::read_dir(self.m.path(&format!("extractors/{g}/crawlruns")))
-                        .expect("ls crawlruns")
-                        .map(|d| d.unwrap().file_name().into_string().unwrap())
-                        .collect();
+                let runs = self.list(&format!("extractors/{g}/crawlruns"));
                 let want: BTreeSet<String> = model.exts[&g].runs.keys().cloned().collect();
                 assert_eq!(runs, want, "ls extractors/{g}/crawlruns");
             }
@@ -635,12 +728,8 @@ impl World<'_> {
                 };
                 let inputs = inputs_of(*inputs);
                 let before = self.emu.count("PUT", &format!("/extractors/{g}/inputs"));
-                // printf with no URL writes one blank line: no URLs.
-                let quoted: Vec<String> = inputs.iter().map(|u| format!("'{u}'")).collect();
-                self.m.sh_ok(&format!(
-                    "printf '%s\\n' {} > extractors/{g}/inputs",
-                    quoted.join(" ")
-                ));
+                self.t
+                    .write_lines(&format!("extractors/{g}/inputs"), &inputs);
                 let after = self.emu.count("PUT", &format!("/extractors/{g}/inputs"));
                 assert_eq!(after - before, 1, "one write, one PUT");
                 model.exts.get_mut(&g).unwrap().inputs = inputs;
@@ -652,15 +741,14 @@ impl World<'_> {
                 let busy = model.exts[&g].runs.values().any(|s| !s.is_final());
                 let posts = || self.emu.count("POST", &format!("/extractors/{g}/start"));
                 let before = posts();
-                let out = self.touch(&format!("extractors/{g}/start"));
+                let out = self.t.touch(&format!("extractors/{g}/start"));
                 assert_eq!(posts() - before, 1, "one touch, one POST");
                 if busy {
-                    assert!(!out.status.success(), "a start while a run is open");
-                    let err = String::from_utf8_lossy(&out.stderr);
+                    let err = out.expect_err("a start while a run is open");
                     assert!(err.contains("busy"), "EBUSY: {err}");
                     return true;
                 }
-                assert!(out.status.success(), "touch start: {out:?}");
+                assert!(out.is_ok(), "touch start: {out:?}");
                 let new = self.one_new(
                     &format!("/crawlruns/?extractorId={g}&_perpage=1000"),
                     &model.exts[&g].runs,
@@ -688,8 +776,8 @@ impl World<'_> {
                     .0;
                 let posts = || self.emu.count("POST", &format!("/reports/{g}/start"));
                 let before = posts();
-                let out = self.touch(&format!("reports/{name}/start"));
-                assert!(out.status.success(), "touch reports/{name}/start: {out:?}");
+                let out = self.t.touch(&format!("reports/{name}/start"));
+                assert!(out.is_ok(), "touch reports/{name}/start: {out:?}");
                 assert_eq!(posts() - before, 1, "one touch, one POST");
                 let new = self.one_new(
                     &format!("/reports/{g}/reportruns?_perpage=1000"),
@@ -763,25 +851,19 @@ fn env_u64(name: &str) -> Option<u64> {
     std::env::var(name).ok().and_then(|v| v.parse().ok())
 }
 
-#[test]
-fn the_mount_shows_exactly_the_model() {
-    if !fuse_or_skip() {
-        return;
-    }
-    let emu = Emu::start(Config {
-        run_seconds: 1e7,
-        ..Config::default()
-    });
-    let m = Mounted::new(&emu.url, &["--metadata-ttl", "1s"]);
+/// Run the model's cases against `t`, over `emu`; `what` names the target.
+fn run_cases(emu: &Emu, t: &dyn Target, what: &str) {
     let world = World {
-        emu: &emu,
-        m: &m,
+        emu,
+        t,
         pool: name_pool(),
         applied: Default::default(),
     };
     let cases = env_u64("IMPORTFS_MODEL_CASES").unwrap_or(10) as u32;
     let seed = env_u64("IMPORTFS_MODEL_SEED").unwrap_or_else(|| fastrand::u64(..));
-    eprintln!("model test: seed {seed} (IMPORTFS_MODEL_SEED={seed} replays it), {cases} cases");
+    eprintln!(
+        "model test of {what}: seed {seed} (IMPORTFS_MODEL_SEED={seed} replays it), {cases} cases"
+    );
     let mut runner = TestRunner::new(PtConfig {
         cases,
         max_shrink_iters: 48,
@@ -801,12 +883,43 @@ fn the_mount_shows_exactly_the_model() {
     match result {
         Ok(()) => {}
         Err(TestError::Fail(why, ops)) => panic!(
-            "seed {seed}: the mount differs from the model: {why}\nminimal steps: {ops:#?}\nlog tail:\n{}",
-            tail(&m.log_text(), 40)
+            "seed {seed}: {what} differs from the model: {why}\nminimal steps: {ops:#?}\nlog tail:\n{}",
+            t.log_tail()
         ),
         Err(e) => panic!("seed {seed}: {e}"),
     }
     eprintln!("steps applied: {:?}", world.applied.borrow());
+}
+
+/// Runs that never finish on their own: states change only through steps.
+fn model_account() -> Config {
+    Config {
+        run_seconds: 1e7,
+        ..Config::default()
+    }
+}
+
+#[test]
+fn the_mount_shows_exactly_the_model() {
+    if !fuse_or_skip() {
+        return;
+    }
+    let emu = Emu::start(model_account());
+    let m = Mounted::new(&emu.url, &["--metadata-ttl", "1s"]);
+    run_cases(&emu, &m, "the mount");
     let log = m.log_text();
     assert!(!log.contains("panicked"), "{}", tail(&log, 60));
+}
+
+/// The same cases through the core's calls, with no kernel.
+#[test]
+fn the_core_shows_exactly_the_model() {
+    let core = Core::start(
+        model_account(),
+        FsConfig {
+            metadata_ttl: CORE_TTL,
+            ..FsConfig::default()
+        },
+    );
+    run_cases(&core.emu, &core, "the core");
 }

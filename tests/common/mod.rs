@@ -4,7 +4,12 @@
 //! [`Mounted`] unmounts on drop, on every path (panics included), and each
 //! test gets its own temp dir and free ports, so tests can run in parallel
 //! and a failed test never leaves a mount behind for the next one.
+//!
+//! [`core_fs::Core`] is the same account without the kernel: an `Fs` called
+//! directly, for `fs_core.rs` and the model test's second target.
 #![allow(dead_code)]
+
+pub mod core_fs;
 
 use importfs::emulator::{Config, Emulator};
 use serde_json::Value;
