@@ -19,7 +19,7 @@
 //!   and the health reasons are fixed sentences.
 
 use crate::fs::core::Fs;
-use crate::fs::counters::errno_name;
+use crate::fs::counters::{errno_name, MountStats};
 use anyhow::{anyhow, Result};
 use axum::extract::State;
 use axum::http::{header, StatusCode};
@@ -145,8 +145,17 @@ fn gauge(enc: &mut DescriptorEncoder, name: &str, help: &str, v: u64) -> fmt::Re
 impl Collector for MountCollector {
     fn encode(&self, mut enc: DescriptorEncoder) -> fmt::Result {
         let s = self.fs.snapshot();
-        let api = &s.api;
+        self.encode_api(&mut enc, &s)?;
+        self.encode_caches(&mut enc, &s)?;
+        self.encode_data(&mut enc, &s)?;
+        self.encode_fuse(&mut enc, &s)
+    }
+}
 
+impl MountCollector {
+    /// The API calls: requests, durations, failures, retries.
+    fn encode_api(&self, enc: &mut DescriptorEncoder, s: &MountStats) -> fmt::Result {
+        let api = &s.api;
         let mut m = enc.encode_descriptor(
             "api_requests",
             "HTTP requests sent to the API host, by operationId and how they ended: \
@@ -181,24 +190,28 @@ impl Collector for MountCollector {
             ConstCounter::new(*n).encode(m.encode_family(&labels)?)?;
         }
         counter(
-            &mut enc,
+            enc,
             "api_retries",
             "Attempts repeated after a transient failure",
             api.retries,
         )?;
         counter(
-            &mut enc,
+            enc,
             "api_redirects_followed",
             "Redirect hops followed to another host (signed download URLs; they carry no key)",
             api.redirects_followed,
         )?;
         gauge(
-            &mut enc,
+            enc,
             "api_requests_in_flight",
             "Requests to the API holding a connection slot now",
             api.calls_in_flight,
         )?;
+        Ok(())
+    }
 
+    /// The metadata and data caches: hits, misses, what was kept or lost.
+    fn encode_caches(&self, enc: &mut DescriptorEncoder, s: &MountStats) -> fmt::Result {
         let mut m = enc.encode_descriptor(
             "cache_hits",
             "Answers from a cache: metadata (listings, objects) or data (result files)",
@@ -224,61 +237,67 @@ impl Collector for MountCollector {
             ConstCounter::new(n).encode(m.encode_family(&[("cache", cache)])?)?;
         }
         counter(
-            &mut enc,
+            enc,
             "data_cache_earlier_mount_hits",
             "Result files found complete in --cache-dir, kept by an earlier mount",
             s.data_cache_hits_earlier_mounts,
         )?;
         counter(
-            &mut enc,
+            enc,
             "data_cache_checksum_reads",
             "Kept result files read whole to check their checksum before first use",
             s.data_cache_checksum_reads,
         )?;
         counter(
-            &mut enc,
+            enc,
             "data_cache_corrupt",
             "Kept result files whose size or checksum was wrong (deleted, fetched again)",
             s.data_cache_corrupt,
         )?;
         counter(
-            &mut enc,
+            enc,
             "data_cache_evictions",
             "Result files evicted from the data cache to stay under --cache-size",
             s.data_cache_evictions,
         )?;
         counter(
-            &mut enc,
+            enc,
             "stale_answers",
             "Expired metadata served because the API was failing",
             s.stale_answers,
         )?;
+        Ok(())
+    }
+
+    /// The downloads, the data cache's size and how result files are read.
+    fn encode_data(&self, enc: &mut DescriptorEncoder, s: &MountStats) -> fmt::Result {
+        let api = &s.api;
         counter(
-            &mut enc,
+            enc,
             "download_bytes",
             "Result-file bytes received from the API and written into the cache",
             api.bytes_downloaded,
         )?;
         counter(
-            &mut enc,
+            enc,
             "data_cache_fetched_bytes",
             "Bytes of result files whose download into the cache completed",
             s.bytes_fetched,
         )?;
         gauge(
-            &mut enc,
+            enc,
             "downloads_in_flight",
             "Result files being downloaded now",
             s.downloads_in_flight,
         )?;
         gauge(
-            &mut enc,
+            enc,
             "data_cache_bytes",
             "Bytes of result files the data cache holds now",
             s.data_cache_bytes,
         )?;
         gauge(
-            &mut enc,
+            enc,
             "data_cache_limit_bytes",
             "The most the data cache may hold (--cache-size)",
             s.data_cache_limit_bytes,
@@ -296,13 +315,12 @@ impl Collector for MountCollector {
         ] {
             ConstCounter::new(n).encode(m.encode_family(&[("mode", mode)])?)?;
         }
-        gauge(
-            &mut enc,
-            "inodes",
-            "Inodes the mount has handed out",
-            s.inodes,
-        )?;
+        gauge(enc, "inodes", "Inodes the mount has handed out", s.inodes)?;
+        Ok(())
+    }
 
+    /// The kernel's requests and the mount's health.
+    fn encode_fuse(&self, enc: &mut DescriptorEncoder, s: &MountStats) -> fmt::Result {
         let mut m = enc.encode_descriptor(
             "fuse_requests",
             "FUSE requests from the kernel, by operation",
@@ -327,7 +345,7 @@ impl Collector for MountCollector {
         }
 
         gauge(
-            &mut enc,
+            enc,
             "api_healthy",
             "1 while the API answers as /healthz sees it, 0 when the key was refused \
              or calls have been failing past their deadline",

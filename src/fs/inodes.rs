@@ -107,7 +107,9 @@ impl Node {
         }
     }
 
-    /// Permission bits, as DESIGN.md "File contents and attributes" sets them.
+    /// Permission bits: read-only for what the API gives, write-only for
+    /// control files, owner-writable for `inputs`, scratch files and
+    /// extractor directories (which may hold scratch files).
     pub fn perm(&self) -> u16 {
         match self {
             Node::Extractor(_) => 0o755,

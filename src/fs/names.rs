@@ -21,7 +21,7 @@ const EMPTY_NAME: &str = "_";
 /// `/` becomes `∕` (U+2215), NUL is dropped, names that are empty, `.` or `..`
 /// get a `_` in front, and the result is cut at a character boundary to fit in
 /// [`NAME_MAX`] bytes. Other characters, newlines included, are legal in Linux
-/// file names and are kept as the API wrote them (DESIGN.md, "Names").
+/// file names and are kept as the API wrote them.
 pub fn safe_name(raw: &str) -> String {
     let mut s: String = raw
         .chars()

@@ -84,7 +84,8 @@ impl FuseFs {
 impl Filesystem for FuseFs {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
         // Larger read-ahead and more background requests keep a cold
-        // sequential read streaming (see PERFORMANCE.md).
+        // sequential read streaming: the kernel then sends 1 MiB reads and
+        // keeps several in flight while the download runs.
         let _ = config.set_max_readahead(1024 * 1024);
         let _ = config.set_max_background(64);
         let _ = config.set_congestion_threshold(48);
@@ -92,7 +93,8 @@ impl Filesystem for FuseFs {
         // otherwise `echo x > inputs` would be two PUTs.
         let _ = config.add_capabilities(fuser::InitFlags::FUSE_ATOMIC_O_TRUNC);
         // Passthrough: complete cache files are read by the kernel itself, at
-        // local-file speed (PERFORMANCE.md). Needs Linux >= 6.9 and
+        // local-file speed (the README's Performance section has figures).
+        // Needs Linux >= 6.9 and
         // CAP_SYS_ADMIN; without them every read goes through read().
         if config
             .add_capabilities(fuser::InitFlags::FUSE_PASSTHROUGH)
