@@ -1,8 +1,7 @@
-//! The filesystem as plain async operations, with no fuser types.
-//!
-//! `fuse.rs` turns each kernel request into one call here and the result into
-//! a reply. Everything that may touch the network is `async` and runs on the
-//! tokio runtime, never on a FUSE thread.
+//! The filesystem as plain async operations, with no fuser types: what the
+//! adapter (`fuse/`) calls, one method per kernel request, each a few lines
+//! over the namespace (`tree.rs`), the objects (`objects.rs`) and the
+//! caches. The write side's operations are in `write.rs` and `control.rs`.
 //!
 //! What is subtle:
 //! - Sizes are exact before the first read. Generated files (JSON, `inputs`,
@@ -10,18 +9,23 @@
 //!   and for `open`, and are opened with direct I/O so a change of content
 //!   between the two can never be cut at a stale size. Result files take their
 //!   size from a HEAD (or the finished download) and are opened with
-//!   `keep_cache`: a finished run's files cannot change.
-//! - A listing fills the per-object caches, so `ls -l` of 10,000 runs costs the
-//!   list pages and nothing per run; a lookup of an id that is not cached asks
-//!   for that one object and never lists.
-//! - When the API fails with a transient error, a stale cached answer is given
-//!   rather than an error: a dead API must not make `ls` of known things fail.
-//! - A run this mount started may be unknown to the service for a moment
-//!   (404). The client waits that out and lists such runs itself (see
-//!   `api/client.rs`); here its 404 is never cached as "does not exist", so
-//!   `touch start; cat latest/state` and `ls crawlruns/<new id>` work at once.
+//!   `keep_cache` when immutable: a finished run's files cannot change.
+//! - Kernel TTLs are the time our cached answer has left, capped at
+//!   `kernel_ttl` for mutable nodes and `immutable_ttl` for finished runs
+//!   ([`Fs::entry`]).
+//! - A directory is listed whole at `opendir` and paged from the handle, so
+//!   a listing that changes on the API between two `getdents` calls cannot
+//!   skip or repeat an entry.
+//! - A read of a result file is a check and a copy ([`Fs::read_now`]) or a
+//!   wait ([`Fs::wait_readable`]), so that the adapter can copy off the
+//!   async workers; [`Fs::read`] is both in one call, for other callers.
+//! - A failed read of a result file forgets the size a HEAD gave: the
+//!   server may have lied, and the next open asks again.
+//! - Opening a result file starts its whole download, not only the part
+//!   read: the file is then in the cache for the next open (and for FUSE
+//!   passthrough); only a FINISHED run's files are kept for later mounts.
 
-use crate::api::Client;
+use crate::api::{Client, FileRef};
 use crate::fs::buffers::{slice_at, ScratchStore, Writer};
 use crate::fs::cache::{lock, Expiry, KeyLocks};
 use crate::fs::counters::MountStats;
@@ -38,7 +42,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-/// Settings of one mount. Defaults are what `importfs mount` uses.
+/// Settings of one mount.
 #[derive(Debug, Clone)]
 pub struct FsConfig {
     /// How long listings and mutable objects are trusted. A few seconds: long
@@ -325,32 +329,7 @@ impl Fs {
             _ => {}
         }
         if let Some(f) = Self::file_ref(&node) {
-            let size = self.attr_of(&node).await?.0.size;
-            // Immutable files keep the page cache; only a FINISHED run's
-            // are kept for later mounts (a report run in a status we do not
-            // know may be final and still change).
-            let (immutable, finished) = match &node {
-                Node::CrawlrunData(id, _) => {
-                    let (run, exp) = self.crawlrun(id).await?;
-                    (exp == Expiry::Never, run_has_files(&run))
-                }
-                Node::ReportRunData(id, _) => {
-                    let (rr, exp) = self.reportrun(id).await?;
-                    let done = rr
-                        .status
-                        .as_deref()
-                        .is_some_and(|s| s.eq_ignore_ascii_case("FINISHED"));
-                    (exp == Expiry::Never, exp == Expiry::Never && done)
-                }
-                _ => (false, false),
-            };
-            let cf = self.data.get(&f, Some(size), finished).await?;
-            let fh = self.new_handle(Handle::Data(cf, size));
-            return Ok(Opened {
-                fh,
-                keep_cache: immutable,
-                direct_io: false,
-            });
+            return self.open_result(&node, f).await;
         }
         let (bytes, exp) = self.content(&node).await?;
         let fh = self.new_handle(Handle::Bytes(bytes));
@@ -359,6 +338,37 @@ impl Fs {
             fh,
             keep_cache: immutable,
             direct_io: !immutable,
+        })
+    }
+
+    /// Open a result file: its download starts (or its cached copy is
+    /// used), and reads wait only for the bytes they need.
+    async fn open_result(&self, node: &Node, f: FileRef) -> Result<Opened, FsError> {
+        let size = self.attr_of(node).await?.0.size;
+        // Immutable files keep the page cache; only a FINISHED run's
+        // are kept for later mounts (a report run in a status we do not
+        // know may be final and still change).
+        let (immutable, finished) = match node {
+            Node::CrawlrunData(id, _) => {
+                let (run, exp) = self.crawlrun(id).await?;
+                (exp == Expiry::Never, run_has_files(&run))
+            }
+            Node::ReportRunData(id, _) => {
+                let (rr, exp) = self.reportrun(id).await?;
+                let done = rr
+                    .status
+                    .as_deref()
+                    .is_some_and(|s| s.eq_ignore_ascii_case("FINISHED"));
+                (exp == Expiry::Never, exp == Expiry::Never && done)
+            }
+            _ => (false, false),
+        };
+        let cf = self.data.get(&f, Some(size), finished).await?;
+        let fh = self.new_handle(Handle::Data(cf, size));
+        Ok(Opened {
+            fh,
+            keep_cache: immutable,
+            direct_io: false,
         })
     }
 

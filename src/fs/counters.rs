@@ -3,7 +3,7 @@
 //! counters and the client's. `.importfs/stats` and the Prometheus endpoint
 //! (`crate::metrics`) both render a [`MountStats`], so they cannot disagree.
 //!
-//! FUSE requests are counted in `fuse.rs`, once per request as it arrives
+//! FUSE requests are counted in the adapter (`fuse/reply.rs`), once per request as it arrives
 //! and once per error reply; a lock-free array per operation keeps the
 //! hot path (reads) to one atomic add. Errors are rarer and keyed by errno,
 //! so a small map behind a mutex is enough.

@@ -23,7 +23,9 @@ enum Chunk {
 const SPLIT_MIN: u64 = 256 << 10;
 const SPLIT_ALIGN: u64 = 64 << 10;
 
-type Fetches = JoinSet<Result<RangeOutcome, crate::api::Error>>;
+/// How one ranged GET ended.
+type Fetched = Result<RangeOutcome, crate::api::Error>;
+type Fetches = JoinSet<Fetched>;
 
 /// The state of one chunked fetch.
 struct Scheduler<'a> {
@@ -225,13 +227,8 @@ impl Scheduler<'_> {
     /// ends the file (ranges refused, or a chunk failed for good).
     async fn joined(
         &mut self,
-        joined: Option<
-            Result<
-                (tokio::task::Id, Result<RangeOutcome, crate::api::Error>),
-                tokio::task::JoinError,
-            >,
-        >,
-    ) -> Option<Result<RangeOutcome, crate::api::Error>> {
+        joined: Option<Result<(tokio::task::Id, Fetched), tokio::task::JoinError>>,
+    ) -> Option<Fetched> {
         let (id, result) = match joined? {
             Ok((id, r)) => (id, Ok(r)),
             Err(e) => (e.id(), Err(e)),
