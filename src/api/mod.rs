@@ -9,6 +9,7 @@
 //! Nothing here knows about files or FUSE.
 
 mod client;
+mod config;
 mod download;
 mod error;
 pub mod models;
@@ -16,7 +17,8 @@ mod ops;
 mod retry;
 mod stats;
 
-pub use client::{Client, ClientConfig, FileRef, USER_AGENT};
+pub use client::{Client, FileRef};
+pub use config::{ClientConfig, USER_AGENT};
 pub use download::RangeOutcome;
 pub use error::{ApiKey, Error};
 pub use models::{
