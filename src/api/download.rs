@@ -28,15 +28,16 @@
 //!   metadata calls. The stall deadline starts once the download slot is
 //!   held: a download queued behind others is waiting its turn, not stalled.
 
-use super::client::{content_encoding, content_length, log_failure, Client, Encoding, FileRef};
+use super::body::{content_encoding, content_length, Encoding, Inflater};
+use super::client::{Client, FileRef};
 use super::error::Error;
 use super::ops::Operation;
 use super::retry::{self, Backoff};
+use super::transport::{closed, log_failure};
 use bytes::Bytes;
 use futures_util::{FutureExt, StreamExt};
 use reqwest::header::{self, HeaderMap, HeaderValue};
 use reqwest::{Method, StatusCode, Url};
-use std::io::Write;
 use std::time::Duration;
 use tokio::time::{timeout, timeout_at, Instant};
 
@@ -161,39 +162,6 @@ impl Progress<'_> {
     }
 }
 
-/// Inflates a gzip body as it streams, handing out what is ready.
-struct Inflater {
-    decoder: flate2::write::MultiGzDecoder<Vec<u8>>,
-}
-
-impl Inflater {
-    fn new() -> Inflater {
-        Inflater {
-            decoder: flate2::write::MultiGzDecoder::new(Vec::new()),
-        }
-    }
-
-    fn feed(&mut self, op: Operation, chunk: &[u8]) -> Result<Vec<u8>, Error> {
-        self.decoder
-            .write_all(chunk)
-            .map_err(|e| gzip_error(op, e))?;
-        Ok(std::mem::take(self.decoder.get_mut()))
-    }
-
-    fn finish(mut self, op: Operation) -> Result<Vec<u8>, Error> {
-        self.decoder.try_finish().map_err(|e| gzip_error(op, e))?;
-        Ok(std::mem::take(self.decoder.get_mut()))
-    }
-}
-
-/// A broken gzip stream is most likely a cut one: retryable like a transport error.
-fn gzip_error(op: Operation, e: std::io::Error) -> Error {
-    Error::Transport {
-        op,
-        detail: format!("gzip: {e}"),
-    }
-}
-
 impl Client {
     /// The exact size of a result file, from a HEAD's Content-Length; `None`
     /// when the server gives none (chunked) or only a compressed length.
@@ -201,7 +169,7 @@ impl Client {
     pub async fn file_size(&self, f: &FileRef) -> Result<Option<u64>, Error> {
         let op = f.operation();
         let segments = f.segments();
-        super::client::check_id(op, segments[1])?;
+        super::ops::check_id(op, segments[1])?;
         let url = self.url(&segments, &[]);
         self.with_retries(op, |_| self.head_attempt(op, &url)).await
     }
@@ -330,7 +298,7 @@ impl Client {
     ) -> Result<Attempt, Error> {
         let op = f.operation();
         let segments = f.segments();
-        super::client::check_id(op, segments[1])?;
+        super::ops::check_id(op, segments[1])?;
         let url = self.url(&segments, &[]);
         let inner = &self.inner;
         let _in_flight = inner.counters.download_started();
@@ -693,13 +661,6 @@ fn write_all_vectored_at(
 
 /// How many bytes a download gathers before writing them to the file.
 const WRITE_BATCH: usize = 256 * 1024;
-
-fn closed(op: Operation) -> Error {
-    Error::Protocol {
-        op,
-        detail: "client shut down".into(),
-    }
-}
 
 /// `bytes START-END/TOTAL` → (START, TOTAL), TOTAL `None` when `*`.
 fn parse_content_range(v: &str) -> Option<(u64, Option<u64>)> {

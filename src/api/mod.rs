@@ -8,14 +8,18 @@
 //!
 //! Nothing here knows about files or FUSE.
 
+mod body;
 mod client;
 mod config;
 mod download;
 mod error;
+mod list;
 pub mod models;
+mod new_runs;
 mod ops;
 mod retry;
 mod stats;
+mod transport;
 
 pub use client::{Client, FileRef};
 pub use config::{ClientConfig, USER_AGENT};
