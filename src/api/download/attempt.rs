@@ -174,7 +174,7 @@ impl Client {
             };
             received += chunk.len() as u64;
             let data = match &mut inflater {
-                Some(inf) => Bytes::from(inf.feed(op, &chunk)?),
+                Some(inf) => Bytes::from(inf.feed(op, chunk).await?),
                 None => chunk,
             };
             let len = data.len() as u64;

@@ -12,7 +12,8 @@
 //!   skipped. The download always re-enters at the API URL, so an expired
 //!   signed storage URL is replaced by a fresh redirect.
 //! - **gzip.** Downloads ask for identity, so that ranges are file offsets.
-//!   A server that compresses anyway is inflated on the fly; ranges are then
+//!   A server that compresses anyway is inflated on the fly (on tokio's
+//!   blocking pool, chunk by chunk: see `crate::api::body`); ranges are then
 //!   not used (they would count compressed bytes) and a retry starts from the
 //!   beginning, skipping the inflated bytes already held. The gzip trailer
 //!   (CRC and length) is the completeness check in that case.
