@@ -10,7 +10,8 @@
 //!   mount), so the fallback costs one extra call once.
 //! - **Filters are not trusted.** A server may ignore `extractorId=`, or
 //!   list another extractor's runs under the path: the answer is filtered
-//!   here too, so no run lands in the wrong extractor's folder.
+//!   here too (when its runs say whose they are), so no run lands in the
+//!   wrong extractor's folder.
 //! - **Runs appear late.** Listings and `getCrawlrun` also cover the runs
 //!   this client just started that the server does not know yet (see
 //!   `crate::api::new_runs`).
@@ -34,7 +35,7 @@ impl Client {
     /// `listCrawlruns`, every page. With an extractor id, asks the server to
     /// filter (`extractorId=`) and filters the answer too, since a server
     /// may ignore the parameter. Runs this client just started that the
-    /// server does not list yet are added (see the module doc).
+    /// server does not list yet are added (see `crate::api::new_runs`).
     pub async fn list_crawlruns(&self, extractor_id: Option<&str>) -> Result<Vec<Crawlrun>, Error> {
         let op = Operation::ListCrawlruns;
         let runs = match extractor_id {
@@ -63,7 +64,7 @@ impl Client {
     /// archived. (A first ask for an extractor that is already gone cannot
     /// tell the two 404s apart and settles on the fallback, which gives the
     /// same runs.) Runs this client just started that the server does not
-    /// list yet are added (see the module doc).
+    /// list yet are added (see `crate::api::new_runs`).
     pub async fn list_extractor_crawlruns(&self, id: &str) -> Result<Vec<Crawlrun>, Error> {
         let op = Operation::ListExtractorCrawlruns;
         let id = check_id(op, id)?;

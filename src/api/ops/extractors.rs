@@ -90,7 +90,7 @@ impl Client {
     /// not retried. A 400 means a run is already in progress (EBUSY is the
     /// caller's mapping; see [`Error::status`]). The run it answers with is
     /// remembered, so that it is waited for and listed while the server
-    /// does not know it yet (see the module doc).
+    /// does not know it yet (see `crate::api::new_runs`).
     pub async fn start_extractor(&self, id: &str) -> Result<StartResponse, Error> {
         let op = Operation::StartExtractor;
         let answer = self
