@@ -1,22 +1,42 @@
 //! The Import.io API v2: models shared with the emulator, and the client.
 //!
-//! - [`models`]: tolerant serde models of every schema (both dialects).
-//! - [`Client`]: the 22 operations (and one seen in the wild), pagination,
-//!   downloads, retries with deadlines, a shared concurrency bound and
-//!   counters ([`Client::stats`]).
-//! - [`Error`]: one error type with its errno; its text never holds the key.
+//! Nothing here knows about FUSE. The only traces of the mount are the
+//! names of result files (`CrawlrunFile::file_name` and its kin) and the
+//! text of the `inputs` file (`Inputs::to_file_text`).
 //!
-//! Nothing here knows about files or FUSE.
+//! Where things are:
+//! - `config.rs`: [`ClientConfig`], every knob and why its default is what
+//!   it is.
+//! - `client.rs`: [`Client`], what its clones share, and [`FileRef`].
+//! - `ops/`: the operations. `ops/mod.rs` names them ([`Operation`]: method,
+//!   whether a repeat is harmless); `ops/{users,extractors,crawlruns,
+//!   reports,reportruns}.rs` have one function per operation, by the
+//!   spec's tags (`tests/importio-openapi.yaml`).
+//! - `transport.rs`: requests, redirects (the key only to the API host),
+//!   retries inside the call deadline, error answers; `body.rs`: reading
+//!   and inflating bodies; `retry.rs`: what is retried, and the backoff.
+//! - `list.rs`: pagination, and when a listing stops; `new_runs.rs`: runs
+//!   started here that the server does not know yet.
+//! - `download/`: result files: sizes, ranges, resumes and their checks.
+//! - `models.rs` and `models/`: tolerant serde models of every schema.
+//! - `error.rs`: [`Error`], with its errno; its text never holds the key.
+//! - `stats.rs`: the counters behind [`Client::stats`] and the metrics.
 
+mod body;
 mod client;
+mod config;
 mod download;
 mod error;
+mod list;
 pub mod models;
+mod new_runs;
 mod ops;
 mod retry;
 mod stats;
+mod transport;
 
-pub use client::{Client, ClientConfig, FileRef, USER_AGENT};
+pub use client::{Client, FileRef};
+pub use config::{ClientConfig, USER_AGENT};
 pub use download::RangeOutcome;
 pub use error::{ApiKey, Error};
 pub use models::{

@@ -1,12 +1,32 @@
-//! The 22 operations of the spec, by `operationId`, and one the spec lacks
-//! but clients in the wild use (`listExtractorCrawlruns`,
+//! The operations: the 22 of the spec, by `operationId`, and one the spec
+//! lacks but clients in the wild use (`listExtractorCrawlruns`,
 //! `GET /extractors/{extractorId}/crawlruns`, named like the others).
 //!
-//! Each operation knows its HTTP method and whether it may be repeated: that
-//! one bit decides which failures the retry loop may paper over (see
-//! [`crate::api::retry`]). Getting it wrong for a POST means a double start,
-//! so it lives here, next to the names, and nowhere else.
+//! This file names them, with their HTTP method and whether they may be
+//! repeated, and holds what every operation shares ([`check_id`], the JSON
+//! decoders). The typed calls, one function per operation, are in the
+//! submodules, one per tag of the spec (`tests/importio-openapi.yaml`):
+//! [`users`], [`extractors`], [`crawlruns`], [`reports`], [`reportruns`];
+//! the two file operations are downloads (`crate::api::download`). Adding
+//! an operation means a variant here (listed in `ALL` and `as_str`, and in
+//! `method` unless it is a GET) and a function there.
+//!
+//! Whether an operation may be repeated is one bit that decides which
+//! failures the retry loop may paper over (see [`crate::api::retry`]).
+//! Getting it wrong for a POST means a double start, so it lives here,
+//! next to the names, and nowhere else.
 
+mod crawlruns;
+mod extractors;
+mod reportruns;
+mod reports;
+mod users;
+
+pub(super) use crawlruns::PATH_UNKNOWN;
+
+use super::client::Client;
+use super::error::Error;
+use serde::de::DeserializeOwned;
 use std::fmt;
 
 /// One operation of the Import.io API v2, named after its `operationId`
@@ -139,6 +159,58 @@ impl Operation {
 impl fmt::Display for Operation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+/// Reject ids that cannot name an object and would change the path's
+/// meaning (`""` would turn `/extractors/{id}` into the listing).
+pub(crate) fn check_id(op: Operation, id: &str) -> Result<&str, Error> {
+    if id.is_empty() || id == "." || id == ".." {
+        return Err(Error::InvalidId { op });
+    }
+    Ok(id)
+}
+
+/// Reading the answers of the operations.
+impl Client {
+    pub(super) async fn get_object<T: DeserializeOwned>(
+        &self,
+        op: Operation,
+        segments: &[&str],
+    ) -> Result<T, Error> {
+        let answer = self.call(op, segments, &[], None).await?;
+        self.decode(op, &answer.body)
+    }
+
+    pub(crate) fn decode<T: DeserializeOwned>(
+        &self,
+        op: Operation,
+        body: &[u8],
+    ) -> Result<T, Error> {
+        serde_json::from_slice(body).map_err(|e| Error::Decode {
+            op,
+            detail: self.inner.redactor.redact(&e.to_string()),
+        })
+    }
+
+    /// The answer to a mutation: the action happened (2xx), so an empty or
+    /// odd body must not turn it into a failure the user would "fix" by
+    /// doing it again.
+    pub(super) fn decode_or_default<T: DeserializeOwned + Default>(
+        &self,
+        op: Operation,
+        body: &[u8],
+    ) -> T {
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return T::default();
+        }
+        match serde_json::from_slice(body) {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!(%op, error = %self.inner.redactor.redact(&e.to_string()), "unreadable answer to a successful call, ignored");
+                T::default()
+            }
+        }
     }
 }
 

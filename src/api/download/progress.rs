@@ -1,0 +1,158 @@
+//! What a download holds so far, across its attempts, and the check on
+//! every byte written.
+//!
+//! What is subtle here: the file only ever grows as one contiguous prefix
+//! (from where the call started), so that "what we have" is one number and
+//! a resume can ask `Range: bytes=<have>-`. [`Progress::put`] therefore
+//! keeps of each batch only what extends that prefix within the range
+//! asked, skips what is already held (a server that answered a resume with
+//! the whole file), and refuses a gap or a byte past the promised size
+//! rather than writing it. Every byte that lands also moves the stall
+//! deadline and tells the reader (`report`).
+
+use crate::api::client::Client;
+use crate::api::error::Error;
+use crate::api::ops::Operation;
+use bytes::Bytes;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// What a download has so far, across attempts.
+pub(super) struct Progress<'a> {
+    pub(super) out: &'a std::fs::File,
+    pub(super) report: &'a (dyn Fn(u64) + Send + Sync),
+    /// Bytes of the file written, contiguous from where this call started
+    /// (offset 0 for a whole file), as a file offset.
+    pub(super) have: u64,
+    /// The end (exclusive) of the range this call fetches; `None` for the
+    /// whole file.
+    pub(super) limit: Option<u64>,
+    /// The size the server promised, once known.
+    pub(super) expected: Option<u64>,
+    /// Whether a retry may ask a Range (false once the server sent gzip).
+    pub(super) ranges: bool,
+    /// When the call fails if no byte arrives before then.
+    pub(super) stall_deadline: Instant,
+}
+
+impl Progress<'_> {
+    /// The bytes still wanted, as the `Range` header's `FIRST-LAST`.
+    pub(super) fn range_header(&self) -> Option<String> {
+        match self.limit {
+            Some(limit) => Some(format!("bytes={}-{}", self.have, limit - 1)),
+            None if self.ranges && self.have > 0 => Some(format!("bytes={}-", self.have)),
+            None => None,
+        }
+    }
+
+    /// Whether every byte this call wants is written.
+    pub(super) fn complete(&self) -> bool {
+        match (self.limit, self.expected) {
+            (Some(limit), _) => self.have >= limit,
+            (None, Some(expected)) => self.have >= expected,
+            (None, None) => false,
+        }
+    }
+
+    /// Write `data`, which starts at file offset `at`, keeping only what
+    /// extends the contiguous prefix and lies within the range asked.
+    pub(super) fn put(
+        &mut self,
+        client: &Client,
+        op: Operation,
+        at: u64,
+        data: &[Bytes],
+    ) -> Result<(), Error> {
+        let len: u64 = data.iter().map(|b| b.len() as u64).sum();
+        let mut end = at + len;
+        if let Some(limit) = self.limit {
+            end = end.min(limit);
+        }
+        if end <= self.have {
+            return Ok(());
+        }
+        if at > self.have {
+            return Err(Error::Protocol {
+                op,
+                detail: format!("bytes from offset {at} when {} were expected", self.have),
+            });
+        }
+        if let Some(expected) = self.expected {
+            if end > expected {
+                return Err(Error::Protocol {
+                    op,
+                    detail: format!("more than the {expected} bytes promised"),
+                });
+            }
+        }
+        // The slices of `data` that fall in `have..end`.
+        let mut slices: Vec<std::io::IoSlice<'_>> = Vec::with_capacity(data.len());
+        let mut pos = at;
+        for b in data {
+            let (s, e) = (pos.max(self.have), (pos + b.len() as u64).min(end));
+            if s < e {
+                slices.push(std::io::IoSlice::new(
+                    &b[(s - pos) as usize..(e - pos) as usize],
+                ));
+            }
+            pos += b.len() as u64;
+        }
+        write_all_vectored_at(self.out, &mut slices, self.have)
+            .map_err(|source| Error::Io { op, source })?;
+        client.inner.counters.bytes(end - self.have);
+        self.have = end;
+        self.stall_deadline = Instant::now() + client.inner.cfg.call_deadline;
+        client.note_progress();
+        (self.report)(self.have);
+        Ok(())
+    }
+
+    /// The moment the current wait must end: the attempt's own timeout or the
+    /// call's stall deadline, whichever comes first.
+    pub(super) fn wait_until(&self, client: &Client) -> (Instant, Duration) {
+        let cfg = &client.inner.cfg;
+        let attempt = Instant::now() + cfg.attempt_timeout;
+        if attempt <= self.stall_deadline {
+            (attempt, cfg.attempt_timeout)
+        } else {
+            (self.stall_deadline, cfg.call_deadline)
+        }
+    }
+}
+
+/// `pwritev` of every byte of `slices` at `offset`: one syscall for a batch
+/// of received chunks instead of a copy into one buffer and a `pwrite`.
+fn write_all_vectored_at(
+    file: &std::fs::File,
+    mut slices: &mut [std::io::IoSlice<'_>],
+    mut offset: u64,
+) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    while !slices.is_empty() {
+        // IOV_MAX is 1024 on Linux; a batch holds far fewer chunks.
+        let n = slices.len().min(1024);
+        // SAFETY: IoSlice is ABI-compatible with iovec, and the slices
+        // borrow live buffers for the duration of the call.
+        let written = unsafe {
+            libc::pwritev(
+                file.as_raw_fd(),
+                slices.as_ptr().cast(),
+                n as libc::c_int,
+                offset as libc::off_t,
+            )
+        };
+        if written < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        if written == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        offset += written as u64;
+        std::io::IoSlice::advance_slices(&mut slices, written as usize);
+    }
+    Ok(())
+}

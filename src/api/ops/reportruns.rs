@@ -1,0 +1,22 @@
+//! The ReportRun operations (their files are downloads: see
+//! `crate::api::download`).
+
+use super::{check_id, Operation};
+use crate::api::client::Client;
+use crate::api::error::Error;
+use crate::api::models::ReportRun;
+
+impl Client {
+    /// `listReportRuns`, every page.
+    pub async fn list_report_runs(&self) -> Result<Vec<ReportRun>, Error> {
+        self.list_all(Operation::ListReportRuns, &["reportruns", ""], &[])
+            .await
+    }
+
+    /// `getReportRun`.
+    pub async fn get_report_run(&self, id: &str) -> Result<ReportRun, Error> {
+        let op = Operation::GetReportRun;
+        self.get_object(op, &["reportruns", check_id(op, id)?])
+            .await
+    }
+}
