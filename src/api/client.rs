@@ -54,14 +54,6 @@ impl FileRef {
         }
     }
 
-    /// The file's name in the mount (`data.csv`, ...).
-    pub fn file_name(&self) -> &'static str {
-        match self {
-            FileRef::Crawlrun(_, f) => f.file_name(),
-            FileRef::ReportRun(_, f) => f.file_name(),
-        }
-    }
-
     pub(crate) fn segments(&self) -> [&str; 3] {
         match self {
             FileRef::Crawlrun(id, f) => ["crawlruns", id, f.api_name()],

@@ -103,16 +103,6 @@ impl Inputs {
             }
         }
     }
-
-    /// The `inputs` file: one URL a line, ending with a newline (empty when none).
-    pub fn to_file_text(&self) -> String {
-        let mut s = String::new();
-        for u in &self.urls {
-            s.push_str(u);
-            s.push('\n');
-        }
-        s
-    }
 }
 
 fn split_urls(s: &str) -> Vec<String> {
@@ -222,9 +212,5 @@ mod tests {
         assert_eq!(lines.urls, obj.urls);
         assert_eq!(Inputs::parse(&lines.to_body().0).unwrap(), lines);
         assert_eq!(Inputs::parse(&obj.to_body().0).unwrap(), obj);
-        assert_eq!(
-            obj.to_file_text(),
-            "https://a.example/\nhttps://b.example/\n"
-        );
     }
 }

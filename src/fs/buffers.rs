@@ -5,7 +5,7 @@
 //! buffer means and when it is sent; the operations (`core.rs`) read them.
 //! What is subtle: a scratch file is keyed by the exact bytes of its name
 //! (UTF-8 or not) within one extractor directory, and both kinds of buffer
-//! are bounded ([`MAX_SCRATCH`], `write::MAX_INPUTS`) so that a runaway
+//! are bounded ([`MAX_SCRATCH`], `inputs::MAX_INPUTS`) so that a runaway
 //! writer cannot grow the mount's memory without end.
 
 use crate::fs::cache::lock;

@@ -7,7 +7,7 @@
 //! `objects` for the API objects behind it, through the caches (`cache` for
 //! metadata, `data` and `store` for result files). `inodes` and `names` give
 //! nodes their numbers and API objects their path names; `buffers` holds
-//! the in-memory files. Nothing here but `fuse` sees a kernel type, so the
+//! the in-memory files, `inputs` the text of an `inputs` file. Nothing here but `fuse` sees a kernel type, so the
 //! core is tested by calling it (`tests/fs_core.rs`).
 
 pub mod buffers;
@@ -19,6 +19,7 @@ pub mod data;
 pub mod error;
 pub mod fuse;
 pub mod inodes;
+pub mod inputs;
 pub mod names;
 pub mod objects;
 pub mod store;

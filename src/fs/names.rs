@@ -8,7 +8,48 @@
 //! takes the suffix instead. [`NameTable`] keeps those promises across
 //! listings; it is pure data, so it is tested without a mount.
 
+use crate::api::models::{CrawlrunFile, ReportRunFile};
+use crate::api::FileRef;
 use std::collections::{HashMap, HashSet};
+
+/// The name a result file has in the mount (`data.csv`, `files.zip`, ...).
+/// The API names files by kind (`csv`, `files`); these names are the
+/// mount's, chosen so that tools recognise the format by its extension.
+pub trait FileName {
+    fn file_name(&self) -> &'static str;
+}
+
+impl FileName for CrawlrunFile {
+    fn file_name(&self) -> &'static str {
+        match self {
+            CrawlrunFile::Csv => "data.csv",
+            CrawlrunFile::Xlsx => "data.xlsx",
+            CrawlrunFile::Log => "log.txt",
+            CrawlrunFile::Sample => "sample.json",
+            CrawlrunFile::Json => "data.json",
+            CrawlrunFile::Files => "files.zip",
+        }
+    }
+}
+
+impl FileName for ReportRunFile {
+    fn file_name(&self) -> &'static str {
+        match self {
+            ReportRunFile::Csv => "data.csv",
+            ReportRunFile::Xlsx => "data.xlsx",
+            ReportRunFile::Json => "data.json",
+        }
+    }
+}
+
+impl FileName for FileRef {
+    fn file_name(&self) -> &'static str {
+        match self {
+            FileRef::Crawlrun(_, f) => f.file_name(),
+            FileRef::ReportRun(_, f) => f.file_name(),
+        }
+    }
+}
 
 /// Longest path component Linux accepts (NAME_MAX), in bytes.
 pub const NAME_MAX: usize = 255;

@@ -24,6 +24,7 @@
 //!   `.meta` mtime, touched on every use) are removed until it fits.
 
 use crate::api::FileRef;
+use crate::fs::names::FileName;
 use serde::{Deserialize, Serialize};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};

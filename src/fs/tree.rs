@@ -20,7 +20,8 @@ use crate::api::FileRef;
 use crate::fs::cache::{lock, Expiry};
 use crate::fs::core::{Attr, DirEntry, Entry, Fs};
 use crate::fs::inodes::{Control, Ino, Kind, Node};
-use crate::fs::names::NameTable;
+use crate::fs::inputs::inputs_text;
+use crate::fs::names::{FileName, NameTable};
 use crate::fs::objects::{arc, report_run_has_files, run_has_files};
 use crate::fs::FsError;
 use std::ffi::OsString;
@@ -285,7 +286,7 @@ impl Fs {
             }
             Node::Inputs(g) => {
                 let (i, e) = self.inputs(g).await?;
-                (i.to_file_text().into_bytes().into(), e)
+                (inputs_text(&i).into_bytes().into(), e)
             }
             Node::CrawlrunJson(id) => {
                 let (r, e) = self.crawlrun(id).await?;

@@ -23,61 +23,13 @@ use crate::fs::buffers::{WriteState, Writer, MAX_SCRATCH};
 use crate::fs::cache::lock;
 use crate::fs::core::{Entry, Fs, Handle, Opened};
 use crate::fs::inodes::{Ino, Node};
+use crate::fs::inputs::{inputs_text, validate_inputs, validate_lines, MAX_INPUTS};
 use crate::fs::FsError;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
-
-/// The largest `inputs` (and `credentials`) accepted: the API's body limit.
-pub const MAX_INPUTS: usize = 1 << 20;
-
-/// Check the text of `inputs` and turn it into URLs, naming the bad line.
-pub fn validate_inputs(bytes: &[u8]) -> Result<Vec<String>, FsError> {
-    validate_lines(bytes, 1)
-}
-
-/// [`validate_inputs`] for a part of the file that starts at line `first_line`.
-fn validate_lines(bytes: &[u8], first_line: usize) -> Result<Vec<String>, FsError> {
-    if bytes.len() > MAX_INPUTS {
-        return Err(FsError::with(
-            libc::EFBIG,
-            format!("inputs refused: {} bytes, larger than 1 MiB", bytes.len()),
-        ));
-    }
-    let Ok(text) = std::str::from_utf8(bytes) else {
-        return Err(FsError::with(
-            libc::EINVAL,
-            "inputs refused: not UTF-8 text",
-        ));
-    };
-    let mut urls = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() {
-            continue;
-        }
-        let ok = reqwest::Url::parse(line)
-            .map(|u| {
-                matches!(u.scheme(), "http" | "https")
-                    && u.host_str().is_some_and(|h| !h.is_empty())
-            })
-            .unwrap_or(false);
-        if !ok {
-            let shown: String = line.chars().take(200).collect();
-            return Err(FsError::with(
-                libc::EINVAL,
-                format!(
-                    "inputs refused: line {} is not an absolute http(s) URL: {shown:?}",
-                    first_line + i
-                ),
-            ));
-        }
-        urls.push(line.to_owned());
-    }
-    Ok(urls)
-}
 
 impl Fs {
     pub(super) fn writable(&self) -> Result<(), FsError> {
@@ -114,7 +66,7 @@ impl Fs {
                     direct_io: true,
                 });
             }
-            Node::Inputs(g) if !trunc => self.inputs(g).await?.0.to_file_text().into_bytes(),
+            Node::Inputs(g) if !trunc => inputs_text(self.inputs(g).await?.0.as_ref()).into_bytes(),
             Node::Inputs(_) => Vec::new(),
             Node::Control(..) | Node::ReportStart(_) | Node::Refresh | Node::Credentials(_) => {
                 Vec::new()
@@ -372,7 +324,7 @@ impl Fs {
                         st.checked = st.checked.min(s as usize);
                     } else {
                         // truncate(2) by path: a write of the whole file, now.
-                        let mut bytes = self.inputs(g).await?.0.to_file_text().into_bytes();
+                        let mut bytes = inputs_text(self.inputs(g).await?.0.as_ref()).into_bytes();
                         if s as usize > MAX_INPUTS {
                             return Err(FsError::new(libc::EFBIG));
                         }
@@ -519,7 +471,7 @@ impl Fs {
                 Ok(())
             }
             (None, _) if from == b"inputs" && !self.is_api_name(&g, to).await => {
-                let data = self.inputs(&g).await?.0.to_file_text().into_bytes();
+                let data = inputs_text(self.inputs(&g).await?.0.as_ref()).into_bytes();
                 let mut store = lock(&self.scratch);
                 if let Some(old) = store.find(&g, to) {
                     store.remove(old);
@@ -560,34 +512,5 @@ impl Fs {
         }
         f.mtime = SystemTime::now();
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn inputs_validation() {
-        assert_eq!(
-            validate_inputs(b"https://a.example/x\n\n  http://b.example/?q=1  \n").unwrap(),
-            vec!["https://a.example/x", "http://b.example/?q=1"]
-        );
-        assert!(validate_inputs(b"").unwrap().is_empty());
-        for bad in [
-            &b"ftp://a.example/"[..],
-            b"not a url",
-            b"/relative/path",
-            b"https://",
-            b"\xff\xfe",
-        ] {
-            assert!(validate_inputs(bad).is_err(), "{bad:?}");
-        }
-        assert_eq!(
-            validate_inputs(&vec![b'a'; MAX_INPUTS + 1])
-                .unwrap_err()
-                .errno,
-            libc::EFBIG
-        );
     }
 }

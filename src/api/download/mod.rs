@@ -186,7 +186,7 @@ impl Client {
         match result {
             Ok(outcome) => {
                 self.inner.counters.download_completed();
-                tracing::debug!(op = %f.operation(), run = f.run_id(), file = f.file_name(), ?outcome, "downloaded");
+                tracing::debug!(op = %f.operation(), file = ?f, ?outcome, "downloaded");
             }
             Err(e) => {
                 self.inner.counters.error(f.operation());

@@ -32,6 +32,7 @@
 
 use crate::api::{Client, FileRef, RangeOutcome};
 use crate::fs::cache::lock;
+use crate::fs::names::FileName;
 use crate::fs::store::{self, Store};
 use crate::fs::FsError;
 pub use file::CachedFile;
