@@ -10,11 +10,11 @@
 
 use std::sync::Arc;
 
+use super::config::{Config, Dataset};
 use super::files::totals;
 use super::state::{
     det_uuid, Db, ExtractorRec, ReportRec, ReportRunRec, ResultKind, RunRec, Spec, Timeline,
 };
-use super::{Config, Dataset};
 use crate::api::models::RunState;
 
 /// 2024-05-01T00:00:00Z: the datasets' "now", in epoch milliseconds.

@@ -11,11 +11,11 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use uuid::Uuid;
 
+use super::config::Dataset;
 use super::faults::parse_faults;
 use super::hostile::Hostile;
 use super::routes::{insert_run, read_body, App, Reply};
 use super::state::{now_ms, ExtractorRec, ResultKind, Spec, Timeline};
-use super::Dataset;
 use crate::api::models::RunState;
 
 fn respond(r: Reply) -> Response {

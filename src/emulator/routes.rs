@@ -36,14 +36,15 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use super::config::{Config, Dialect};
 use super::conn::{Conn, KillableListener};
+use super::datasets;
 use super::datasets::run_seed;
 use super::faults::{Decision, Faults};
 use super::files::{self, FileBody, CHUNK};
 use super::hostile::{self, Hostile};
 use super::state::{now_ms, Db, ExtractorRec, RunRec, Spec, Timeline, Totals};
 use super::throttle::throttle;
-use super::{datasets, Config, Dialect};
 use crate::api::models::{
     CrawlrunFile, ErrorBody, Inputs, InputsDialect, ReportRunFile, RunState, StartResponse,
 };
