@@ -12,9 +12,10 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::config::Dataset;
+use super::datasets::insert_run;
 use super::faults::parse_faults;
 use super::hostile::Hostile;
-use super::routes::{insert_run, read_body, App, Reply};
+use super::routes::{read_body, App, Reply};
 use super::state::{now_ms, ExtractorRec, ResultKind, Spec, Timeline};
 use crate::api::models::RunState;
 

@@ -39,11 +39,11 @@ use uuid::Uuid;
 use super::config::{Config, Dialect};
 use super::conn::{Conn, KillableListener};
 use super::datasets;
-use super::datasets::run_seed;
+use super::datasets::{insert_run, run_seed};
 use super::faults::{Decision, Faults};
 use super::files::{self, FileBody, CHUNK};
 use super::hostile::{self, Hostile};
-use super::state::{now_ms, Db, ExtractorRec, RunRec, Spec, Timeline, Totals};
+use super::state::{now_ms, Db, ExtractorRec, RunRec, Spec, Timeline};
 use super::throttle::throttle;
 use crate::api::models::{
     CrawlrunFile, ErrorBody, Inputs, InputsDialect, ReportRunFile, RunState, StartResponse,
@@ -1443,29 +1443,6 @@ fn rr_key(r: &super::state::ReportRunRec, now: i64) -> Key<'_> {
         guid: r.guid,
         state: p.state.as_str(),
     }
-}
-
-/// Add a run, computing its totals (outside nothing: totals are cheap for
-/// the demo shape and constant-time for the scale shape).
-pub(crate) fn insert_run(
-    db: &mut Db,
-    guid: Uuid,
-    extractor: Uuid,
-    spec: Arc<Spec>,
-    timeline: Timeline,
-) {
-    let totals: Totals = files::totals(&spec, run_seed(&guid));
-    db.runs.insert(
-        guid,
-        RunRec {
-            guid,
-            extractor,
-            spec,
-            timeline,
-            totals,
-            from_start: false,
-        },
-    );
 }
 
 /// Read a request body, 413 beyond [`MAX_BODY`].
