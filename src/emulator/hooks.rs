@@ -11,17 +11,18 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use uuid::Uuid;
 
+use super::app::App;
 use super::config::Dataset;
 use super::datasets::insert_run;
 use super::faults::parse_faults;
 use super::hostile::Hostile;
-use super::routes::{read_body, App, Reply};
+use super::reply::{read_body, Payload, Reply};
 use super::state::{now_ms, ExtractorRec, ResultKind, Spec, Timeline};
 use crate::api::models::RunState;
 
 fn respond(r: Reply) -> Response {
     let mut resp = match r.payload {
-        super::routes::Payload::Full(b) => Response::new(Body::from(b)),
+        Payload::Full(b) => Response::new(Body::from(b)),
         _ => Response::new(Body::empty()),
     };
     *resp.status_mut() = r.status;

@@ -193,6 +193,7 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+mod app;
 mod config;
 mod conn;
 mod datasets;
@@ -200,20 +201,25 @@ mod faults;
 mod files;
 mod hooks;
 mod hostile;
+mod query;
+mod reply;
+mod respond;
 mod routes;
+mod server;
 mod state;
 mod throttle;
 
+use app::App;
+pub use app::LoggedRequest;
 pub use config::{Config, Dataset, Dialect, LEGACY_NEW_RUN_404_MS};
 pub use faults::FaultSpec;
 pub use hostile::Hostile;
-pub use routes::LoggedRequest;
 
 /// A running emulator: the API listener and the files listener.
 pub struct Emulator {
     addr: SocketAddr,
     files_addr: SocketAddr,
-    app: Arc<routes::App>,
+    app: Arc<App>,
     stop: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -236,13 +242,13 @@ impl Emulator {
         let addr = api.local_addr()?;
         let files_addr = files.local_addr()?;
         let stop = CancellationToken::new();
-        let app = Arc::new(routes::App::new(
+        let app = Arc::new(App::new(
             config,
             format!("http://{}", display_addr(files_addr)),
         ));
         let tasks = vec![
-            tokio::spawn(routes::serve_api(api, app.clone(), stop.clone())),
-            tokio::spawn(routes::serve_files(files, app.clone(), stop.clone())),
+            tokio::spawn(server::serve_api(api, app.clone(), stop.clone())),
+            tokio::spawn(server::serve_files(files, app.clone(), stop.clone())),
         ];
         tracing::info!(%addr, %files_addr, "emulator listening");
         Ok(Emulator {
