@@ -7,14 +7,21 @@
 //! `scale` is `extractors` extractors and `crawlruns` finished runs with large
 //! generated results. Both are deterministic: ids and times come from
 //! [`det_uuid`] and a fixed epoch, so a restart finds the same objects.
+//!
+//! [`insert_run`] is here too: how the demo dataset, the start operation and
+//! the hooks add a crawl run, with its totals computed when it is added from
+//! the files it will have (seeded by [`run_seed`]). The scale dataset adds
+//! its runs directly, all with the same totals, computed once.
 
 use std::sync::Arc;
 
+use uuid::Uuid;
+
+use super::config::{Config, Dataset};
 use super::files::totals;
 use super::state::{
     det_uuid, Db, ExtractorRec, ReportRec, ReportRunRec, ResultKind, RunRec, Spec, Timeline,
 };
-use super::{Config, Dataset};
 use crate::api::models::RunState;
 
 /// 2024-05-01T00:00:00Z: the datasets' "now", in epoch milliseconds.
@@ -23,7 +30,7 @@ const DAY: i64 = 86_400_000;
 const MINUTE: i64 = 60_000;
 
 /// The seed of a run's generated values.
-pub(crate) fn run_seed(guid: &uuid::Uuid) -> u64 {
+pub(crate) fn run_seed(guid: &Uuid) -> u64 {
     let (a, b) = guid.as_u64_pair();
     a ^ b.rotate_left(17)
 }
@@ -35,94 +42,99 @@ pub(crate) fn build(config: &Config) -> Db {
     }
 }
 
-/// `(name, fields, inputs)` of the believable extractors.
-fn believable() -> Vec<(&'static str, Vec<&'static str>, Vec<&'static str>)> {
-    vec![
-        (
-            "Amazon Best Sellers - Electronics",
-            vec!["title", "price", "rating", "link"],
-            vec![
-                "https://www.amazon.com/Best-Sellers-Electronics/zgbs/electronics",
-                "https://www.amazon.com/Best-Sellers-Electronics/zgbs/electronics?pg=2",
-            ],
-        ),
-        (
-            "Zillow Seattle Listings",
-            vec!["address", "price", "beds", "baths", "sqft"],
-            vec![
-                "https://www.zillow.com/seattle-wa/",
-                "https://www.zillow.com/seattle-wa/2_p/",
-                "https://www.zillow.com/seattle-wa/3_p/",
-            ],
-        ),
-        (
-            "Indeed Rust Jobs",
-            vec!["job_title", "company", "location", "salary", "posted"],
-            vec!["https://www.indeed.com/jobs?q=rust+engineer&l=Remote"],
-        ),
-        (
-            "BBC News Headlines",
-            vec!["headline", "summary", "section", "published"],
-            vec![
-                "https://www.bbc.com/news",
-                "https://www.bbc.com/news/technology",
-                "https://www.bbc.com/news/not-found-404",
-            ],
-        ),
-        (
-            "Hacker News Front Page",
-            vec!["title", "points", "comments", "link"],
-            vec![
-                "https://news.ycombinator.com/news",
-                "https://news.ycombinator.com/news?p=2",
-            ],
-        ),
-        (
-            "eBay Sold Vintage Watches",
-            vec!["title", "sold_price", "sold_date", "condition"],
-            vec!["https://www.ebay.com/sch/i.html?_nkw=vintage+watch&LH_Sold=1"],
-        ),
-        (
-            "Booking.com Paris Hotels",
-            vec!["hotel", "price_per_night", "score", "district"],
-            vec![
-                "https://www.booking.com/city/fr/paris.html",
-                "https://www.booking.com/city/fr/paris.html?offset=25",
-            ],
-        ),
-        (
-            "Yelp Coffee Shops SF",
-            vec!["name", "rating", "reviews", "neighborhood"],
-            vec!["https://www.yelp.com/search?find_desc=coffee&find_loc=San+Francisco"],
-        ),
-        (
-            "IMDb Top Rated Movies",
-            vec!["title", "year", "rating", "votes"],
-            vec!["https://www.imdb.com/chart/top/"],
-        ),
-        (
-            "GitHub Trending Rust",
-            vec!["repository", "description", "stars", "language"],
-            vec![
-                "https://github.com/trending/rust?since=daily",
-                "https://github.com/trending/rust?since=weekly",
-            ],
-        ),
-        (
-            "Walmart Grocery Prices",
-            vec!["product", "price", "unit_price", "availability"],
-            vec![
-                "https://www.walmart.com/browse/food/976759",
-                "https://www.walmart.com/browse/food/976759?page=2",
-            ],
-        ),
-        (
-            "Craigslist Portland Bikes",
-            vec!["title", "price", "location", "posted"],
-            vec!["https://portland.craigslist.org/search/bia"],
-        ),
-    ]
-}
+/// `(name, fields, inputs)` of the believable extractors: a table of data
+/// only, the sites a newcomer would recognise, with fields their pages show.
+type Believable = (
+    &'static str,
+    &'static [&'static str],
+    &'static [&'static str],
+);
+
+const BELIEVABLE: &[Believable] = &[
+    (
+        "Amazon Best Sellers - Electronics",
+        &["title", "price", "rating", "link"],
+        &[
+            "https://www.amazon.com/Best-Sellers-Electronics/zgbs/electronics",
+            "https://www.amazon.com/Best-Sellers-Electronics/zgbs/electronics?pg=2",
+        ],
+    ),
+    (
+        "Zillow Seattle Listings",
+        &["address", "price", "beds", "baths", "sqft"],
+        &[
+            "https://www.zillow.com/seattle-wa/",
+            "https://www.zillow.com/seattle-wa/2_p/",
+            "https://www.zillow.com/seattle-wa/3_p/",
+        ],
+    ),
+    (
+        "Indeed Rust Jobs",
+        &["job_title", "company", "location", "salary", "posted"],
+        &["https://www.indeed.com/jobs?q=rust+engineer&l=Remote"],
+    ),
+    (
+        "BBC News Headlines",
+        &["headline", "summary", "section", "published"],
+        &[
+            "https://www.bbc.com/news",
+            "https://www.bbc.com/news/technology",
+            "https://www.bbc.com/news/not-found-404",
+        ],
+    ),
+    (
+        "Hacker News Front Page",
+        &["title", "points", "comments", "link"],
+        &[
+            "https://news.ycombinator.com/news",
+            "https://news.ycombinator.com/news?p=2",
+        ],
+    ),
+    (
+        "eBay Sold Vintage Watches",
+        &["title", "sold_price", "sold_date", "condition"],
+        &["https://www.ebay.com/sch/i.html?_nkw=vintage+watch&LH_Sold=1"],
+    ),
+    (
+        "Booking.com Paris Hotels",
+        &["hotel", "price_per_night", "score", "district"],
+        &[
+            "https://www.booking.com/city/fr/paris.html",
+            "https://www.booking.com/city/fr/paris.html?offset=25",
+        ],
+    ),
+    (
+        "Yelp Coffee Shops SF",
+        &["name", "rating", "reviews", "neighborhood"],
+        &["https://www.yelp.com/search?find_desc=coffee&find_loc=San+Francisco"],
+    ),
+    (
+        "IMDb Top Rated Movies",
+        &["title", "year", "rating", "votes"],
+        &["https://www.imdb.com/chart/top/"],
+    ),
+    (
+        "GitHub Trending Rust",
+        &["repository", "description", "stars", "language"],
+        &[
+            "https://github.com/trending/rust?since=daily",
+            "https://github.com/trending/rust?since=weekly",
+        ],
+    ),
+    (
+        "Walmart Grocery Prices",
+        &["product", "price", "unit_price", "availability"],
+        &[
+            "https://www.walmart.com/browse/food/976759",
+            "https://www.walmart.com/browse/food/976759?page=2",
+        ],
+    ),
+    (
+        "Craigslist Portland Bikes",
+        &["title", "price", "location", "posted"],
+        &["https://portland.craigslist.org/search/bia"],
+    ),
+];
 
 /// Names a filesystem must make safe, each with a short reason.
 pub(crate) fn hostile_names() -> Vec<String> {
@@ -147,11 +159,67 @@ fn strings(v: &[&str]) -> Vec<String> {
     v.iter().map(|s| s.to_string()).collect()
 }
 
+/// The next number of a sequence (of runs, of report runs), counting on.
+fn next(n: &mut u64) -> u64 {
+    let this = *n;
+    *n += 1;
+    this
+}
+
+/// Add a run, with the totals its files will show (cheap for the demo
+/// shape, constant-time for the scale shape). The datasets, the start
+/// operation and the hooks all add runs this way.
+pub(crate) fn insert_run(
+    db: &mut Db,
+    guid: Uuid,
+    extractor: Uuid,
+    spec: Arc<Spec>,
+    timeline: Timeline,
+) {
+    let totals = totals(&spec, run_seed(&guid));
+    db.runs.insert(
+        guid,
+        RunRec {
+            guid,
+            extractor,
+            spec,
+            timeline,
+            totals,
+            from_start: false,
+        },
+    );
+}
+
+/// An extractor of a dataset: tagged with the dataset's name, no
+/// credentials.
+fn extractor(
+    guid: Uuid,
+    name: String,
+    spec: &Arc<Spec>,
+    tag: &str,
+    created_ms: i64,
+    modified_ms: i64,
+) -> ExtractorRec {
+    ExtractorRec {
+        guid,
+        name,
+        spec: spec.clone(),
+        tags: vec![tag.into()],
+        archived: false,
+        created_ms,
+        modified_ms,
+        credentials: None,
+        credentials_id: None,
+    }
+}
+
+/// Crawl run number `n` of a dataset, `minutes` long, ended early in state
+/// `forced` when given.
 #[allow(clippy::too_many_arguments)]
 fn add_run(
     db: &mut Db,
     n: u64,
-    extractor: uuid::Uuid,
+    extractor: Uuid,
     spec: &Arc<Spec>,
     started_ms: i64,
     minutes: i64,
@@ -167,141 +235,21 @@ fn add_run(
     if let Some(s) = forced {
         timeline.force(s, started_ms + minutes * MINUTE / 2);
     }
-    let totals = totals(spec, run_seed(&guid));
-    db.runs.insert(
-        guid,
-        RunRec {
-            guid,
-            extractor,
-            spec: spec.clone(),
-            timeline,
-            totals,
-            from_start: false,
-        },
-    );
+    insert_run(db, guid, extractor, spec.clone(), timeline);
 }
 
-fn demo() -> Db {
-    let mut db = Db::new("demo", EPOCH_MS - 400 * DAY);
-    let mut run_n = 0u64;
-    let mut specs = Vec::new();
-    for (i, (name, fields, inputs)) in believable().into_iter().enumerate() {
-        let guid = det_uuid("extractor", i as u64);
-        let spec = Arc::new(Spec {
-            fields: strings(&fields),
-            inputs: strings(&inputs),
-            result: ResultKind::Rows,
-        });
-        let created = EPOCH_MS - (200 - 9 * i as i64) * DAY;
-        db.extractors.insert(
-            guid,
-            ExtractorRec {
-                guid,
-                name: name.to_owned(),
-                spec: spec.clone(),
-                tags: vec!["demo".into()],
-                archived: false,
-                created_ms: created,
-                modified_ms: created + 3 * DAY,
-                credentials: None,
-                credentials_id: None,
-            },
-        );
-        // 1 to 3 finished runs, a day apart, the newest a few days ago.
-        let runs = 1 + i % 3;
-        for k in 0..runs {
-            let start =
-                EPOCH_MS - (10 + i as i64) * DAY - (runs - k) as i64 * DAY + 9 * 60 * MINUTE;
-            add_run(&mut db, run_n, guid, &spec, start, 4 + (i as i64 % 5), None);
-            run_n += 1;
-        }
-        // A failed and a cancelled run, older than the finished ones.
-        if i == 3 {
-            add_run(
-                &mut db,
-                run_n,
-                guid,
-                &spec,
-                created + DAY,
-                6,
-                Some(RunState::Failed),
-            );
-            run_n += 1;
-        }
-        if i == 5 {
-            add_run(
-                &mut db,
-                run_n,
-                guid,
-                &spec,
-                created + DAY,
-                6,
-                Some(RunState::Cancelled),
-            );
-            run_n += 1;
-        }
-        specs.push((guid, spec));
+/// A report of a dataset, number `k`.
+fn report(k: u64, name: &str, kind: &str, extractor: Uuid, created_ms: i64) -> ReportRec {
+    ReportRec {
+        guid: det_uuid("report", k),
+        name: name.to_owned(),
+        kind: kind.to_owned(),
+        extractor,
+        config_id: det_uuid("report-config", k),
+        created_ms,
+        modified_ms: created_ms,
+        deleted: false,
     }
-    for (j, name) in hostile_names().into_iter().enumerate() {
-        let i = 100 + j as u64;
-        let guid = det_uuid("extractor", i);
-        let spec = Arc::new(Spec {
-            fields: strings(&["title", "price"]),
-            inputs: vec![format!("https://example.com/hostile/{j}")],
-            result: ResultKind::Rows,
-        });
-        let created = EPOCH_MS - (60 - j as i64) * DAY;
-        db.extractors.insert(
-            guid,
-            ExtractorRec {
-                guid,
-                name,
-                spec: spec.clone(),
-                tags: vec!["hostile".into()],
-                archived: false,
-                created_ms: created,
-                modified_ms: created,
-                credentials: None,
-                credentials_id: None,
-            },
-        );
-        add_run(&mut db, run_n, guid, &spec, created + DAY, 3, None);
-        run_n += 1;
-    }
-    // Reports: a Change report on the Amazon extractor with two runs, and a
-    // Standard one on Zillow with one.
-    let reports = [
-        ("Weekly price changes", "Change", 0usize, 2u64),
-        ("Seattle listings summary", "Standard", 1, 1),
-    ];
-    let mut rr_n = 0u64;
-    for (k, (name, kind, ext, runs)) in reports.into_iter().enumerate() {
-        let (extractor, spec) = specs[ext].clone();
-        let guid = det_uuid("report", k as u64);
-        let created = EPOCH_MS - (90 - k as i64) * DAY;
-        let rec = ReportRec {
-            guid,
-            name: name.to_owned(),
-            kind: kind.to_owned(),
-            extractor,
-            config_id: det_uuid("report-config", k as u64),
-            created_ms: created,
-            modified_ms: created,
-            deleted: false,
-        };
-        for r in 0..runs {
-            add_report_run(
-                &mut db,
-                &rec,
-                &spec,
-                rr_n,
-                EPOCH_MS - (7 * (runs - r)) as i64 * DAY,
-            );
-            rr_n += 1;
-        }
-        db.reports.insert(guid, rec);
-    }
-    db
 }
 
 fn add_report_run(db: &mut Db, report: &ReportRec, spec: &Arc<Spec>, n: u64, started_ms: i64) {
@@ -328,8 +276,112 @@ fn add_report_run(db: &mut Db, report: &ReportRec, spec: &Arc<Spec>, n: u64, sta
     );
 }
 
+fn demo() -> Db {
+    let mut db = Db::new("demo", EPOCH_MS - 400 * DAY);
+    let mut run_n = 0u64;
+    let specs = add_believable(&mut db, &mut run_n);
+    add_hostile(&mut db, &mut run_n);
+    add_demo_reports(&mut db, &specs);
+    db
+}
+
+/// The [`BELIEVABLE`] extractors and their runs; their ids and specs, in
+/// order.
+fn add_believable(db: &mut Db, run_n: &mut u64) -> Vec<(Uuid, Arc<Spec>)> {
+    let mut specs = Vec::new();
+    for (i, (name, fields, inputs)) in BELIEVABLE.iter().enumerate() {
+        let guid = det_uuid("extractor", i as u64);
+        let spec = Arc::new(Spec {
+            fields: strings(fields),
+            inputs: strings(inputs),
+            result: ResultKind::Rows,
+        });
+        let created = EPOCH_MS - (200 - 9 * i as i64) * DAY;
+        let rec = extractor(
+            guid,
+            name.to_string(),
+            &spec,
+            "demo",
+            created,
+            created + 3 * DAY,
+        );
+        db.extractors.insert(guid, rec);
+        // 1 to 3 finished runs, a day apart, the newest a few days ago.
+        let runs = 1 + i % 3;
+        for k in 0..runs {
+            let start =
+                EPOCH_MS - (10 + i as i64) * DAY - (runs - k) as i64 * DAY + 9 * 60 * MINUTE;
+            add_run(
+                db,
+                next(run_n),
+                guid,
+                &spec,
+                start,
+                4 + (i as i64 % 5),
+                None,
+            );
+        }
+        // A failed and a cancelled run, older than the finished ones.
+        let forced = match i {
+            3 => Some(RunState::Failed),
+            5 => Some(RunState::Cancelled),
+            _ => None,
+        };
+        if forced.is_some() {
+            add_run(db, next(run_n), guid, &spec, created + DAY, 6, forced);
+        }
+        specs.push((guid, spec));
+    }
+    specs
+}
+
+/// The extractors of [`hostile_names`], one finished run each.
+fn add_hostile(db: &mut Db, run_n: &mut u64) {
+    for (j, name) in hostile_names().into_iter().enumerate() {
+        let guid = det_uuid("extractor", 100 + j as u64);
+        let spec = Arc::new(Spec {
+            fields: strings(&["title", "price"]),
+            inputs: vec![format!("https://example.com/hostile/{j}")],
+            result: ResultKind::Rows,
+        });
+        let created = EPOCH_MS - (60 - j as i64) * DAY;
+        let rec = extractor(guid, name, &spec, "hostile", created, created);
+        db.extractors.insert(guid, rec);
+        add_run(db, next(run_n), guid, &spec, created + DAY, 3, None);
+    }
+}
+
+/// A Change report on the Amazon extractor with two runs, and a Standard one
+/// on Zillow with one.
+fn add_demo_reports(db: &mut Db, specs: &[(Uuid, Arc<Spec>)]) {
+    let reports = [
+        ("Weekly price changes", "Change", 0usize, 2u64),
+        ("Seattle listings summary", "Standard", 1, 1),
+    ];
+    let mut rr_n = 0u64;
+    for (k, (name, kind, ext, runs)) in reports.into_iter().enumerate() {
+        let (extractor, spec) = specs[ext].clone();
+        let created = EPOCH_MS - (90 - k as i64) * DAY;
+        let rec = report(k as u64, name, kind, extractor, created);
+        for r in 0..runs {
+            let started = EPOCH_MS - (7 * (runs - r)) as i64 * DAY;
+            add_report_run(db, &rec, &spec, next(&mut rr_n), started);
+        }
+        db.reports.insert(rec.guid, rec);
+    }
+}
+
 fn scale(config: &Config) -> Db {
     let mut db = Db::new("scale", EPOCH_MS - 400 * DAY);
+    let specs = add_scale_extractors(&mut db, config);
+    add_scale_runs(&mut db, config, &specs);
+    add_scale_reports(&mut db, &specs);
+    db
+}
+
+/// `config.extractors` extractors (at least one) of generated results of
+/// `config.result_bytes`; their ids and specs, in order.
+fn add_scale_extractors(db: &mut Db, config: &Config) -> Vec<(Uuid, Arc<Spec>)> {
     let n = config.extractors.max(1);
     let mut specs = Vec::with_capacity(n);
     for i in 0..n {
@@ -344,25 +396,22 @@ fn scale(config: &Config) -> Db {
             },
         });
         let created = EPOCH_MS - 300 * DAY + i as i64 * MINUTE;
+        let name = format!("Scale extractor {:05}", i + 1);
         db.extractors.insert(
             guid,
-            ExtractorRec {
-                guid,
-                name: format!("Scale extractor {:05}", i + 1),
-                spec: spec.clone(),
-                tags: vec!["scale".into()],
-                archived: false,
-                created_ms: created,
-                modified_ms: created,
-                credentials: None,
-                credentials_id: None,
-            },
+            extractor(guid, name, &spec, "scale", created, created),
         );
         specs.push((guid, spec));
     }
+    specs
+}
+
+/// `config.crawlruns` finished runs, spread over the extractors in turn.
+fn add_scale_runs(db: &mut Db, config: &Config, specs: &[(Uuid, Arc<Spec>)]) {
+    // Every scale run has the same size: compute the totals once.
     let totals = specs.first().map(|(_, s)| totals(s, 0)).unwrap_or_default();
     for j in 0..config.crawlruns {
-        let (extractor, spec) = &specs[j % n];
+        let (extractor, spec) = &specs[j % specs.len()];
         let guid = det_uuid("crawlrun", j as u64);
         // Spread over the past: newest last, one every ten minutes.
         let started = EPOCH_MS - (config.crawlruns - j) as i64 * 10 * MINUTE;
@@ -378,12 +427,15 @@ fn scale(config: &Config) -> Db {
                     duration_ms: 5 * MINUTE,
                     forced: None,
                 },
-                // Every scale run has the same size: compute once.
                 totals,
                 from_start: false,
             },
         );
     }
+}
+
+/// A Change and a Standard report on the first extractor, two runs each.
+fn add_scale_reports(db: &mut Db, specs: &[(Uuid, Arc<Spec>)]) {
     let mut rr_n = 0;
     for (k, (name, kind)) in [
         ("Scale change report", "Change"),
@@ -393,24 +445,12 @@ fn scale(config: &Config) -> Db {
     .enumerate()
     {
         let (extractor, spec) = specs[0].clone();
-        let guid = det_uuid("report", k as u64);
-        let rec = ReportRec {
-            guid,
-            name: name.to_owned(),
-            kind: kind.to_owned(),
-            extractor,
-            config_id: det_uuid("report-config", k as u64),
-            created_ms: EPOCH_MS - 30 * DAY,
-            modified_ms: EPOCH_MS - 30 * DAY,
-            deleted: false,
-        };
+        let rec = report(k as u64, name, kind, extractor, EPOCH_MS - 30 * DAY);
         for r in 0..2 {
-            add_report_run(&mut db, &rec, &spec, rr_n, EPOCH_MS - (2 - r) * DAY);
-            rr_n += 1;
+            add_report_run(db, &rec, &spec, next(&mut rr_n), EPOCH_MS - (2 - r) * DAY);
         }
-        db.reports.insert(guid, rec);
+        db.reports.insert(rec.guid, rec);
     }
-    db
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
-use super::Dialect;
+use super::config::Dialect;
 use crate::api::models::{
     Crawlrun, Extractor, Meta, Report, ReportRun, RunState, Stamp, Subscription, User,
 };
