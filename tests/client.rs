@@ -11,6 +11,7 @@ use importfs::api::{
     Operation, ReportRunFile, RunState,
 };
 use importfs::emulator::{Config, Dataset, Dialect, Emulator};
+use importfs::fs::error::errno_of;
 use serde_json::{json, Value};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -380,7 +381,7 @@ async fn error_statuses(dialect: Dialect) {
     for (op, e) in not_found_everywhere(&c).await {
         assert_eq!(e.status(), Some(404), "{op}: {e}");
         assert!(e.is_not_found(), "{op}");
-        assert_eq!(e.errno(), libc::ENOENT, "{op}");
+        assert_eq!(errno_of(&e), libc::ENOENT, "{op}");
         assert_eq!(e.operation().map(|o| o.as_str()), Some(op));
     }
 
@@ -403,7 +404,7 @@ async fn error_statuses(dialect: Dialect) {
     assert_eq!(refused.len(), 24);
     for (op, e) in refused {
         assert_eq!(e.status(), Some(401), "{op}: {e}");
-        assert_eq!(e.errno(), libc::EACCES, "{op}");
+        assert_eq!(errno_of(&e), libc::EACCES, "{op}");
         assert!(e.is_auth());
         assert_eq!(e.operation().map(|o| o.as_str()), Some(op));
     }
@@ -411,7 +412,7 @@ async fn error_statuses(dialect: Dialect) {
     // 400: a malformed id.
     let e = c.get_extractor("not a guid").await.unwrap_err();
     assert_eq!(e.status(), Some(400), "{e}");
-    assert_eq!(e.errno(), libc::EINVAL);
+    assert_eq!(errno_of(&e), libc::EINVAL);
 
     // 413: inputs over the server's body limit.
     let ex = &c.list_extractors().await.unwrap()[0];
@@ -423,13 +424,13 @@ async fn error_statuses(dialect: Dialect) {
     };
     let e = c.put_inputs(&ex.guid, &huge).await.unwrap_err();
     assert_eq!(e.status(), Some(413), "{e}");
-    assert_eq!(e.errno(), libc::EFBIG);
+    assert_eq!(errno_of(&e), libc::EFBIG);
 
     // 500 on every operation once retries are exhausted.
     set_fault(&emu, json!({"operation": "*", "error_rate": 1.0})).await;
     let e = c.current_user().await.unwrap_err();
     assert_eq!(e.status(), Some(500), "{e}");
-    assert_eq!(e.errno(), libc::EIO);
+    assert_eq!(errno_of(&e), libc::EIO);
     let e = c.list_extractors().await.unwrap_err();
     assert_eq!(e.status(), Some(500));
 
@@ -697,7 +698,7 @@ async fn truncated_downloads_resume(dialect: Dialect) {
     })
     .unwrap();
     let err = download(&small, &f).await.unwrap_err();
-    assert_eq!(err.errno(), libc::EIO, "{err}");
+    assert_eq!(errno_of(&err), libc::EIO, "{err}");
     emu.shutdown().await;
 }
 
@@ -736,7 +737,7 @@ async fn permanent_failures_end_within_the_deadline() {
         };
         let took = t0.elapsed();
         assert!(took < deadline + Duration::from_secs(1), "{what}: {took:?}");
-        assert_eq!(e.errno(), libc::EIO, "{what}: {e}");
+        assert_eq!(errno_of(&e), libc::EIO, "{what}: {e}");
     }
 
     // A hung server: every attempt times out, the call ends at its deadline.
@@ -750,7 +751,7 @@ async fn permanent_failures_end_within_the_deadline() {
         let took = t0.elapsed();
         assert!(took < deadline + Duration::from_secs(1), "{what}: {took:?}");
         assert!(e.is_timeout(), "{what}: {e}");
-        assert_eq!(e.errno(), libc::EIO);
+        assert_eq!(errno_of(&e), libc::EIO);
     }
     emu.shutdown().await;
 }
@@ -1641,7 +1642,7 @@ async fn extractor_runs_come_from_their_own_path_when_the_server_has_it() {
         // The server has the path: its 404 is the extractor's, an error.
         let e = c.list_extractor_crawlruns(NO_SUCH).await.unwrap_err();
         assert!(e.is_not_found(), "{e}");
-        assert_eq!(e.errno(), libc::ENOENT);
+        assert_eq!(errno_of(&e), libc::ENOENT);
         emu.shutdown().await;
     }
 }

@@ -1,4 +1,6 @@
-//! `api::Error`: one error type for every call, its errno, and key redaction.
+//! `api::Error`: one error type for every call, and key redaction. (Which
+//! errno a failed call gives a file operation is the filesystem's business:
+//! `fs/error.rs`.)
 //!
 //! The subtle part is the API key. It travels in the query string
 //! (`?_apikey=...`), and `reqwest::Error`'s Display prints the request URL,
@@ -226,37 +228,6 @@ pub enum Error {
 }
 
 impl Error {
-    /// The errno a file operation should fail with.
-    ///
-    /// 401/403 → EACCES, 404/410 → ENOENT, 413 → EFBIG, 400/422 → EINVAL (the
-    /// request itself was refused: retrying cannot help, and "invalid
-    /// argument" is what the user did), 409 → EBUSY; every other status,
-    /// including 429 after its retries and all 5xx, → EIO, as are timeouts,
-    /// connection failures, truncated or unreadable bodies. A 400 on a start
-    /// means "already running": the caller maps that to EBUSY (see
-    /// [`Error::status`]). A local write failure keeps its own errno (ENOSPC).
-    pub fn errno(&self) -> i32 {
-        match self {
-            Error::Status { status, .. } => match status {
-                401 | 403 => libc::EACCES,
-                404 | 410 => libc::ENOENT,
-                413 => libc::EFBIG,
-                400 | 422 => libc::EINVAL,
-                409 => libc::EBUSY,
-                _ => libc::EIO,
-            },
-            Error::Io { source, .. } => source.raw_os_error().unwrap_or(libc::EIO),
-            Error::InvalidId { .. } => libc::ENOENT,
-            Error::Config(_) => libc::EINVAL,
-            Error::Timeout { .. }
-            | Error::Connect { .. }
-            | Error::Transport { .. }
-            | Error::Truncated { .. }
-            | Error::Decode { .. }
-            | Error::Protocol { .. } => libc::EIO,
-        }
-    }
-
     /// The HTTP status the server answered with, when it did.
     pub fn status(&self) -> Option<u16> {
         match self {
@@ -318,29 +289,6 @@ mod tests {
         assert!(t.contains("&a=1"), "{t}");
         assert_eq!(format!("{:?}", ApiKey::new("k")), "<redacted>");
         assert_eq!(ApiKey::new("k").to_string(), "<redacted>");
-    }
-
-    #[test]
-    fn errno_mapping() {
-        let st = |status| Error::Status {
-            op: Operation::GetExtractor,
-            status,
-            message: None,
-            retry_after: None,
-        };
-        assert_eq!(st(401).errno(), libc::EACCES);
-        assert_eq!(st(403).errno(), libc::EACCES);
-        assert_eq!(st(404).errno(), libc::ENOENT);
-        assert_eq!(st(413).errno(), libc::EFBIG);
-        assert_eq!(st(400).errno(), libc::EINVAL);
-        assert_eq!(st(429).errno(), libc::EIO);
-        assert_eq!(st(503).errno(), libc::EIO);
-        assert!(st(404).is_not_found());
-        let io = Error::Io {
-            op: Operation::GetCrawlrunFile,
-            source: std::io::Error::from_raw_os_error(libc::ENOSPC),
-        };
-        assert_eq!(io.errno(), libc::ENOSPC);
     }
 
     #[test]

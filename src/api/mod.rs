@@ -1,8 +1,7 @@
 //! The Import.io API v2: models shared with the emulator, and the client.
 //!
-//! Nothing here knows about FUSE. The only traces of the mount are the
-//! names of result files (`CrawlrunFile::file_name` and its kin) and the
-//! text of the `inputs` file (`Inputs::to_file_text`).
+//! Nothing here knows about FUSE or files: the mount's file names, the text
+//! of its `inputs` file and the errno of a failed call are all in `fs/`.
 //!
 //! Where things are:
 //! - `config.rs`: [`ClientConfig`], every knob and why its default is what

@@ -146,18 +146,6 @@ impl CrawlrunFile {
         }
     }
 
-    /// The file name in the mount.
-    pub fn file_name(self) -> &'static str {
-        match self {
-            CrawlrunFile::Csv => "data.csv",
-            CrawlrunFile::Xlsx => "data.xlsx",
-            CrawlrunFile::Log => "log.txt",
-            CrawlrunFile::Sample => "sample.json",
-            CrawlrunFile::Json => "data.json",
-            CrawlrunFile::Files => "files.zip",
-        }
-    }
-
     pub fn from_api_name(s: &str) -> Option<CrawlrunFile> {
         CrawlrunFile::ALL.into_iter().find(|f| f.api_name() == s)
     }
@@ -180,14 +168,6 @@ impl ReportRunFile {
             ReportRunFile::Csv => "csv",
             ReportRunFile::Xlsx => "xlsx",
             ReportRunFile::Json => "json",
-        }
-    }
-
-    pub fn file_name(self) -> &'static str {
-        match self {
-            ReportRunFile::Csv => "data.csv",
-            ReportRunFile::Xlsx => "data.xlsx",
-            ReportRunFile::Json => "data.json",
         }
     }
 

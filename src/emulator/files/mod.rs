@@ -124,6 +124,23 @@ pub(crate) fn reportrun_content_type(ft: ReportRunFile) -> &'static str {
 
 const XLSX: &str = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet";
 
+/// The name a download is offered under (Content-Disposition):
+/// `<run id>-<file type>.<extension>`. The mount names files itself.
+pub(crate) fn download_name(
+    id: &impl std::fmt::Display,
+    api_name: &str,
+    content_type: &str,
+) -> String {
+    let ext = match content_type {
+        "text/csv" => "csv",
+        XLSX => "xlsx",
+        "text/plain" => "txt",
+        "application/zip" => "zip",
+        _ => "json",
+    };
+    format!("{id}-{api_name}.{ext}")
+}
+
 /// The totals a finished run reports.
 pub(crate) fn totals(spec: &Spec, seed: u64) -> Totals {
     match &spec.result {

@@ -60,7 +60,7 @@ pub(crate) fn crawlrun_file(app: &App, id: &Uuid, ft: &str) -> Result<ResultFile
     Ok(ResultFile {
         body,
         content_type: files::crawlrun_content_type(kind),
-        name: format!("{id}-{}", kind.file_name()),
+        name: files::download_name(id, kind.api_name(), files::crawlrun_content_type(kind)),
     })
 }
 
@@ -98,7 +98,7 @@ pub(crate) fn reportrun_file(app: &App, id: &Uuid, ft: &str) -> Result<ResultFil
     Ok(ResultFile {
         body,
         content_type: files::reportrun_content_type(kind),
-        name: format!("{id}-{}", kind.file_name()),
+        name: files::download_name(id, kind.api_name(), files::reportrun_content_type(kind)),
     })
 }
 
