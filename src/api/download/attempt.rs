@@ -57,13 +57,13 @@ impl Batch {
     }
 
     /// Write what is gathered (see [`Progress::put`]) and start afresh.
-    fn write(
+    async fn write(
         &mut self,
         client: &Client,
         op: Operation,
         st: &mut Progress<'_>,
     ) -> Result<(), Error> {
-        st.put(client, op, self.at, &self.chunks)?;
+        st.put(client, op, self.at, &self.chunks).await?;
         self.chunks.clear();
         self.len = 0;
         Ok(())
@@ -148,7 +148,7 @@ impl Client {
             let next = match stream.next().now_or_never() {
                 Some(next) => next,
                 None => {
-                    batch.write(self, op, st)?;
+                    batch.write(self, op, st).await?;
                     let (until, after) = st.wait_until(self);
                     match timeout_at(until, stream.next()).await {
                         Err(_) => return Err(Error::Timeout { op, after }),
@@ -160,7 +160,7 @@ impl Client {
                 None => break,
                 Some(Ok(chunk)) => chunk,
                 Some(Err(e)) => {
-                    batch.write(self, op, st)?;
+                    batch.write(self, op, st).await?;
                     let e = self.transport_error(op, e);
                     return Err(match (body.length, &inflater) {
                         (Some(expected), None) => Error::Truncated {
@@ -179,14 +179,14 @@ impl Client {
             };
             let len = data.len() as u64;
             if batch.push(offset, data) {
-                batch.write(self, op, st)?;
+                batch.write(self, op, st).await?;
             }
             offset += len;
         }
-        batch.write(self, op, st)?;
+        batch.write(self, op, st).await?;
         if let Some(inf) = inflater.take() {
             let tail = Bytes::from(inf.finish(op)?);
-            st.put(self, op, offset, &[tail])?;
+            st.put(self, op, offset, &[tail]).await?;
         }
         Ok(received)
     }

@@ -51,6 +51,7 @@ use super::transport::{closed, log_failure};
 use progress::Progress;
 use reqwest::header::{self, HeaderMap, HeaderValue};
 use reqwest::{Method, Url};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::{timeout, timeout_at, Instant};
 
@@ -130,18 +131,18 @@ impl Client {
     ) -> Result<u64, Error> {
         let result = self.fetch(f, out, progress, 0, None, None).await;
         let op = f.operation();
-        let result = result.and_then(|attempt| match attempt {
-            Attempt::Complete(total) => {
-                out.set_len(total)
-                    .map_err(|source| Error::Io { op, source })?;
-                Ok(total)
-            }
+        let result = match result {
+            Ok(Attempt::Complete(total)) => progress::set_len(out, total)
+                .await
+                .map(|()| total)
+                .map_err(|source| Error::Io { op, source }),
             // A whole-file call asks no range, so it cannot be refused one.
-            Attempt::RangeRefused => Err(Error::Protocol {
+            Ok(Attempt::RangeRefused) => Err(Error::Protocol {
                 op,
                 detail: "a range refused that was not asked".into(),
             }),
-        });
+            Err(e) => Err(e),
+        };
         self.downloaded(f, &result);
         result
     }
@@ -214,6 +215,7 @@ impl Client {
         let inner = &self.inner;
         let _in_flight = inner.counters.download_started();
         let (_download_slot, stall_deadline) = self.download_slot(op).await?;
+        let out = Arc::new(out.try_clone().map_err(|source| Error::Io { op, source })?);
         let mut state = Progress {
             out,
             report: progress,

@@ -14,12 +14,15 @@ use crate::api::client::Client;
 use crate::api::error::Error;
 use crate::api::ops::Operation;
 use bytes::Bytes;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 
 /// What a download has so far, across attempts.
 pub(super) struct Progress<'a> {
-    pub(super) out: &'a std::fs::File,
+    /// The file, shared with the blocking threads that write into it (its
+    /// own descriptor, a dup of the caller's).
+    pub(super) out: Arc<std::fs::File>,
     pub(super) report: &'a (dyn Fn(u64) + Send + Sync),
     /// Bytes of the file written, contiguous from where this call started
     /// (offset 0 for a whole file), as a file offset.
@@ -56,7 +59,11 @@ impl Progress<'_> {
 
     /// Write `data`, which starts at file offset `at`, keeping only what
     /// extends the contiguous prefix and lies within the range asked.
-    pub(super) fn put(
+    ///
+    /// The write runs on a blocking thread: a `pwritev` into the page cache
+    /// is usually a copy, but it may wait on dirty-page writeback, and it
+    /// must not hold up the async workers that drive the other streams.
+    pub(super) async fn put(
         &mut self,
         client: &Client,
         op: Operation,
@@ -85,20 +92,27 @@ impl Progress<'_> {
                 });
             }
         }
-        // The slices of `data` that fall in `have..end`.
-        let mut slices: Vec<std::io::IoSlice<'_>> = Vec::with_capacity(data.len());
+        // The parts of `data` that fall in `have..end` (no copy: `Bytes`
+        // slices share the received buffers).
+        let mut parts: Vec<Bytes> = Vec::with_capacity(data.len());
         let mut pos = at;
         for b in data {
             let (s, e) = (pos.max(self.have), (pos + b.len() as u64).min(end));
             if s < e {
-                slices.push(std::io::IoSlice::new(
-                    &b[(s - pos) as usize..(e - pos) as usize],
-                ));
+                parts.push(b.slice((s - pos) as usize..(e - pos) as usize));
             }
             pos += b.len() as u64;
         }
-        write_all_vectored_at(self.out, &mut slices, self.have)
-            .map_err(|source| Error::Io { op, source })?;
+        let (out, offset) = (self.out.clone(), self.have);
+        tokio::task::spawn_blocking(move || {
+            let mut slices: Vec<std::io::IoSlice<'_>> =
+                parts.iter().map(|p| std::io::IoSlice::new(p)).collect();
+            write_all_vectored_at(&out, &mut slices, offset)
+        })
+        .await
+        .map_err(std::io::Error::other)
+        .and_then(|r| r)
+        .map_err(|source| Error::Io { op, source })?;
         client.inner.counters.bytes(end - self.have);
         self.have = end;
         self.stall_deadline = Instant::now() + client.inner.cfg.call_deadline;
@@ -155,4 +169,13 @@ fn write_all_vectored_at(
         std::io::IoSlice::advance_slices(&mut slices, written as usize);
     }
     Ok(())
+}
+
+/// Set the length of `file`, off the async workers (on ext4 a truncate may
+/// wait on the journal).
+pub async fn set_len(file: &std::fs::File, len: u64) -> std::io::Result<()> {
+    let file = file.try_clone()?;
+    tokio::task::spawn_blocking(move || file.set_len(len))
+        .await
+        .map_err(std::io::Error::other)?
 }
