@@ -24,7 +24,7 @@ pub struct DemoArgs {
 }
 
 pub fn run(args: DemoArgs) -> Result<()> {
-    crate::cli::init_logging(args.verbose, None)?;
+    crate::cli::logging::init_logging(args.verbose, None)?;
     std::fs::create_dir_all(&args.mountpoint)
         .with_context(|| format!("cannot create {}", args.mountpoint.display()))?;
     let key = format!("demo-{:016x}", fastrand::u64(..));

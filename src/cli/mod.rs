@@ -4,13 +4,14 @@
 
 use clap::{CommandFactory, Parser, Subcommand};
 use std::ffi::OsString;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 pub mod cache;
 pub mod config;
 pub mod demo;
 pub mod emulator;
+pub mod logging;
 pub mod manage;
 pub mod mount;
 pub mod run;
@@ -75,63 +76,6 @@ pub struct ManpageArgs {
     /// Write importfs.1 and importfs-COMMAND.1 into this directory instead of printing importfs.1.
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
-}
-
-/// Set when the log goes to a file: then a fatal error is logged there too,
-/// besides stderr (where it would otherwise appear twice).
-static LOG_TO_FILE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-/// Set up tracing: `-v` levels or RUST_LOG, to stderr.
-pub fn init_logging(verbose: u8, default: Option<&str>) -> anyhow::Result<()> {
-    init_logging_to(verbose, default, None)
-}
-
-/// Set up tracing: `-v` levels or RUST_LOG, to `file` (appended) or stderr.
-pub fn init_logging_to(
-    verbose: u8,
-    default: Option<&str>,
-    file: Option<&Path>,
-) -> anyhow::Result<()> {
-    use anyhow::Context;
-    use tracing_subscriber::EnvFilter;
-    let level = match verbose {
-        0 => default.unwrap_or("warn"),
-        1 => "info",
-        2 => "debug",
-        _ => "trace",
-    };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        EnvFilter::new(format!(
-            "{level},fuser=warn,hyper=warn,reqwest=warn,h2=warn,rustls=warn"
-        ))
-    });
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(false);
-    match file {
-        Some(path) => {
-            if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir)
-                    .with_context(|| format!("cannot create {}", dir.display()))?;
-            }
-            let f = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .with_context(|| format!("cannot open the log file {}", path.display()))?;
-            if builder
-                .with_writer(std::sync::Mutex::new(f))
-                .try_init()
-                .is_ok()
-            {
-                LOG_TO_FILE.store(true, std::sync::atomic::Ordering::Relaxed);
-            }
-        }
-        None => {
-            let _ = builder.with_writer(std::io::stderr).try_init();
-        }
-    }
-    Ok(())
 }
 
 /// Options mount(8) passes to a helper that mean nothing to us (`-n` no mtab,
@@ -259,7 +203,7 @@ pub fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            if LOG_TO_FILE.load(std::sync::atomic::Ordering::Relaxed) {
+            if logging::logs_to_file() {
                 tracing::error!("{e:#}");
             }
             eprintln!("importfs: {e:#}");

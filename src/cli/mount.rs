@@ -349,7 +349,7 @@ pub fn run(cmd: MountCmd) -> Result<()> {
         );
     }
     if args.foreground {
-        crate::cli::init_logging_to(args.verbose, None, args.log_file.as_deref())?;
+        crate::cli::logging::init_logging_to(args.verbose, None, args.log_file.as_deref())?;
         return mount_foreground(&args, key, None);
     }
     spawn_background(&args, &key)

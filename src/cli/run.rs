@@ -80,7 +80,7 @@ pub fn run(args: RunArgs) -> Result<()> {
     // Errors reach the user as one message; the client's own log lines about
     // the same failure (a refused key is logged as an error, for mounts)
     // would only repeat it. `-v` shows the log.
-    crate::cli::init_logging(args.verbose, Some("off"))?;
+    crate::cli::logging::init_logging(args.verbose, Some("off"))?;
     let eff = config::resolve_api(&args.api)?;
     let key = eff.api_key()?;
     let url = eff.api_url.value.clone();
