@@ -16,9 +16,14 @@
 //! everything (fstab has no other place for flags); see [`parse_options`].
 
 use crate::api::ApiKey;
-use crate::cli::mount::{
-    default_cache_dir, default_log_file, parse_size, DEFAULT_API_URL, KEY_ENV,
+use crate::api::ClientConfig;
+use crate::cli::settings::dirs::expand_path;
+use crate::cli::settings::values::check_chunk_size;
+use crate::cli::settings::{
+    default_cache_dir, default_config_path, default_log_file, format_size, parse_chunk_size,
+    parse_metrics_addr, parse_size, parse_streams, read_api_key, KEY_ENV, NO_KEY_HELP,
 };
+use crate::fs::core::FsConfig;
 use crate::fs::FetchPlan;
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
@@ -31,13 +36,6 @@ use std::time::Duration;
 pub const CONFIG_ENV: &str = "IMPORTFS_CONFIG";
 /// The API's base URL, between the flags and the config file.
 pub const URL_ENV: &str = "IMPORTIO_API_URL";
-pub const DEFAULT_METADATA_TTL: Duration = Duration::from_secs(5);
-pub const DEFAULT_CACHE_SIZE: u64 = 4 << 30;
-/// Bounds of `download_chunk_size`: below 64 KiB a request's round trip
-/// outweighs its transfer; above 1 GiB a chunk is a whole file.
-pub const CHUNK_SIZE_RANGE: (u64, u64) = (64 << 10, 1 << 30);
-/// Bounds of `download_streams`.
-pub const STREAMS_RANGE: (usize, usize) = (1, 16);
 
 /// The keys a config file may hold, in the order `importfs config` prints them.
 pub const FILE_KEYS: [&str; 12] = [
@@ -368,22 +366,6 @@ fn flags_layer(flags: &SettingsFlags) -> Layer {
     }
 }
 
-/// The default config file: `$XDG_CONFIG_HOME/importfs/config.toml`, else
-/// `~/.config/importfs/config.toml`.
-pub fn default_config_path() -> Option<PathBuf> {
-    let base = std::env::var_os("XDG_CONFIG_HOME")
-        .map(PathBuf::from)
-        .filter(|d| d.is_absolute())
-        .or_else(|| home().map(|h| h.join(".config")))?;
-    Some(base.join("importfs").join("config.toml"))
-}
-
-fn home() -> Option<PathBuf> {
-    std::env::var_os("HOME")
-        .filter(|h| !h.is_empty())
-        .map(PathBuf::from)
-}
-
 /// Which config file was used, and whether it was there.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConfigFile {
@@ -393,22 +375,6 @@ pub enum ConfigFile {
     Absent(PathBuf),
     /// `--no-config`, or no home directory to look in.
     Off,
-}
-
-/// `~/x` → `$HOME/x`; a relative path → relative to `base` (the config
-/// file's directory), so a config file can say `api_key_file = "key"`.
-fn expand_path(raw: &str, base: &Path) -> PathBuf {
-    if let Some(rest) = raw.strip_prefix("~/") {
-        if let Some(h) = home() {
-            return h.join(rest);
-        }
-    }
-    let p = PathBuf::from(raw);
-    if p.is_relative() {
-        base.join(p)
-    } else {
-        p
-    }
 }
 
 /// Read a config file into a layer. Unknown keys and wrong types are errors
@@ -431,10 +397,10 @@ pub fn load_file(path: &Path) -> Result<Layer> {
         match key.as_str() {
             "api_url" => layer.api_url = Some(Setting::new(string()?.to_owned(), src())),
             "api_key_file" => {
-                layer.api_key_file = Some(Setting::new(expand_path(string()?, base), src()))
+                layer.api_key_file = Some(Setting::new(expand_path(Path::new(string()?), base), src()))
             }
-            "cache_dir" => layer.cache_dir = Some(Setting::new(expand_path(string()?, base), src())),
-            "log_file" => layer.log_file = Some(Setting::new(expand_path(string()?, base), src())),
+            "cache_dir" => layer.cache_dir = Some(Setting::new(expand_path(Path::new(string()?), base), src())),
+            "log_file" => layer.log_file = Some(Setting::new(expand_path(Path::new(string()?), base), src())),
             "metadata_ttl" => {
                 let d = match value {
                     toml::Value::Integer(n) if *n >= 0 => Duration::from_secs(*n as u64),
@@ -580,18 +546,20 @@ pub fn resolve(flags: &SettingsFlags) -> Result<Effective> {
         config_file,
         api_url: all
             .api_url
-            .unwrap_or_else(|| Setting::new(DEFAULT_API_URL.to_owned(), Source::Default)),
+            .unwrap_or_else(|| Setting::new(ClientConfig::default().base_url, Source::Default)),
         api_key_file: all.api_key_file,
         key,
-        metadata_ttl: all
-            .metadata_ttl
-            .unwrap_or(Setting::new(DEFAULT_METADATA_TTL, Source::Default)),
+        metadata_ttl: all.metadata_ttl.unwrap_or(Setting::new(
+            FsConfig::default().metadata_ttl,
+            Source::Default,
+        )),
         cache_dir: all
             .cache_dir
             .unwrap_or_else(|| Setting::new(default_cache_dir(), Source::Default)),
-        cache_size: all
-            .cache_size
-            .unwrap_or(Setting::new(DEFAULT_CACHE_SIZE, Source::Default)),
+        cache_size: all.cache_size.unwrap_or(Setting::new(
+            FsConfig::default().cache_size,
+            Source::Default,
+        )),
         download_chunk_size: all.download_chunk_size.unwrap_or(Setting::new(
             FetchPlan::default().chunk_size,
             Source::Default,
@@ -619,19 +587,13 @@ pub fn resolve_api(api: &ApiFlags) -> Result<Effective> {
     })
 }
 
-/// How to set a key, for the "no API key" error.
-pub const NO_KEY_HELP: &str =
-    "no API key: set IMPORTIO_API_KEY=<your key>, or put the key alone in a file \
-     (chmod 600) and pass --api-key-file FILE or set `api_key_file = \"FILE\"` in \
-     ~/.config/importfs/config.toml (the key is in the Import.io dashboard under User Settings)";
-
 impl Effective {
     /// Read the API key from wherever it comes from.
     pub fn api_key(&self) -> Result<ApiKey> {
         match &self.key {
-            KeySource::File(path, source) => crate::cli::mount::read_api_key(Some(path))
+            KeySource::File(path, source) => read_api_key(Some(path))
                 .with_context(|| format!("the API key file comes from {source}")),
-            KeySource::Env => crate::cli::mount::read_api_key(None),
+            KeySource::Env => read_api_key(None),
             KeySource::Missing => bail!("{NO_KEY_HELP}"),
         }
     }
@@ -742,62 +704,6 @@ impl Effective {
     }
 }
 
-/// A `metrics_addr` value: `HOST:PORT` with HOST an IP address, or a bare
-/// `PORT` (or `:PORT`), which means loopback: metrics are for the machine's
-/// own scraper unless the user names another interface.
-pub fn parse_metrics_addr(s: &str) -> Result<SocketAddr, String> {
-    let t = s.trim();
-    let port = t.strip_prefix(':').unwrap_or(t);
-    if let Ok(p) = port.parse::<u16>() {
-        return Ok(SocketAddr::from(([127, 0, 0, 1], p)));
-    }
-    if let Some(p) = t.strip_prefix("localhost:") {
-        if let Ok(p) = p.parse::<u16>() {
-            return Ok(SocketAddr::from(([127, 0, 0, 1], p)));
-        }
-    }
-    t.parse::<SocketAddr>().map_err(|_| {
-        format!("an address like 127.0.0.1:9101 (an IP address and a port) or a port, not {s:?}")
-    })
-}
-
-/// A `download_chunk_size` value: a size within [`CHUNK_SIZE_RANGE`].
-pub fn parse_chunk_size(s: &str) -> Result<u64, String> {
-    check_chunk_size(parse_size(s)?)
-}
-
-fn check_chunk_size(n: u64) -> Result<u64, String> {
-    let (lo, hi) = CHUNK_SIZE_RANGE;
-    if (lo..=hi).contains(&n) {
-        Ok(n)
-    } else {
-        Err(format!(
-            "a chunk size from {} to {} (e.g. 8M), not {n} bytes",
-            format_size(lo),
-            format_size(hi)
-        ))
-    }
-}
-
-/// A `download_streams` value: a count within [`STREAMS_RANGE`].
-pub fn parse_streams(s: &str) -> Result<usize, String> {
-    let (lo, hi) = STREAMS_RANGE;
-    match s.trim().parse::<usize>() {
-        Ok(n) if (lo..=hi).contains(&n) => Ok(n),
-        _ => Err(format!("a number of streams from {lo} to {hi}, not {s:?}")),
-    }
-}
-
-/// `4294967296` → `4G`: the largest unit that divides the size exactly.
-pub fn format_size(n: u64) -> String {
-    for (shift, unit) in [(40, "T"), (30, "G"), (20, "M"), (10, "K")] {
-        if n != 0 && n % (1u64 << shift) == 0 {
-            return format!("{}{unit}", n >> shift);
-        }
-    }
-    n.to_string()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -899,14 +805,6 @@ mod tests {
         }
         std::fs::write(&path, "metrics_addr = true").unwrap();
         assert!(load_file(&path).is_err());
-    }
-
-    #[test]
-    fn sizes_format() {
-        assert_eq!(format_size(4 << 30), "4G");
-        assert_eq!(format_size(512 << 20), "512M");
-        assert_eq!(format_size(1000), "1000");
-        assert_eq!(format_size(0), "0");
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod logging;
 pub mod manage;
 pub mod mount;
 pub mod run;
+pub mod settings;
 
 #[derive(Debug, Parser)]
 #[command(

@@ -8,6 +8,7 @@
 
 use crate::api::{ApiKey, Client, ClientConfig};
 use crate::cli::config::{self, KeySource, SettingsFlags, Source};
+use crate::cli::settings::{default_cache_dir, default_log_file, KEY_ENV};
 use crate::fs::core::{Fs, FsConfig};
 use crate::fs::fuse::FuseFs;
 use crate::fs::FetchPlan;
@@ -16,9 +17,6 @@ use clap::Args;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-pub const KEY_ENV: &str = "IMPORTIO_API_KEY";
-pub const DEFAULT_API_URL: &str = "https://api.import.io";
 
 /// `importfs mount`'s command line. Every setting is optional here: the
 /// config file, the environment and the defaults fill in the rest
@@ -91,92 +89,6 @@ pub struct MountArgs {
     pub api_deadline: Option<Duration>,
     /// Where `/metrics` and `/healthz` are served (None: not at all).
     pub metrics_addr: Option<std::net::SocketAddr>,
-}
-
-/// Parse `123`, `64K`, `512M`, `4G`, `1T` (powers of 1024; `KiB`, `MB` ... accepted).
-pub fn parse_size(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(digits);
-    let n: u64 = num.parse().map_err(|_| format!("not a size: {s:?}"))?;
-    let mult: u64 = match unit
-        .trim()
-        .to_ascii_uppercase()
-        .trim_end_matches('B')
-        .trim_end_matches('I')
-    {
-        "" => 1,
-        "K" => 1 << 10,
-        "M" => 1 << 20,
-        "G" => 1 << 30,
-        "T" => 1 << 40,
-        _ => return Err(format!("unknown size unit in {s:?} (use K, M, G or T)")),
-    };
-    n.checked_mul(mult)
-        .ok_or_else(|| format!("size too large: {s:?}"))
-}
-
-/// Read the API key: `--api-key-file` first, then the environment.
-pub fn read_api_key(file: Option<&Path>) -> Result<ApiKey> {
-    if let Some(path) = file {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read the API key file {}", path.display()))?;
-        let key = text.trim();
-        if key.is_empty() {
-            bail!("the API key file {} is empty", path.display());
-        }
-        warn_if_others_can_read(path);
-        return Ok(ApiKey::new(key));
-    }
-    match std::env::var(KEY_ENV) {
-        Ok(k) if !k.trim().is_empty() => Ok(ApiKey::new(k.trim())),
-        _ => bail!("{}", config::NO_KEY_HELP),
-    }
-}
-
-/// A key file others can read is a key others can use: say so (as ssh does
-/// of private keys), but go on, as the file may be shared on purpose.
-fn warn_if_others_can_read(path: &Path) {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        if let Ok(meta) = std::fs::metadata(path) {
-            let mode = meta.permissions().mode() & 0o777;
-            if mode & 0o077 != 0 {
-                eprintln!(
-                    "importfs: warning: the API key file {} can be read by others (mode {mode:03o}): \
-                     `chmod 600 {}`",
-                    path.display(),
-                    path.display()
-                );
-            }
-        }
-    }
-}
-
-/// `$XDG_CACHE_HOME/importfs`, else `~/.cache/importfs`.
-pub fn default_cache_dir() -> PathBuf {
-    if let Some(d) = std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
-        return PathBuf::from(d).join("importfs");
-    }
-    if let Some(h) = std::env::var_os("HOME").filter(|d| !d.is_empty()) {
-        return PathBuf::from(h).join(".cache").join("importfs");
-    }
-    std::env::temp_dir().join("importfs-cache")
-}
-
-/// `$XDG_STATE_HOME/importfs/importfs.log`, else `~/.local/state/importfs/importfs.log`.
-pub fn default_log_file() -> PathBuf {
-    let base = std::env::var_os("XDG_STATE_HOME")
-        .filter(|d| !d.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("HOME")
-                .filter(|d| !d.is_empty())
-                .map(|h| PathBuf::from(h).join(".local").join("state"))
-        })
-        .unwrap_or_else(std::env::temp_dir);
-    base.join("importfs").join("importfs.log")
 }
 
 /// Is `path` a mountpoint of an importfs filesystem right now?
@@ -687,20 +599,4 @@ fn raise_read_ahead(mountpoint: &Path) {
             std::thread::sleep(Duration::from_millis(100));
         }
     });
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sizes_parse() {
-        assert_eq!(parse_size("123"), Ok(123));
-        assert_eq!(parse_size("4G"), Ok(4 << 30));
-        assert_eq!(parse_size("512MiB"), Ok(512 << 20));
-        assert_eq!(parse_size("64kb"), Ok(64 << 10));
-        assert!(parse_size("12Q").is_err());
-        assert!(parse_size("").is_err());
-        assert!(parse_size("99999999999T").is_err());
-    }
 }
