@@ -8,7 +8,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 pub mod cache;
-pub mod config;
 pub mod demo;
 pub mod emulator;
 pub mod logging;
@@ -63,7 +62,7 @@ pub enum Command {
 #[derive(Debug, clap::Args)]
 pub struct ConfigArgs {
     #[command(flatten)]
-    pub settings: config::SettingsFlags,
+    pub settings: settings::SettingsFlags,
 }
 
 #[derive(Debug, clap::Args)]
@@ -143,7 +142,7 @@ fn subcommand_names() -> Vec<String> {
 }
 
 fn config_command(args: ConfigArgs) -> anyhow::Result<()> {
-    let eff = config::resolve(&args.settings)?;
+    let eff = settings::resolve(&args.settings)?;
     print!("{}", eff.render());
     Ok(())
 }

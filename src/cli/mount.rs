@@ -7,8 +7,9 @@
 //! mount answers, or with the child's error.
 
 use crate::api::{ApiKey, Client, ClientConfig};
-use crate::cli::config::{self, KeySource, SettingsFlags, Source};
-use crate::cli::settings::{default_cache_dir, default_log_file, KEY_ENV};
+use crate::cli::settings::{
+    self, default_cache_dir, default_log_file, Effective, KeySource, SettingsFlags, Source, KEY_ENV,
+};
 use crate::fs::core::{Fs, FsConfig};
 use crate::fs::fuse::FuseFs;
 use crate::fs::FetchPlan;
@@ -20,7 +21,7 @@ use std::time::{Duration, Instant};
 
 /// `importfs mount`'s command line. Every setting is optional here: the
 /// config file, the environment and the defaults fill in the rest
-/// ([`config::resolve`]), giving a [`MountArgs`].
+/// ([`settings::resolve`]), giving a [`MountArgs`].
 #[derive(Debug, Clone, Args)]
 pub struct MountCmd {
     /// Where to mount the account (an existing, empty directory).
@@ -218,38 +219,39 @@ fn absolute(path: &Path) -> Result<PathBuf> {
 }
 
 /// Turn the resolved settings into a mount's arguments.
-pub fn mount_args(cmd: &MountCmd, eff: &config::Effective) -> Result<MountArgs> {
+pub fn mount_args(cmd: &MountCmd, eff: &Effective) -> Result<MountArgs> {
+    let s = eff.settings();
     Ok(MountArgs {
         mountpoint: absolute(&cmd.mountpoint)?,
-        api_url: eff.api_url.value.clone(),
+        api_url: s.api_url,
         api_key_file: match &eff.key {
             KeySource::File(p, _) => Some(absolute(p)?),
             _ => None,
         },
-        foreground: cmd.foreground || eff.foreground.value,
-        read_only: eff.read_only.value,
-        allow_delete: eff.allow_delete.value,
-        allow_other: eff.allow_other.value,
-        metadata_ttl: eff.metadata_ttl.value,
-        cache_dir: Some(absolute(&eff.cache_dir.value)?),
-        cache_size: eff.cache_size.value,
+        foreground: cmd.foreground || eff.options.foreground,
+        read_only: s.read_only,
+        allow_delete: s.allow_delete,
+        allow_other: s.allow_other,
+        metadata_ttl: s.metadata_ttl,
+        cache_dir: Some(absolute(&s.cache_dir)?),
+        cache_size: s.cache_size,
         fetch: FetchPlan {
-            chunk_size: eff.download_chunk_size.value,
-            streams: eff.download_streams.value,
+            chunk_size: s.download_chunk_size,
+            streams: s.download_streams,
         },
-        log_file: match eff.log_file.source {
-            Source::Default => None,
-            _ => Some(absolute(&eff.log_file.value)?),
+        log_file: match eff.layer.log_file.as_ref().map(|l| &l.source) {
+            Some(Source::Default) | None => None,
+            _ => Some(absolute(&s.log_file)?),
         },
-        verbose: cmd.verbose.saturating_add(eff.verbose),
+        verbose: cmd.verbose.saturating_add(eff.options.verbose),
         api_timeout: cmd.api_timeout,
         api_deadline: cmd.api_deadline,
-        metrics_addr: eff.metrics_addr.as_ref().map(|a| a.value),
+        metrics_addr: s.metrics_addr,
     })
 }
 
 pub fn run(cmd: MountCmd) -> Result<()> {
-    let eff = config::resolve(&cmd.settings)?;
+    let eff = settings::resolve(&cmd.settings)?;
     let key = eff.api_key()?;
     let args = mount_args(&cmd, &eff)?;
     check_fuse_available()?;
@@ -331,7 +333,7 @@ fn spawn_background(args: &MountArgs, key: &ApiKey) -> Result<()> {
     }
     // The key goes through the environment, never argv (`ps` shows argv).
     cmd.env(KEY_ENV, key.expose())
-        .env_remove(config::URL_ENV)
+        .env_remove(settings::URL_ENV)
         .current_dir("/")
         .stdin(std::process::Stdio::null())
         .stdout(log_out.try_clone()?)

@@ -10,7 +10,7 @@
 use crate::api::{
     Client, ClientConfig, Crawlrun, CrawlrunFile, Error as ApiError, Extractor, FileRef, RunState,
 };
-use crate::cli::config::{self, ApiFlags};
+use crate::cli::settings::{self, ApiFlags};
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -81,9 +81,9 @@ pub fn run(args: RunArgs) -> Result<()> {
     // the same failure (a refused key is logged as an error, for mounts)
     // would only repeat it. `-v` shows the log.
     crate::cli::logging::init_logging(args.verbose, Some("off"))?;
-    let eff = config::resolve_api(&args.api)?;
+    let eff = settings::resolve_api(&args.api)?;
     let key = eff.api_key()?;
-    let url = eff.api_url.value.clone();
+    let url = eff.settings().api_url;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
