@@ -5,6 +5,7 @@
 //! short tour. Ctrl-C unmounts and stops both.
 
 use crate::cli::mount::{mount_foreground, MountArgs};
+use crate::cli::settings::Settings;
 use crate::emulator::{Config, Dataset, Emulator};
 use anyhow::{Context, Result};
 use clap::Args;
@@ -52,21 +53,17 @@ pub fn run(args: DemoArgs) -> Result<()> {
     println!("Press Ctrl-C to unmount.");
     let margs = MountArgs {
         mountpoint: args.mountpoint.clone(),
-        api_url: emu.url(),
-        api_key_file: None,
+        settings: Settings {
+            api_url: emu.url(),
+            metadata_ttl: Duration::from_secs(2),
+            cache_size: 1 << 30,
+            ..Settings::default()
+        },
+        log_file_given: false,
         foreground: true,
-        read_only: false,
-        allow_delete: false,
-        allow_other: false,
-        metadata_ttl: Duration::from_secs(2),
-        cache_dir: None,
-        cache_size: 1 << 30,
-        fetch: crate::fs::FetchPlan::default(),
-        log_file: None,
         verbose: args.verbose,
         api_timeout: None,
         api_deadline: None,
-        metrics_addr: None,
     };
     let result = mount_foreground(&margs, crate::api::ApiKey::new(key), None);
     emu_rt.block_on(emu.shutdown());

@@ -15,6 +15,7 @@ pub mod manage;
 pub mod mount;
 pub mod run;
 pub mod settings;
+pub mod signal;
 
 #[derive(Debug, Parser)]
 #[command(
