@@ -3,6 +3,10 @@
 //! Starts the emulator in-process with the demo account on a free loopback
 //! port and a throwaway key, then mounts it in the foreground and prints a
 //! short tour. Ctrl-C unmounts and stops both.
+//!
+//! Subtle: the emulator gets an async runtime of its own, with its own
+//! thread, because the mount blocks this thread serving FUSE until it is
+//! unmounted; the emulator must answer all that time.
 
 use crate::cli::mount::{mount_foreground, MountArgs};
 use crate::cli::settings::Settings;

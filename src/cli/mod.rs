@@ -1,6 +1,11 @@
 //! The command line: `importfs mount | unmount | status | run | config |
 //! completions | demo | emulator`, plus the form mount(8) calls a helper with
 //! (`importfs SOURCE MOUNTPOINT -o OPTIONS`, see [`helper_form`]).
+//!
+//! Subtle: mount(8) runs a helper with no PATH, so [`main`] sets the usual
+//! one before anything runs fusermount3 or this binary again; and the
+//! helper form is only taken when argv[1] is neither a flag nor a
+//! subcommand, so that it can never change the meaning of a normal call.
 
 use clap::{CommandFactory, Parser, Subcommand};
 use std::ffi::OsString;

@@ -2,7 +2,7 @@
 //! with fuser and serve until it is unmounted or we are signalled.
 //!
 //! Subtle: everything that can fail is tried before anything is mounted
-//! (the metrics port, the key and the URL), so a failed mount leaves no
+//! (the metrics port, the key and the URL, the cache dir), so a failed mount leaves no
 //! dead mountpoint behind. A signal unmounts by path with fusermount3:
 //! the kernel then ends fuser's session loop, whereas dropping fuser's
 //! auto-unmount socket leaves a mount whose connection is still alive.

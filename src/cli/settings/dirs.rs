@@ -1,8 +1,8 @@
 //! Where things go when nobody says: the config file, the result cache and
 //! a background mount's log, after the XDG base directory rules.
 //!
-//! Subtle: an empty `$XDG_*` or `$HOME` counts as unset (a service unit may
-//! export `HOME=`), and with no home at all the cache and the log fall back
+//! Subtle: an empty `$XDG_*` or `$HOME` counts as unset, and a relative
+//! `$XDG_CONFIG_HOME` too; with no home at all the cache and the log fall back
 //! to the temporary directory while the config file is simply off: a
 //! missing config file is normal, a missing log is not.
 

@@ -12,8 +12,9 @@
 //! file. So a switch is `Option<bool>` with `num_args = 0`: a bare
 //! `--read-only` is `Some(true)`, no flag is `None` (clap's usual `bool`
 //! could not tell "not given" from "false").
-//! Defaults come from `FsConfig` and `ClientConfig` wherever those have
-//! the setting, so that the two never disagree.
+//! Defaults are read from `FsConfig`, `FetchPlan` and `ClientConfig`, so
+//! that the CLI and the library cannot disagree; only the cache dir (the
+//! XDG one here), the log file and allow_other are the CLI's own.
 
 use super::dirs::{default_cache_dir, default_log_file};
 use super::values::{

@@ -11,8 +11,9 @@
 //! Subtle: a switch takes a value here (`ro=false`), which its flag does
 //! not; an unknown option is an error, so that a typo in fstab fails the
 //! mount instead of being dropped; but the generic options mount(8),
-//! mount.fuse3 and systemd add (`dev,suid`, `_netdev`, `x-systemd.*`) pass
-//! silently, since the user never typed them.
+//! mount.fuse3 and systemd read (`dev,suid`, `_netdev`, `x-systemd.*`) pass
+//! silently: they are meant for those tools, and mount.fuse3 adds some of
+//! them by itself.
 
 use super::layer::{ApiSettings, Layer, MountSettings, Source};
 use super::values::parse_switch;

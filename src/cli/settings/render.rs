@@ -3,7 +3,7 @@
 //!
 //! Subtle: the API key gets a line of its own right after `api_url`, and
 //! that line only ever says `<redacted>`, `not set` or `unreadable`: this
-//! output is made to be pasted into bug reports. The key is still read
+//! output can be shown to anyone. The key is still read
 //! (not just looked for), so that an unreadable key file shows up here.
 
 use super::key::KEY_ENV;
