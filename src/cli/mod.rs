@@ -4,7 +4,7 @@
 //!
 //! Subtle: mount(8) runs a helper with no PATH, so [`main`] sets the usual
 //! one before anything runs fusermount3 or this binary again; and the
-//! helper form is only taken when argv[1] is neither a flag nor a
+//! helper form is only taken when `argv[1]` is neither a flag nor a
 //! subcommand, so that it can never change the meaning of a normal call.
 
 use clap::{CommandFactory, Parser, Subcommand};

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 /// `importfs mount`'s command line. Every setting is optional here: the
 /// config file, the environment and the defaults fill in the rest
-/// ([`crate::cli::settings::resolve`]), giving a [`MountArgs`].
+/// ([`resolve()`](crate::cli::settings::resolve())), giving a [`MountArgs`].
 #[derive(Debug, Clone, Args)]
 pub struct MountCmd {
     /// Where to mount the account (an existing, empty directory).

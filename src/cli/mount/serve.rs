@@ -7,7 +7,7 @@
 //! the kernel then ends fuser's session loop, whereas dropping fuser's
 //! auto-unmount socket leaves a mount whose connection is still alive.
 //! And a watcher process unmounts the path if this one dies without doing
-//! so (see [`spawn_watcher`]).
+//! so (see `spawn_watcher`).
 
 use super::args::MountArgs;
 use super::checks::{is_root, user_allow_other};

@@ -1,6 +1,6 @@
 //! The list of settings, each declared once, and the layers they come in.
 //!
-//! One entry of [`settings!`] below is a whole setting: its doc comment is
+//! One entry of `settings!` below is a whole setting: its doc comment is
 //! its `--help` text, its `#[arg]` its flag (and, through the flag, its
 //! `-o` option), its field name its config-file key and `importfs config`
 //! line, its `#[serde]` how the file spells it, and `= EXPR` its default.
@@ -184,6 +184,7 @@ macro_rules! settings {
             }
         }
     };
+    // The pieces that differ between an entry with a default and one without.
     (@in_force $T:ty) => { Option<$T> };
     (@in_force $T:ty, $default:expr) => { $T };
     (@default) => { None };

@@ -1,7 +1,7 @@
 //! The settings family: what a mount can be told, from where, and which
 //! source wins. [`layer`] holds the list of settings, each declared once;
-//! the other modules read them from a source ([`options`], [`file`]),
-//! combine the sources ([`resolve`]) or print the result ([`render`]).
+//! the other modules read them from a source ([`options`], [`mod@file`]),
+//! combine the sources ([`mod@resolve`]) or print the result ([`render`]).
 //!
 //! Subtle: the modules here import one another in one direction only
 //! (values, dirs and key at the bottom, resolve and render at the top), and

@@ -15,7 +15,7 @@
 //! silently: they are meant for those tools, and mount.fuse3 adds some of
 //! them by itself.
 
-use super::layer::{ApiSettings, Layer, MountSettings, Source};
+use super::layer::{flag_name, ApiSettings, Layer, MountSettings, Source};
 use super::values::parse_switch;
 use anyhow::{anyhow, bail, Result};
 use clap::{Arg, ArgAction, CommandFactory, FromArgMatches, Parser};
@@ -209,7 +209,7 @@ fn parse_word(
         .get_arguments()
         .find(|a| names(a, true).iter().any(|n| n == name))
         .ok_or_else(|| unknown(cmd, raw_name))?;
-    let flag = format!("--{}", name.replace('_', "-"));
+    let flag = flag_name(name);
     let word = match (kind(arg), value) {
         (Kind::Valued, Some(v)) if !v.is_empty() => format!("{flag}={v}"),
         (Kind::Valued, _) => bail!("option {opt} needs a value: {opt}=..."),
