@@ -96,7 +96,7 @@ const HELPER_IGNORED_FLAGS: [&str; 3] = ["-n", "-s", "-w"];
 /// through `/bin/sh` (the same when installed as `mount.fuse.importfs`, which
 /// mount(8) runs directly). The source is ignored (write `none` or
 /// `importfs`); an empty source disappears, leaving `importfs /mnt -o ...`.
-/// Returns `None` when argv[1] is a subcommand or a flag: the normal CLI.
+/// Returns `None` when `argv[1]` is a subcommand or a flag: the normal CLI.
 pub fn helper_form(args: &[OsString], subcommands: &[String]) -> Option<Vec<OsString>> {
     let first = args.get(1)?.to_str().unwrap_or("");
     if first.starts_with('-') || subcommands.iter().any(|s| s == first) {
