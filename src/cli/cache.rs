@@ -6,7 +6,7 @@
 //! live mount holds is locked, and kept), and the folders of mounts whose
 //! process is gone.
 
-use crate::cli::config;
+use crate::cli::settings;
 use crate::fs::store;
 use anyhow::Result;
 use std::path::PathBuf;
@@ -34,9 +34,9 @@ pub fn run(args: CacheArgs) -> Result<()> {
     let dir = match args.cache_dir {
         Some(d) => d,
         None => {
-            config::resolve(&config::SettingsFlags::default())?
+            settings::resolve(&settings::SettingsFlags::default())?
+                .settings()
                 .cache_dir
-                .value
         }
     };
     let root = dir.join(store::RESULTS_DIR);

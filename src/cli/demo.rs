@@ -3,8 +3,13 @@
 //! Starts the emulator in-process with the demo account on a free loopback
 //! port and a throwaway key, then mounts it in the foreground and prints a
 //! short tour. Ctrl-C unmounts and stops both.
+//!
+//! Subtle: the emulator gets an async runtime of its own, with its own
+//! thread, because the mount blocks this thread serving FUSE until it is
+//! unmounted; the emulator must answer all that time.
 
 use crate::cli::mount::{mount_foreground, MountArgs};
+use crate::cli::settings::Settings;
 use crate::emulator::{Config, Dataset, Emulator};
 use anyhow::{Context, Result};
 use clap::Args;
@@ -24,7 +29,7 @@ pub struct DemoArgs {
 }
 
 pub fn run(args: DemoArgs) -> Result<()> {
-    crate::cli::init_logging(args.verbose, None)?;
+    crate::cli::logging::init_logging(args.verbose, None)?;
     std::fs::create_dir_all(&args.mountpoint)
         .with_context(|| format!("cannot create {}", args.mountpoint.display()))?;
     let key = format!("demo-{:016x}", fastrand::u64(..));
@@ -52,21 +57,17 @@ pub fn run(args: DemoArgs) -> Result<()> {
     println!("Press Ctrl-C to unmount.");
     let margs = MountArgs {
         mountpoint: args.mountpoint.clone(),
-        api_url: emu.url(),
-        api_key_file: None,
+        settings: Settings {
+            api_url: emu.url(),
+            metadata_ttl: Duration::from_secs(2),
+            cache_size: 1 << 30,
+            ..Settings::default()
+        },
+        log_file_given: false,
         foreground: true,
-        read_only: false,
-        allow_delete: false,
-        allow_other: false,
-        metadata_ttl: Duration::from_secs(2),
-        cache_dir: None,
-        cache_size: 1 << 30,
-        fetch: crate::fs::FetchPlan::default(),
-        log_file: None,
         verbose: args.verbose,
         api_timeout: None,
         api_deadline: None,
-        metrics_addr: None,
     };
     let result = mount_foreground(&margs, crate::api::ApiKey::new(key), None);
     emu_rt.block_on(emu.shutdown());

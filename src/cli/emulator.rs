@@ -106,31 +106,9 @@ pub fn run(args: EmulatorArgs) -> anyhow::Result<()> {
             .with_context(|| format!("listening on {}", args.listen))?;
         println!("{}", emu.url());
         tracing::info!(url = %emu.url(), files = %emu.files_url(), "serving the Import.io API");
-        wait_for_signal().await;
+        crate::cli::signal::wait_for_signal().await;
         tracing::info!("shutting down");
         emu.shutdown().await;
         Ok(())
     })
-}
-
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }

@@ -1,5 +1,11 @@
 //! `importfs unmount` and `importfs status`: the two things one does to a
 //! running mount without knowing FUSE's tools.
+//!
+//! Subtle: a mount whose process died answers every stat with ENOTCONN,
+//! and those are exactly the mounts one wants to unmount, so the path is
+//! looked up in /proc/self/mountinfo without stat()ing it. These commands
+//! run no async runtime, so they run fusermount3 and umount(8) with
+//! `std::process` and wait for them in place.
 
 use anyhow::{bail, Context, Result};
 use clap::Args;

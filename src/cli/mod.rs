@@ -1,19 +1,26 @@
 //! The command line: `importfs mount | unmount | status | run | config |
 //! completions | demo | emulator`, plus the form mount(8) calls a helper with
 //! (`importfs SOURCE MOUNTPOINT -o OPTIONS`, see [`helper_form`]).
+//!
+//! Subtle: mount(8) runs a helper with no PATH, so [`main`] sets the usual
+//! one before anything runs fusermount3 or this binary again; and the
+//! helper form is only taken when `argv[1]` is neither a flag nor a
+//! subcommand, so that it can never change the meaning of a normal call.
 
 use clap::{CommandFactory, Parser, Subcommand};
 use std::ffi::OsString;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 pub mod cache;
-pub mod config;
 pub mod demo;
 pub mod emulator;
+pub mod logging;
 pub mod manage;
 pub mod mount;
 pub mod run;
+pub mod settings;
+pub mod signal;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -61,7 +68,7 @@ pub enum Command {
 #[derive(Debug, clap::Args)]
 pub struct ConfigArgs {
     #[command(flatten)]
-    pub settings: config::SettingsFlags,
+    pub settings: settings::SettingsFlags,
 }
 
 #[derive(Debug, clap::Args)]
@@ -77,63 +84,6 @@ pub struct ManpageArgs {
     pub dir: Option<PathBuf>,
 }
 
-/// Set when the log goes to a file: then a fatal error is logged there too,
-/// besides stderr (where it would otherwise appear twice).
-static LOG_TO_FILE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-/// Set up tracing: `-v` levels or RUST_LOG, to stderr.
-pub fn init_logging(verbose: u8, default: Option<&str>) -> anyhow::Result<()> {
-    init_logging_to(verbose, default, None)
-}
-
-/// Set up tracing: `-v` levels or RUST_LOG, to `file` (appended) or stderr.
-pub fn init_logging_to(
-    verbose: u8,
-    default: Option<&str>,
-    file: Option<&Path>,
-) -> anyhow::Result<()> {
-    use anyhow::Context;
-    use tracing_subscriber::EnvFilter;
-    let level = match verbose {
-        0 => default.unwrap_or("warn"),
-        1 => "info",
-        2 => "debug",
-        _ => "trace",
-    };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        EnvFilter::new(format!(
-            "{level},fuser=warn,hyper=warn,reqwest=warn,h2=warn,rustls=warn"
-        ))
-    });
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(false);
-    match file {
-        Some(path) => {
-            if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir)
-                    .with_context(|| format!("cannot create {}", dir.display()))?;
-            }
-            let f = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .with_context(|| format!("cannot open the log file {}", path.display()))?;
-            if builder
-                .with_writer(std::sync::Mutex::new(f))
-                .try_init()
-                .is_ok()
-            {
-                LOG_TO_FILE.store(true, std::sync::atomic::Ordering::Relaxed);
-            }
-        }
-        None => {
-            let _ = builder.with_writer(std::io::stderr).try_init();
-        }
-    }
-    Ok(())
-}
-
 /// Options mount(8) passes to a helper that mean nothing to us (`-n` no mtab,
 /// `-s` sloppy, `-w` read-write); `-r` is read-only.
 const HELPER_IGNORED_FLAGS: [&str; 3] = ["-n", "-s", "-w"];
@@ -146,7 +96,7 @@ const HELPER_IGNORED_FLAGS: [&str; 3] = ["-n", "-s", "-w"];
 /// through `/bin/sh` (the same when installed as `mount.fuse.importfs`, which
 /// mount(8) runs directly). The source is ignored (write `none` or
 /// `importfs`); an empty source disappears, leaving `importfs /mnt -o ...`.
-/// Returns `None` when argv[1] is a subcommand or a flag: the normal CLI.
+/// Returns `None` when `argv[1]` is a subcommand or a flag: the normal CLI.
 pub fn helper_form(args: &[OsString], subcommands: &[String]) -> Option<Vec<OsString>> {
     let first = args.get(1)?.to_str().unwrap_or("");
     if first.starts_with('-') || subcommands.iter().any(|s| s == first) {
@@ -198,7 +148,7 @@ fn subcommand_names() -> Vec<String> {
 }
 
 fn config_command(args: ConfigArgs) -> anyhow::Result<()> {
-    let eff = config::resolve(&args.settings)?;
+    let eff = settings::resolve(&args.settings)?;
     print!("{}", eff.render());
     Ok(())
 }
@@ -259,7 +209,7 @@ pub fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            if LOG_TO_FILE.load(std::sync::atomic::Ordering::Relaxed) {
+            if logging::logs_to_file() {
                 tracing::error!("{e:#}");
             }
             eprintln!("importfs: {e:#}");

@@ -10,7 +10,7 @@
 use crate::api::{
     Client, ClientConfig, Crawlrun, CrawlrunFile, Error as ApiError, Extractor, FileRef, RunState,
 };
-use crate::cli::config::{self, ApiFlags};
+use crate::cli::settings::{self, ApiFlags};
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -80,10 +80,10 @@ pub fn run(args: RunArgs) -> Result<()> {
     // Errors reach the user as one message; the client's own log lines about
     // the same failure (a refused key is logged as an error, for mounts)
     // would only repeat it. `-v` shows the log.
-    crate::cli::init_logging(args.verbose, Some("off"))?;
-    let eff = config::resolve_api(&args.api)?;
+    crate::cli::logging::init_logging(args.verbose, Some("off"))?;
+    let eff = settings::resolve_api(&args.api)?;
     let key = eff.api_key()?;
-    let url = eff.api_url.value.clone();
+    let url = eff.settings().api_url;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -225,18 +225,22 @@ fn describe(run: &Crawlrun) -> String {
     format!("{} {done}/{total} URLs, {rows} rows", run.state)
 }
 
-/// Poll the run until it ends. Errors while polling are tolerated for a
-/// while (the client already retried each one): a long wait should not die
-/// of one network hiccup.
-async fn wait(
-    args: &RunArgs,
-    client: &Client,
-    url: &str,
-    label: &str,
-    run_id: &str,
-) -> Result<Crawlrun> {
-    let fancy = std::io::stderr().is_terminal();
-    let bar = if fancy {
+/// How a wait shows its progress on stderr: an indicatif bar on a terminal,
+/// else one line per change.
+struct Progress {
+    bar: Option<ProgressBar>,
+    last_line: String,
+}
+
+impl Progress {
+    fn start(label: &str, run_id: &str) -> Result<Progress> {
+        if !std::io::stderr().is_terminal() {
+            eprintln!("waiting for crawl run {run_id} of {label}");
+            return Ok(Progress {
+                bar: None,
+                last_line: String::new(),
+            });
+        }
         let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
         bar.set_style(
             ProgressStyle::with_template(
@@ -247,47 +251,75 @@ async fn wait(
         );
         bar.set_prefix(label.to_owned());
         bar.enable_steady_tick(Duration::from_millis(120));
-        Some(bar)
-    } else {
-        eprintln!("waiting for crawl run {run_id} of {label}");
-        None
-    };
+        Ok(Progress {
+            bar: Some(bar),
+            last_line: String::new(),
+        })
+    }
+
+    fn show(&mut self, run: &Crawlrun, run_id: &str) {
+        let (done, total, rows) = counts(run);
+        if let Some(bar) = &self.bar {
+            if let Some(t) = total {
+                bar.set_length(t);
+            }
+            bar.set_position(done);
+            bar.set_message(format!("{} {rows} rows", run.state));
+        } else {
+            let line = describe(run);
+            if line != self.last_line {
+                eprintln!("{run_id}: {line}");
+                self.last_line = line;
+            }
+        }
+    }
+
+    fn finish(self, result: &Result<Crawlrun>) {
+        if let Some(bar) = self.bar {
+            match result {
+                Ok(run) => bar.finish_with_message(format!("{} {} rows", run.state, counts(run).2)),
+                Err(_) => bar.abandon(),
+            }
+        }
+    }
+}
+
+/// The outcome of a run that has ended; `None` while it goes on.
+fn ended(run: Crawlrun, run_id: &str, label: &str) -> Option<Result<Crawlrun>> {
+    match run.run_state() {
+        Some(RunState::Finished) => Some(Ok(run)),
+        Some(RunState::Failed) => Some(Err(anyhow!(
+            "crawl run {run_id} of {label} FAILED ({})",
+            describe(&run)
+        ))),
+        Some(RunState::Cancelled) => Some(Err(anyhow!(
+            "crawl run {run_id} of {label} was CANCELLED ({})",
+            describe(&run)
+        ))),
+        _ => None,
+    }
+}
+
+/// Poll the run until it ends. Errors while polling are tolerated for a
+/// while (the client already retried each one): a long wait should not die
+/// of one network hiccup.
+async fn wait(
+    args: &RunArgs,
+    client: &Client,
+    url: &str,
+    label: &str,
+    run_id: &str,
+) -> Result<Crawlrun> {
+    let mut progress = Progress::start(label, run_id)?;
     let start = Instant::now();
-    let mut last_line = String::new();
     let mut failing_since: Option<Instant> = None;
     let result = loop {
         match client.get_crawlrun(run_id).await {
             Ok(run) => {
                 failing_since = None;
-                let (done, total, rows) = counts(&run);
-                if let Some(bar) = &bar {
-                    if let Some(t) = total {
-                        bar.set_length(t);
-                    }
-                    bar.set_position(done);
-                    bar.set_message(format!("{} {rows} rows", run.state));
-                } else {
-                    let line = describe(&run);
-                    if line != last_line {
-                        eprintln!("{run_id}: {line}");
-                        last_line = line;
-                    }
-                }
-                match run.run_state() {
-                    Some(RunState::Finished) => break Ok(run),
-                    Some(RunState::Failed) => {
-                        break Err(anyhow!(
-                            "crawl run {run_id} of {label} FAILED ({})",
-                            describe(&run)
-                        ))
-                    }
-                    Some(RunState::Cancelled) => {
-                        break Err(anyhow!(
-                            "crawl run {run_id} of {label} was CANCELLED ({})",
-                            describe(&run)
-                        ))
-                    }
-                    _ => {}
+                progress.show(&run, run_id);
+                if let Some(outcome) = ended(run, run_id, label) {
+                    break outcome;
                 }
             }
             Err(e) if e.is_auth() || e.is_not_found() => {
@@ -311,12 +343,7 @@ async fn wait(
         }
         tokio::time::sleep(args.poll_interval).await;
     };
-    if let Some(bar) = bar {
-        match &result {
-            Ok(run) => bar.finish_with_message(format!("{} {} rows", run.state, counts(run).2)),
-            Err(_) => bar.abandon(),
-        }
-    }
+    progress.finish(&result);
     result
 }
 

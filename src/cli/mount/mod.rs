@@ -1,0 +1,44 @@
+//! `importfs mount`: mount an account, in the background by default.
+//!
+//! The API key comes from `IMPORTIO_API_KEY` or `--api-key-file`, never from a
+//! plain flag, so it does not show in `ps`. A background mount re-runs this
+//! binary with `--foreground` in a new session ([`background`]), hands it the
+//! key through the environment (readable only by the same user), and returns
+//! only once the mount answers, or with the child's error; the foreground
+//! mount itself is [`serve`].
+//!
+//! Subtle: the checks that can fail ([`checks`]) run here, before choosing
+//! between the two, so that their errors reach the terminal in both cases.
+
+pub mod args;
+pub mod background;
+pub mod checks;
+pub mod serve;
+
+pub use args::{mount_args, MountArgs, MountCmd};
+pub use serve::mount_foreground;
+
+use crate::cli::settings;
+use anyhow::{bail, Result};
+
+pub fn run(cmd: MountCmd) -> Result<()> {
+    let eff = settings::resolve(&cmd.settings)?;
+    let key = eff.api_key()?;
+    let args = mount_args(&cmd, &eff)?;
+    checks::check_fuse_available()?;
+    checks::check_mountpoint(&args.mountpoint)?;
+    if args.settings.allow_other && !checks::is_root() && !checks::user_allow_other() {
+        bail!(
+            "allow_other needs `user_allow_other` in /etc/fuse.conf: add it with \
+             `echo user_allow_other | sudo tee -a /etc/fuse.conf`, or mount without --allow-other"
+        );
+    }
+    if args.foreground {
+        let log_file = args
+            .log_file_given
+            .then_some(args.settings.log_file.as_path());
+        crate::cli::logging::init_logging_to(args.verbose, None, log_file)?;
+        return mount_foreground(&args, key, None);
+    }
+    background::spawn_background(&args, &key)
+}
