@@ -32,7 +32,8 @@ use crate::fs::counters::MountStats;
 use crate::fs::data::{CachedFile, DataCache, FetchPlan, FileBytes};
 use crate::fs::inodes::{Ino, InodeTable, Kind, Node};
 use crate::fs::names::NameTable;
-use crate::fs::objects::{run_has_files, Caches, Counters, FetchKey, Outage};
+use crate::fs::objects::{run_has_files, Caches, Counters, FetchKey};
+use crate::fs::outage::Outage;
 use crate::fs::FsError;
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
@@ -55,14 +56,25 @@ pub struct FsConfig {
     pub kernel_ttl: Duration,
     /// How long the kernel may trust immutable nodes (finished runs).
     pub immutable_ttl: Duration,
-    /// Where result files are kept (a private subdirectory is made per mount).
+    /// Where result files are kept (a private subdirectory is made per
+    /// mount, and finished runs' files are kept for later mounts). Default
+    /// `$XDG_CACHE_HOME/importfs`, else `~/.cache/importfs`: the XDG place
+    /// for data that can be fetched again; the temporary directory only when
+    /// there is no home.
     pub cache_dir: PathBuf,
-    /// Bound of the result cache in bytes.
+    /// Bound of the result cache in bytes, over every mount sharing the
+    /// directory. Default 4 GiB: a few large results, without filling a
+    /// laptop's disk.
     pub cache_size: u64,
     /// How result files are fetched: chunk size and parallel ranged GETs.
     pub fetch: FetchPlan,
+    /// Refuse every change (EROFS). Default off.
     pub read_only: bool,
+    /// Let `rmdir` archive an extractor or delete a report. Default off: a
+    /// stray `rm -r` must not reach the account.
     pub allow_delete: bool,
+    /// The owner every node shows. Default: the process's own user and
+    /// group, since the mount answers for the user who mounted it.
     pub uid: u32,
     pub gid: u32,
 }
@@ -73,15 +85,29 @@ impl Default for FsConfig {
             metadata_ttl: Duration::from_secs(5),
             kernel_ttl: Duration::from_secs(1),
             immutable_ttl: Duration::from_secs(3600),
-            cache_dir: std::env::temp_dir().join("importfs-cache"),
+            cache_dir: default_cache_dir(),
             cache_size: 4 << 30,
             fetch: FetchPlan::default(),
             read_only: false,
             allow_delete: false,
-            uid: 0,
-            gid: 0,
+            // SAFETY: getuid/getgid have no preconditions and cannot fail.
+            uid: unsafe { libc::getuid() },
+            gid: unsafe { libc::getgid() },
         }
     }
+}
+
+/// `$XDG_CACHE_HOME/importfs`, else `~/.cache/importfs`, else (no home)
+/// the temporary directory. An empty variable counts as unset.
+fn default_cache_dir() -> PathBuf {
+    let set = |v: &str| std::env::var_os(v).filter(|d| !d.is_empty());
+    if let Some(d) = set("XDG_CACHE_HOME") {
+        return PathBuf::from(d).join("importfs");
+    }
+    if let Some(h) = set("HOME") {
+        return PathBuf::from(h).join(".cache").join("importfs");
+    }
+    std::env::temp_dir().join("importfs-cache")
 }
 
 /// Attributes of a node, as the adapter hands them to the kernel.

@@ -22,6 +22,7 @@ pub mod inodes;
 pub mod inputs;
 pub mod names;
 pub mod objects;
+pub mod outage;
 pub mod store;
 pub mod tree;
 pub mod write;

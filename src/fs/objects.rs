@@ -27,7 +27,7 @@ use crate::fs::FsError;
 use std::future::Future;
 use std::hash::Hash;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 /// What a metadata fetch is keyed on, for merging concurrent fetches.
@@ -122,51 +122,6 @@ pub(super) struct Counters {
     pub(super) meta_hits: AtomicU64,
     pub(super) meta_misses: AtomicU64,
     pub(super) stale_answers: AtomicU64,
-}
-
-/// Whether the API is failing right now: after a call fails for good with a
-/// transient error, stale answers are given at once, without asking, until
-/// `until` (one metadata TTL) or the next successful call. With the API down
-/// or hung, an `ls` of known things then costs at most one deadline, not one
-/// per syscall (a readdir's entries each need their object) or per caller.
-///
-/// `since` is when the failing began, kept until a call succeeds (not only
-/// for one TTL): `/healthz` reports the API failing for as long as nothing
-/// has shown otherwise.
-#[derive(Default)]
-pub(super) struct Outage {
-    pub(super) until: Mutex<Option<std::time::Instant>>,
-    pub(super) since: Mutex<Option<std::time::Instant>>,
-}
-
-impl Outage {
-    pub(super) fn began(&self, ttl: Duration) {
-        let now = std::time::Instant::now();
-        *lock(&self.until) = now.checked_add(ttl);
-        lock(&self.since).get_or_insert(now);
-    }
-
-    pub(super) fn ended(&self) {
-        lock(&self.since).take();
-        self.ask_again();
-    }
-
-    /// Ask the API at the next call again, without claiming it answers.
-    pub(super) fn ask_again(&self) {
-        let mut until = lock(&self.until);
-        if until.is_some() {
-            tracing::info!("API answering again");
-            *until = None;
-        }
-    }
-
-    pub(super) fn failing_since(&self) -> Option<std::time::Instant> {
-        *lock(&self.since)
-    }
-
-    pub(super) fn ongoing(&self) -> bool {
-        lock(&self.until).is_some_and(|t| std::time::Instant::now() < t)
-    }
 }
 
 pub(super) fn arc(s: &str) -> Arc<str> {

@@ -108,8 +108,6 @@ pub fn client_config(args: &MountArgs, key: ApiKey) -> ClientConfig {
 
 /// The filesystem's settings: the defaults, with the mount's, owned by us.
 fn fs_config(s: &Settings) -> FsConfig {
-    // SAFETY: getuid/getgid have no preconditions and cannot fail.
-    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
     FsConfig {
         metadata_ttl: s.metadata_ttl,
         cache_dir: s.cache_dir.clone(),
@@ -120,8 +118,6 @@ fn fs_config(s: &Settings) -> FsConfig {
         },
         read_only: s.read_only,
         allow_delete: s.allow_delete,
-        uid,
-        gid,
         ..FsConfig::default()
     }
 }

@@ -1,5 +1,6 @@
-//! Where things go when nobody says: the config file, the result cache and
-//! a background mount's log, after the XDG base directory rules.
+//! Where things go when nobody says: the config file and a background
+//! mount's log, after the XDG base directory rules (the result cache's
+//! default is `FsConfig`'s).
 //!
 //! Subtle: an empty `$XDG_*` or `$HOME` counts as unset, and a relative
 //! `$XDG_CONFIG_HOME` too; with no home at all the cache and the log fall back
@@ -23,17 +24,6 @@ pub fn default_config_path() -> Option<PathBuf> {
         .filter(|d| d.is_absolute())
         .or_else(|| home().map(|h| h.join(".config")))?;
     Some(base.join("importfs").join("config.toml"))
-}
-
-/// `$XDG_CACHE_HOME/importfs`, else `~/.cache/importfs`.
-pub fn default_cache_dir() -> PathBuf {
-    if let Some(d) = std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
-        return PathBuf::from(d).join("importfs");
-    }
-    if let Some(h) = home() {
-        return h.join(".cache").join("importfs");
-    }
-    std::env::temp_dir().join("importfs-cache")
 }
 
 /// `$XDG_STATE_HOME/importfs/importfs.log`, else `~/.local/state/importfs/importfs.log`.

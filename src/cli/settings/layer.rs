@@ -16,7 +16,7 @@
 //! that the CLI and the library cannot disagree; only the cache dir (the
 //! XDG one here), the log file and allow_other are the CLI's own.
 
-use super::dirs::{default_cache_dir, default_log_file};
+use super::dirs::default_log_file;
 use super::values::{
     from_toml, parse_chunk_size, parse_duration, parse_metrics_addr, parse_size, parse_streams,
     parse_switch, Value,
@@ -223,7 +223,7 @@ settings! {
         /// Where downloaded result files are kept [default: $XDG_CACHE_HOME/importfs].
         #[arg(long, value_name = "DIR")]
         #[serde(deserialize_with = "from_toml::path")]
-        cache_dir: PathBuf = default_cache_dir(),
+        cache_dir: PathBuf = FsConfig::default().cache_dir,
         /// The most the result cache may hold, e.g. 512M, 4G [default: 4G].
         #[arg(long, value_name = "SIZE", value_parser = parse_size)]
         #[serde(deserialize_with = "from_toml::size")]

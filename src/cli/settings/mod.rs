@@ -17,7 +17,7 @@ pub mod render;
 pub mod resolve;
 pub mod values;
 
-pub use dirs::{default_cache_dir, default_config_path, default_log_file};
+pub use dirs::{default_config_path, default_log_file};
 pub use file::load_file;
 pub use key::{read_api_key, KEY_ENV, NO_KEY_HELP};
 pub use layer::{ApiSettings, Layer, MountSettings, Setting, Settings, Source, KEYS};
