@@ -10,11 +10,18 @@
 //! across an await or a network call. Concurrent misses on one key are merged
 //! by [`KeyLocks`]: the first caller fetches, the others wait on the key's
 //! async mutex and then find the fresh entry.
+//!
+//! [`Caches`] is the set of them one mount keeps, one per kind of object,
+//! plus what is known to be missing and what just failed; `objects.rs`
+//! fills and reads them.
 
+use crate::api::models::{Crawlrun, Extractor, Inputs, Report, ReportRun, Subscription, User};
+use crate::api::FileRef;
 use lru::LruCache;
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::num::NonZeroUsize;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -141,6 +148,102 @@ impl<K: Hash + Eq + Clone> KeyLocks<K> {
 /// caches hold plain data that is valid after any partial update.
 pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+// ---- the metadata caches of one mount ---------------------------------
+
+/// What a metadata fetch is keyed on, for merging concurrent fetches.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum FetchKey {
+    User,
+    Subscription,
+    Extractors,
+    Extractor(Arc<str>),
+    Inputs(Arc<str>),
+    Crawlruns,
+    RunsOf(Arc<str>),
+    Crawlrun(Arc<str>),
+    Reports,
+    Report(Arc<str>),
+    ReportRuns,
+    RunsOfReport(Arc<str>),
+    ReportRun(Arc<str>),
+    Size(FileRef),
+}
+
+pub type List = Arc<Vec<Arc<str>>>;
+
+pub struct Caches {
+    pub user: TtlCache<(), Arc<User>>,
+    pub subscription: TtlCache<(), Arc<Subscription>>,
+    pub extractor_list: TtlCache<(), List>,
+    pub extractors: TtlCache<Arc<str>, Arc<Extractor>>,
+    pub inputs: TtlCache<Arc<str>, Arc<Inputs>>,
+    pub crawlrun_list: TtlCache<(), List>,
+    pub runs_of: TtlCache<Arc<str>, List>,
+    pub crawlruns: TtlCache<Arc<str>, Arc<Crawlrun>>,
+    pub report_list: TtlCache<(), List>,
+    pub reports: TtlCache<Arc<str>, Arc<Report>>,
+    pub reportrun_list: TtlCache<(), List>,
+    pub runs_of_report: TtlCache<Arc<str>, List>,
+    pub reportruns: TtlCache<Arc<str>, Arc<ReportRun>>,
+    pub sizes: TtlCache<FileRef, Option<u64>>,
+    /// Ids known not to exist, so repeated probes of a missing name cost nothing.
+    pub missing: TtlCache<FetchKey, ()>,
+    /// When a fetch of a key last failed for a transient reason (EIO), so
+    /// that callers who queued behind that fetch share its outcome instead of
+    /// each waiting out another deadline.
+    pub failed: TtlCache<FetchKey, std::time::Instant>,
+}
+
+impl Caches {
+    pub fn new() -> Caches {
+        // Sized for accounts of tens of thousands of runs; entries are small.
+        const OBJECTS: usize = 50_000;
+        Caches {
+            user: TtlCache::new(1),
+            subscription: TtlCache::new(1),
+            extractor_list: TtlCache::new(1),
+            extractors: TtlCache::new(OBJECTS),
+            inputs: TtlCache::new(4096),
+            crawlrun_list: TtlCache::new(1),
+            runs_of: TtlCache::new(4096),
+            crawlruns: TtlCache::new(OBJECTS),
+            report_list: TtlCache::new(1),
+            reports: TtlCache::new(4096),
+            reportrun_list: TtlCache::new(1),
+            runs_of_report: TtlCache::new(4096),
+            reportruns: TtlCache::new(OBJECTS),
+            sizes: TtlCache::new(OBJECTS),
+            missing: TtlCache::new(4096),
+            failed: TtlCache::new(4096),
+        }
+    }
+
+    pub fn expire_all(&self) {
+        self.user.expire_all();
+        self.subscription.expire_all();
+        self.extractor_list.expire_all();
+        self.extractors.expire_all();
+        self.inputs.expire_all();
+        self.crawlrun_list.expire_all();
+        self.runs_of.expire_all();
+        self.crawlruns.expire_all();
+        self.report_list.expire_all();
+        self.reports.expire_all();
+        self.reportrun_list.expire_all();
+        self.runs_of_report.expire_all();
+        self.reportruns.expire_all();
+        self.sizes.expire_all();
+        self.missing.clear();
+    }
+}
+
+#[derive(Default)]
+pub struct Counters {
+    pub meta_hits: AtomicU64,
+    pub meta_misses: AtomicU64,
+    pub stale_answers: AtomicU64,
 }
 
 #[cfg(test)]

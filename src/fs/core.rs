@@ -28,12 +28,13 @@
 use crate::api::{Client, FileRef};
 use crate::fs::buffers::{slice_at, ScratchStore, Writer};
 use crate::fs::cache::{lock, Expiry, KeyLocks};
+use crate::fs::cache::{Caches, Counters, FetchKey};
 use crate::fs::counters::MountStats;
 use crate::fs::data::{CachedFile, DataCache, FetchPlan, FileBytes};
 use crate::fs::inodes::{Ino, InodeTable, Kind, Node};
 use crate::fs::names::NameTable;
-use crate::fs::objects::{run_has_files, Caches, Counters, FetchKey};
 use crate::fs::outage::Outage;
+use crate::fs::runs::run_has_files;
 use crate::fs::FsError;
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};

@@ -23,6 +23,7 @@ pub mod inputs;
 pub mod names;
 pub mod objects;
 pub mod outage;
+pub mod runs;
 pub mod store;
 pub mod tree;
 pub mod write;

@@ -9,7 +9,7 @@
 //! - A listing fills the per-object caches, so `ls -l` of 10,000 runs costs
 //!   the list pages and nothing per run.
 //! - When the API fails with a transient error (EIO), a stale answer is given
-//!   rather than an error, and for one metadata TTL (the [`Outage`]) stale
+//!   rather than an error, and for one metadata TTL (`outage.rs`) stale
 //!   answers are given without asking: a dead API must not make `ls` of
 //!   known things fail, nor cost one deadline per syscall.
 //! - A 404 is remembered as "missing" for one TTL, except for a run this
@@ -21,132 +21,15 @@ use crate::api::models::{
     Crawlrun, Extractor, Inputs, Report, ReportRun, RunState, Subscription, User,
 };
 use crate::api::FileRef;
-use crate::fs::cache::{lock, Expiry, TtlCache};
+use crate::fs::cache::{lock, Expiry, FetchKey, List, TtlCache};
 use crate::fs::core::Fs;
+use crate::fs::runs::{arc, report_run_is_final};
 use crate::fs::FsError;
 use std::future::Future;
 use std::hash::Hash;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
-
-/// What a metadata fetch is keyed on, for merging concurrent fetches.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub(super) enum FetchKey {
-    User,
-    Subscription,
-    Extractors,
-    Extractor(Arc<str>),
-    Inputs(Arc<str>),
-    Crawlruns,
-    RunsOf(Arc<str>),
-    Crawlrun(Arc<str>),
-    Reports,
-    Report(Arc<str>),
-    ReportRuns,
-    RunsOfReport(Arc<str>),
-    ReportRun(Arc<str>),
-    Size(FileRef),
-}
-
-pub(super) type List = Arc<Vec<Arc<str>>>;
-
-pub(super) struct Caches {
-    pub(super) user: TtlCache<(), Arc<User>>,
-    pub(super) subscription: TtlCache<(), Arc<Subscription>>,
-    pub(super) extractor_list: TtlCache<(), List>,
-    pub(super) extractors: TtlCache<Arc<str>, Arc<Extractor>>,
-    pub(super) inputs: TtlCache<Arc<str>, Arc<Inputs>>,
-    pub(super) crawlrun_list: TtlCache<(), List>,
-    pub(super) runs_of: TtlCache<Arc<str>, List>,
-    pub(super) crawlruns: TtlCache<Arc<str>, Arc<Crawlrun>>,
-    pub(super) report_list: TtlCache<(), List>,
-    pub(super) reports: TtlCache<Arc<str>, Arc<Report>>,
-    pub(super) reportrun_list: TtlCache<(), List>,
-    pub(super) runs_of_report: TtlCache<Arc<str>, List>,
-    pub(super) reportruns: TtlCache<Arc<str>, Arc<ReportRun>>,
-    pub(super) sizes: TtlCache<FileRef, Option<u64>>,
-    /// Ids known not to exist, so repeated probes of a missing name cost nothing.
-    pub(super) missing: TtlCache<FetchKey, ()>,
-    /// When a fetch of a key last failed for a transient reason (EIO), so
-    /// that callers who queued behind that fetch share its outcome instead of
-    /// each waiting out another deadline.
-    pub(super) failed: TtlCache<FetchKey, std::time::Instant>,
-}
-
-impl Caches {
-    pub(super) fn new() -> Caches {
-        // Sized for accounts of tens of thousands of runs; entries are small.
-        const OBJECTS: usize = 50_000;
-        Caches {
-            user: TtlCache::new(1),
-            subscription: TtlCache::new(1),
-            extractor_list: TtlCache::new(1),
-            extractors: TtlCache::new(OBJECTS),
-            inputs: TtlCache::new(4096),
-            crawlrun_list: TtlCache::new(1),
-            runs_of: TtlCache::new(4096),
-            crawlruns: TtlCache::new(OBJECTS),
-            report_list: TtlCache::new(1),
-            reports: TtlCache::new(4096),
-            reportrun_list: TtlCache::new(1),
-            runs_of_report: TtlCache::new(4096),
-            reportruns: TtlCache::new(OBJECTS),
-            sizes: TtlCache::new(OBJECTS),
-            missing: TtlCache::new(4096),
-            failed: TtlCache::new(4096),
-        }
-    }
-
-    pub(super) fn expire_all(&self) {
-        self.user.expire_all();
-        self.subscription.expire_all();
-        self.extractor_list.expire_all();
-        self.extractors.expire_all();
-        self.inputs.expire_all();
-        self.crawlrun_list.expire_all();
-        self.runs_of.expire_all();
-        self.crawlruns.expire_all();
-        self.report_list.expire_all();
-        self.reports.expire_all();
-        self.reportrun_list.expire_all();
-        self.runs_of_report.expire_all();
-        self.reportruns.expire_all();
-        self.sizes.expire_all();
-        self.missing.clear();
-    }
-}
-
-#[derive(Default)]
-pub(super) struct Counters {
-    pub(super) meta_hits: AtomicU64,
-    pub(super) meta_misses: AtomicU64,
-    pub(super) stale_answers: AtomicU64,
-}
-
-pub(super) fn arc(s: &str) -> Arc<str> {
-    Arc::from(s)
-}
-
-/// Result files exist only for finished runs.
-pub(super) fn run_has_files(run: &Crawlrun) -> bool {
-    run.run_state() == Some(RunState::Finished)
-}
-
-/// Report runs still in progress have no files; any other status has them.
-pub(super) fn report_run_has_files(rr: &ReportRun) -> bool {
-    !matches!(
-        rr.status.as_deref().map(str::to_ascii_uppercase).as_deref(),
-        Some("PENDING" | "STARTED" | "RUNNING" | "IN_PROGRESS" | "QUEUED" | "FAILED" | "CANCELLED")
-    )
-}
-
-pub(super) fn report_run_is_final(rr: &ReportRun) -> bool {
-    !matches!(
-        rr.status.as_deref().map(str::to_ascii_uppercase).as_deref(),
-        Some("PENDING" | "STARTED" | "RUNNING" | "IN_PROGRESS" | "QUEUED")
-    )
-}
 
 impl Fs {
     /// The cached value, or fetch it once (merging concurrent callers). On a

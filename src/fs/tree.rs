@@ -22,7 +22,7 @@ use crate::fs::core::{Attr, DirEntry, Entry, Fs};
 use crate::fs::inodes::{Control, Ino, Kind, Node};
 use crate::fs::inputs::inputs_text;
 use crate::fs::names::{FileName, NameTable};
-use crate::fs::objects::{arc, report_run_has_files, run_has_files};
+use crate::fs::runs::{arc, report_run_has_files, run_has_files};
 use crate::fs::FsError;
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStringExt;
