@@ -1,5 +1,8 @@
-//! The write side: `inputs`, control files, `credentials`, scratch files,
-//! guarded `rmdir`.
+//! The write side's operations: open for writing, write, flush, fsync,
+//! release, setattr, create, unlink and rename, for `inputs`, control files,
+//! `credentials` and scratch files. What a control file or an `rmdir` then
+//! calls is in `control.rs`; the text of `inputs` in `inputs.rs`; the
+//! buffers in `buffers.rs`.
 //!
 //! The rule that shapes everything here: one user action is exactly the API
 //! calls it means, and its failure shows in the syscall that caused it.
@@ -9,8 +12,9 @@
 //!   `open(O_TRUNC)` arrives as a flag, not as a separate truncate, because the
 //!   adapter asks for FUSE_ATOMIC_O_TRUNC.
 //! - Validation happens before any call: UTF-8, at most 1 MiB, every non-blank
-//!   line an absolute http(s) URL. A failure is EINVAL (EFBIG for size), the
-//!   log names the line, and `inputs` keeps its old content.
+//!   line an absolute http(s) URL. A failure is EINVAL (EFBIG for size), its
+//!   message (logged once, by the adapter) names the line, and `inputs`
+//!   keeps its old content.
 //! - A control file fires once per open-for-write (at its first flush), or
 //!   once per `utime` when no descriptor is open on it: `touch` opens and sets
 //!   times, and must still be a single POST.
