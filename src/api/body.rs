@@ -5,7 +5,7 @@
 //! - **Bodies are decompressed here, not by reqwest.** JSON calls ask for
 //!   gzip and are inflated after the raw bytes were checked against
 //!   Content-Length; downloads ask for identity so that byte ranges mean
-//!   file offsets (see `crate::api::download`). reqwest's transparent gzip
+//!   file offsets (see `download/`). reqwest's transparent gzip
 //!   would hide the Content-Length, and with it truncation.
 //! - **Limits count inflated bytes.** A few KiB of gzip can inflate to
 //!   megabytes, so a whole body is inflated only up to its limit plus one
@@ -22,9 +22,8 @@
 //!   before it was noticed only once the inflate was done.
 
 use super::client::Client;
-use super::error::Error;
-use super::ops::Operation;
-use super::transport::closed;
+use super::error::{closed, Error};
+use super::operation::Operation;
 use bytes::Bytes;
 use reqwest::header::{self, HeaderMap};
 use std::io::{Read as _, Write as _};

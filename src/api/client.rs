@@ -3,8 +3,9 @@
 //! A [`Client`] is an `Arc` of [`Inner`]: one reqwest connection pool, the
 //! two semaphores that bound concurrency, the counters, and the little the
 //! client learns about the server as it goes (whether it has
-//! `GET /extractors/{id}/crawlruns`, which runs it started). Everything else
-//! is spread by concern, each an `impl Client` of its own:
+//! `GET /extractors/{id}/crawlruns`, which runs it started: that state is
+//! in `learned.rs`). Everything else is spread by concern, each an
+//! `impl Client` of its own (so this file imports none of them):
 //! - `transport.rs`: requests, redirects and the key, retries, errors;
 //!   `body.rs`: reading and inflating bodies;
 //! - `ops/`: one function per operation, by the spec's tags; `list.rs`:
@@ -20,8 +21,8 @@
 
 use super::config::{ClientConfig, USER_AGENT};
 use super::error::{ApiKey, Error, Redactor};
-use super::new_runs::StartedRuns;
-use super::ops::{Operation, PATH_UNKNOWN};
+use super::learned::{StartedRuns, PATH_UNKNOWN};
+use super::operation::Operation;
 use super::retry::RetryPolicy;
 use super::stats::{Counters, Stats};
 use reqwest::Url;
@@ -85,7 +86,7 @@ pub(crate) struct Inner {
     pub(crate) last_byte_ms: std::sync::atomic::AtomicU64,
     pub(crate) epoch: Instant,
     /// Whether the server has `GET /extractors/{id}/crawlruns` (see
-    /// `ops/crawlruns.rs`).
+    /// `ops/crawlruns.rs`; its values are in `learned.rs`).
     pub(super) extractor_runs_path: AtomicU8,
     /// The runs this client started, for read-your-writes (see
     /// `new_runs.rs`).

@@ -1,4 +1,5 @@
-//! `api::Error`: one error type for every call, and key redaction. (Which
+//! `api::Error`: one error type for every call (and `closed`, the error of
+//! a call made while the client shuts down), and key redaction. (Which
 //! errno a failed call gives a file operation is the filesystem's business:
 //! `fs/error.rs`.)
 //!
@@ -13,7 +14,7 @@
 //! where redaction happens; the client logs only paths, never URLs with a
 //! query.
 
-use super::ops::Operation;
+use super::operation::Operation;
 use std::error::Error as _;
 use std::fmt;
 use std::time::Duration;
@@ -273,6 +274,15 @@ impl Error {
             Error::Status { message, .. } => message.as_deref(),
             _ => None,
         }
+    }
+}
+
+/// The error of a call made while the client shuts down (its semaphores are
+/// closed, or its runtime will not run a blocking task).
+pub(super) fn closed(op: Operation) -> Error {
+    Error::Protocol {
+        op,
+        detail: "client shut down".into(),
     }
 }
 

@@ -15,7 +15,7 @@
 use super::client::Client;
 use super::error::Error;
 use super::models::{Crawlrun, Extractor, Report, ReportRun};
-use super::ops::Operation;
+use super::operation::Operation;
 use futures_util::stream::{FuturesOrdered, StreamExt};
 use serde::de::DeserializeOwned;
 use serde_json::Value;

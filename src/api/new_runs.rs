@@ -9,16 +9,16 @@
 //! objects they just wrote. The waiting stops before the call's deadline
 //! would cut it short, so that the caller gets the server's 404, not a
 //! timeout; and [`Client::started_here`] lets callers that cache absence
-//! leave such a 404 uncached.
+//! leave such a 404 uncached. The record of the runs started here,
+//! `StartedRuns`, is in `learned.rs`, with the client's other state.
 
 use super::client::Client;
 use super::error::Error;
 use super::models::Crawlrun;
-use super::ops::Operation;
+use super::operation::Operation;
 use super::retry;
 use super::transport::Answer;
 use reqwest::Url;
-use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -28,37 +28,6 @@ use tokio::time::Instant;
 /// (how often importio2 asks).
 const NEW_RUN_POLL_FIRST: Duration = Duration::from_millis(100);
 const NEW_RUN_POLL_MAX: Duration = Duration::from_secs(1);
-
-/// Runs started by this client: run id → (extractor id, when).
-#[derive(Default)]
-pub(super) struct StartedRuns {
-    runs: HashMap<String, (String, Instant)>,
-}
-
-impl StartedRuns {
-    /// How many are kept, and for how long: enough for any burst of starts
-    /// by hand or script; [`Client::started_here`] needs them past the grace.
-    const KEEP: usize = 1024;
-    const KEEP_FOR: Duration = Duration::from_secs(3600);
-
-    fn record(&mut self, run: &str, extractor: &str) {
-        let now = Instant::now();
-        self.runs
-            .retain(|_, (_, at)| now.duration_since(*at) < Self::KEEP_FOR);
-        if self.runs.len() >= Self::KEEP {
-            if let Some(oldest) = self
-                .runs
-                .iter()
-                .min_by_key(|(_, (_, at))| *at)
-                .map(|(k, _)| k.clone())
-            {
-                self.runs.remove(&oldest);
-            }
-        }
-        self.runs
-            .insert(run.to_owned(), (extractor.to_owned(), now));
-    }
-}
 
 impl Client {
     /// Remember that this client started run `run` of `extractor` just now.

@@ -16,7 +16,7 @@
 //! may have started a run: it is reported, never repeated.
 
 use super::error::Error;
-use super::ops::{Idempotency, Operation};
+use super::operation::{Idempotency, Operation};
 use std::future::Future;
 use std::time::{Duration, SystemTime};
 use tokio::time::Instant;

@@ -15,7 +15,7 @@
 //! so the answers of an operation add up to its calls once nothing is in
 //! flight.
 
-use super::ops::Operation;
+use super::operation::Operation;
 use prometheus_client::metrics::histogram::Histogram;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;

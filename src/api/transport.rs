@@ -15,9 +15,9 @@
 //! - **Concurrency.** One semaphore of `max_concurrent` slots is shared by
 //!   every clone. A slot is held for one attempt, never across a backoff
 //!   sleep. Downloads hold a slot for as long as they stream, so they also
-//!   take one of `max_concurrent_downloads` first (see
-//!   `crate::api::download`): metadata calls (an `ls`) always find a free
-//!   slot however many files are being read.
+//!   take one of `max_concurrent_downloads` first (see `download/`):
+//!   metadata calls (an `ls`) always find a free slot however many files
+//!   are being read.
 //! - **Counted once.** A failed call is counted and logged in one place,
 //!   [`Client::with_retries`], whatever its attempts did; each request to
 //!   the API host is counted as it is sent and again, by status, as it ends
@@ -27,9 +27,9 @@
 
 use super::body::MAX_ERROR_BODY;
 use super::client::Client;
-use super::error::Error;
+use super::error::{closed, Error};
 use super::models::ErrorBody;
-use super::ops::Operation;
+use super::operation::Operation;
 use super::retry;
 use super::stats::{Answering, Outcome};
 use bytes::Bytes;
@@ -346,15 +346,6 @@ impl Client {
             message,
             retry_after,
         }
-    }
-}
-
-/// The error of a call made while the client shuts down (its semaphores are
-/// closed, or its runtime will not run a blocking task).
-pub(super) fn closed(op: Operation) -> Error {
-    Error::Protocol {
-        op,
-        detail: "client shut down".into(),
     }
 }
 

@@ -23,7 +23,7 @@ use super::Attempt;
 use crate::api::body::{content_encoding, content_length, Encoding};
 use crate::api::client::Client;
 use crate::api::error::Error;
-use crate::api::ops::Operation;
+use crate::api::operation::Operation;
 use reqwest::header;
 use reqwest::StatusCode;
 

@@ -44,10 +44,10 @@ mod progress;
 
 use super::body::{content_encoding, content_length, Encoding};
 use super::client::{Client, FileRef};
-use super::error::Error;
-use super::ops::Operation;
+use super::error::{closed, Error};
+use super::operation::Operation;
 use super::retry::{self, Backoff};
-use super::transport::{closed, log_failure};
+use super::transport::log_failure;
 use progress::Progress;
 use reqwest::header::{self, HeaderMap, HeaderValue};
 use reqwest::{Method, Url};

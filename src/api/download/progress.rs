@@ -12,7 +12,7 @@
 
 use crate::api::client::Client;
 use crate::api::error::Error;
-use crate::api::ops::Operation;
+use crate::api::operation::Operation;
 use bytes::Bytes;
 use std::sync::Arc;
 use std::time::Duration;

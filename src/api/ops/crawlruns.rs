@@ -7,7 +7,7 @@
 //!   when the server answers that path 404 or 405 the first time it is
 //!   asked, from `GET /crawlruns/?extractorId=` filtered on the answer; what
 //!   the server answered is remembered for the life of the client (one
-//!   mount), so the fallback costs one extra call once.
+//!   mount; the flag is in `learned.rs`), so the fallback costs one extra call once.
 //! - **Filters are not trusted.** A server may ignore `extractorId=`, or
 //!   list another extractor's runs under the path: the answer is filtered
 //!   here too (when its runs say whose they are), so no run lands in the
@@ -16,20 +16,14 @@
 //!   this client just started that the server does not know yet (see
 //!   `crate::api::new_runs`).
 
-use super::{check_id, Operation};
+use super::check_id;
 use crate::api::client::Client;
 use crate::api::error::Error;
+use crate::api::learned::{PATH_MISSING, PATH_SERVED, PATH_UNKNOWN};
 use crate::api::models::Crawlrun;
+use crate::api::operation::Operation;
 use std::sync::atomic::Ordering;
 use tokio::time::Instant;
-
-/// Not asked yet whether the server has `GET /extractors/{id}/crawlruns`.
-pub(in crate::api) const PATH_UNKNOWN: u8 = 0;
-/// It answered the path: an error there is the extractor's (404: gone).
-const PATH_SERVED: u8 = 1;
-/// It answered 404 or 405 the first time: `listCrawlruns` with
-/// `extractorId=` from then on.
-const PATH_MISSING: u8 = 2;
 
 impl Client {
     /// `listCrawlruns`, every page. With an extractor id, asks the server to

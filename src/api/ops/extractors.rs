@@ -9,10 +9,11 @@
 //! server spoke is kept in [`Inputs::dialect`] so that the next PUT is
 //! written in it.
 
-use super::{check_id, Operation};
+use super::check_id;
 use crate::api::client::Client;
 use crate::api::error::Error;
 use crate::api::models::{Credentials, Extractor, Inputs, InputsDialect, StartResponse};
+use crate::api::operation::Operation;
 use crate::api::transport::Payload;
 use bytes::Bytes;
 

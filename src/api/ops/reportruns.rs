@@ -1,10 +1,11 @@
 //! The ReportRun operations (their files are downloads: see
 //! `crate::api::download`).
 
-use super::{check_id, Operation};
+use super::check_id;
 use crate::api::client::Client;
 use crate::api::error::Error;
 use crate::api::models::ReportRun;
+use crate::api::operation::Operation;
 
 impl Client {
     /// `listReportRuns`, every page.

@@ -5,10 +5,11 @@
 //! POST, never sent twice, and its answer is returned as whatever JSON the
 //! server sent, since the spec gives it no schema.
 
-use super::{check_id, Operation};
+use super::check_id;
 use crate::api::client::Client;
 use crate::api::error::Error;
 use crate::api::models::{Report, ReportRun};
+use crate::api::operation::Operation;
 use serde_json::Value;
 
 impl Client {

@@ -4,10 +4,10 @@
 //! is the cheapest call there is, so a caller that only wants to know
 //! whether the key works asks this one.
 
-use super::Operation;
 use crate::api::client::Client;
 use crate::api::error::Error;
 use crate::api::models::{Subscription, User};
+use crate::api::operation::Operation;
 
 impl Client {
     /// `getCurrentUser`.
