@@ -1,7 +1,9 @@
 //! What a mount has done, in one snapshot: the FUSE requests the adapter
 //! answered (by operation, and the errors by errno), the core's cache
 //! counters and the client's. `.importfs/stats` and the Prometheus endpoint
-//! (`crate::metrics`) both render a [`MountStats`], so they cannot disagree.
+//! (`metrics.rs`) both render a [`MountStats`], so they cannot disagree;
+//! the endpoint imports this file (and its [`errno_name`]), never the other
+//! way round.
 //!
 //! FUSE requests are counted in the adapter (`fuse/reply.rs`), once per request as it arrives
 //! and once per error reply; a lock-free array per operation keeps the
