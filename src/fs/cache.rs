@@ -196,8 +196,8 @@ pub struct Caches {
     pub failed: TtlCache<FetchKey, std::time::Instant>,
 }
 
-impl Caches {
-    pub fn new() -> Caches {
+impl Default for Caches {
+    fn default() -> Caches {
         // Sized for accounts of tens of thousands of runs; entries are small.
         const OBJECTS: usize = 50_000;
         Caches {
@@ -219,7 +219,9 @@ impl Caches {
             failed: TtlCache::new(4096),
         }
     }
+}
 
+impl Caches {
     pub fn expire_all(&self) {
         self.user.expire_all();
         self.subscription.expire_all();

@@ -194,7 +194,7 @@ impl Fs {
             inodes: InodeTable::default(),
             extractor_names: Mutex::new(NameTable::default()),
             report_names: Mutex::new(NameTable::default()),
-            caches: Caches::new(),
+            caches: Caches::default(),
             fetches: KeyLocks::default(),
             data,
             handles: Mutex::new(HashMap::new()),
