@@ -384,7 +384,11 @@ impl Target for Core {
     }
 
     fn touch(&self, rel: &str) -> Result<(), String> {
-        Core::touch(self, rel).map_err(|e| format!("touch {rel}: {e}"))
+        // As touch(1) says it: the errno's text, then what the mount said.
+        Core::touch(self, rel).map_err(|e| {
+            let errno = std::io::Error::from_raw_os_error(e.errno);
+            format!("touch {rel}: {errno}: {e}")
+        })
     }
 
     fn wait_past_ttl(&self) {
