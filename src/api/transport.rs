@@ -375,11 +375,12 @@ fn strip_key(url: &mut Url) {
     }
 }
 
-/// Log a failed call at the level it deserves: a missing object is routine.
+/// Log a failed call. Only a refused key is logged loudly here, as the
+/// diagnosis it is; any other failure is the caller's to report (the mount
+/// logs each failed file operation once, naming it), so here it is debug.
 pub(crate) fn log_failure(e: &Error) {
     match e.status() {
-        Some(404 | 410) => tracing::debug!(error = %e, "call failed"),
         Some(401) => tracing::error!(error = %e, "the API key was refused"),
-        _ => tracing::warn!(error = %e, "call failed"),
+        _ => tracing::debug!(error = %e, "call failed"),
     }
 }
