@@ -14,6 +14,8 @@ echo "== cargo fmt --check"
 cargo fmt --check
 echo "== cargo clippy"
 cargo clippy --all-targets --quiet -- -D warnings
+echo "== layout (module docs, function and file sizes, no import circles)"
+python3 scripts/layout.py src
 echo "== cargo test"
 cargo test --all-targets -- --test-threads=4
 echo "== conformance (schemathesis)"
