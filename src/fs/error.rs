@@ -2,7 +2,7 @@
 //! went wrong in words, and its cause.
 //!
 //! An error is logged once, by the adapter, when it replies: it names the
-//! FUSE operation and the inode (`fuse.rs`). Code below the adapter does not
+//! FUSE operation and the inode (`fuse/reply.rs`). Code below the adapter does not
 //! log failures it returns; it puts what the user needs to know (which line
 //! of `inputs` is wrong, which size the server claimed) in the message.
 //!
