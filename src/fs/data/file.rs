@@ -165,12 +165,19 @@ impl CachedFile {
         expected: u64,
     ) -> Option<Result<FileBytes, FsError>> {
         let end = offset.saturating_add(len as u64).min(expected);
-        self.cursor.store(end, Ordering::Relaxed);
         let ready = match self.readiness(offset, end, expected) {
-            Ok(Ready::Upto(end)) => end,
-            Ok(Ready::Missing(_)) => return None,
+            Ok(Ready::Upto(ready)) => ready,
+            Ok(Ready::Missing(at)) => {
+                // Ask now, before anything else can move the cursor: a
+                // scheduler that saw the cursor first would read ahead from
+                // here from the start of the chunk, and the reader would
+                // wait for all of it.
+                self.ask(at, end);
+                return None;
+            }
             Err(e) => return Some(Err(e)),
         };
+        self.cursor.store(end, Ordering::Relaxed);
         if ready <= offset {
             return Some(Ok(FileBytes::from(Vec::new())));
         }
@@ -181,23 +188,36 @@ impl CachedFile {
     /// asking the scheduler for the first missing byte.
     pub async fn wait_readable(&self, offset: u64, len: u32, expected: u64) -> Result<(), FsError> {
         let end = offset.saturating_add(len as u64).min(expected);
-        self.cursor.store(end, Ordering::Relaxed);
         let mut rx = self.state.subscribe();
         let mut asked = None;
         loop {
             rx.borrow_and_update();
             match self.readiness(offset, end, expected)? {
                 Ready::Upto(_) => return Ok(()),
-                Ready::Missing(Some(at)) if asked != Some(at) => {
+                Ready::Missing(at) if asked != Some(at) => {
                     asked = Some(at);
-                    lock(&self.wants).offsets.push_back(at);
-                    self.kick.notify_one();
+                    self.ask(at, end);
                 }
                 Ready::Missing(_) => {}
             }
             if rx.changed().await.is_err() {
                 return Err(FsError::new(libc::EIO));
             }
+        }
+    }
+
+    /// A reader waits for the byte at `at` (none to ask for in a file
+    /// fetched whole) and will read on from `end`. The want is queued before
+    /// the cursor moves, so the scheduler serves the reader before it reads
+    /// ahead from the new cursor. Asking twice for one byte is harmless:
+    /// the scheduler skips a want whose bytes are already being fetched.
+    fn ask(&self, at: Option<u64>, end: u64) {
+        if let Some(at) = at {
+            lock(&self.wants).offsets.push_back(at);
+        }
+        self.cursor.store(end, Ordering::Relaxed);
+        if at.is_some() {
+            self.kick.notify_one();
         }
     }
 
