@@ -91,9 +91,20 @@ pub struct DataStats {
 }
 
 struct Inner {
+    /// Every file of this mount, with the bytes counted for it (its size,
+    /// or what was reserved for it while it downloads).
     files: LruCache<FileRef, (Arc<CachedFile>, u64)>,
     total: u64,
     next_id: u64,
+}
+
+impl Inner {
+    /// Drop a file's entry (a failed download) and what was counted for it.
+    fn forget(&mut self, f: &FileRef) {
+        if let Some((_, counted)) = self.files.pop(f) {
+            self.total = self.total.saturating_sub(counted);
+        }
+    }
 }
 
 /// The cache of result files of one mount.
@@ -278,7 +289,7 @@ impl DataCache {
         if let Some(cf) = self.hit(&mut inner, f) {
             return Ok(cf);
         }
-        inner.files.pop(f);
+        inner.forget(f);
         self.stats.misses.fetch_add(1, Ordering::Relaxed);
         inner.next_id += 1;
         let path = self.dir.join(format!("{}.part", inner.next_id));
@@ -315,7 +326,13 @@ impl DataCache {
             cursor: AtomicU64::new(0),
             kick: Notify::new(),
         });
-        inner.files.put(f.clone(), (cf.clone(), 0));
+        // The bytes a download will need are counted, and room made for
+        // them, before the first one is written: the cache stays within its
+        // bound while files stream in, not only once they are complete.
+        let reserved = size.unwrap_or(0);
+        inner.files.put(f.clone(), (cf.clone(), reserved));
+        inner.total += reserved;
+        self.evict(&mut inner);
         drop(inner);
 
         self.spawn_download(cf.clone(), finished);
@@ -351,7 +368,7 @@ impl DataCache {
                     let mut inner = lock(&this.inner);
                     let same = inner.files.peek(&fref).is_some_and(|(c, _)| c.failed());
                     if same {
-                        inner.files.pop(&fref);
+                        inner.forget(&fref);
                     }
                 }
             }
@@ -449,13 +466,19 @@ impl DataCache {
         (self.max_bytes, lock(&self.inner).total)
     }
 
-    /// Record a finished download's size and evict old files past the bound.
+    /// Record a finished download's size (it replaces what was reserved
+    /// for it) and evict old files past the bound.
     fn account(&self, f: &FileRef, size: u64) {
         let mut inner = lock(&self.inner);
         if let Some(entry) = inner.files.peek_mut(f) {
-            entry.1 = size;
+            let reserved = std::mem::replace(&mut entry.1, size);
+            inner.total = inner.total.saturating_sub(reserved) + size;
         }
-        inner.total += size;
+        self.evict(&mut inner);
+    }
+
+    /// Evict least recently used files until the total is within the bound.
+    fn evict(&self, inner: &mut Inner) {
         let mut skipped = Vec::new();
         while inner.total > self.max_bytes {
             let Some((k, (cf, sz))) = inner.files.pop_lru() else {
