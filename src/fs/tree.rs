@@ -17,7 +17,7 @@
 
 use crate::api::models::{CrawlrunFile, ReportRun, ReportRunFile};
 use crate::api::FileRef;
-use crate::fs::cache::{lock, Expiry};
+use crate::fs::cache::{lock, Expiry, List};
 use crate::fs::core::{Attr, DirEntry, Entry, Fs};
 use crate::fs::inodes::{Control, Ino, Kind, Node};
 use crate::fs::inputs::inputs_text;
@@ -25,8 +25,9 @@ use crate::fs::names::{FileName, NameTable};
 use crate::fs::runs::{arc, report_run_has_files, run_has_files};
 use crate::fs::FsError;
 use std::ffi::OsString;
+use std::future::Future;
 use std::os::unix::ffi::OsStringExt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 /// Does `name` look like an API id? Lookups of other names under `crawlruns/`
@@ -127,45 +128,60 @@ fn named_by(
 impl Fs {
     /// Which extractor a name in `extractors/` means: a listed name, or a guid.
     pub(super) async fn resolve_extractor(&self, name: &str) -> Result<Arc<str>, FsError> {
-        if let Some(g) = lock(&self.extractor_names).guid_of(name) {
-            if self.caches.extractor_list.get(&()).is_some() {
-                return Ok(arc(g));
-            }
-        }
-        let (list, _) = self.extractor_list().await?;
-        if let Some(g) = lock(&self.extractor_names).guid_of(name) {
-            return Ok(arc(g));
-        }
-        if looks_like_id(name) {
-            if let Some(id) = list.iter().find(|id| &***id == name) {
-                return Ok(id.clone());
-            }
-            let id = arc(name);
-            self.extractor(&id).await?;
-            return Ok(id);
-        }
-        Err(FsError::new(libc::ENOENT))
+        let listed = self.caches.extractor_list.get(&()).is_some();
+        self.resolve(
+            name,
+            &self.extractor_names,
+            listed,
+            self.extractor_list(),
+            |id| async move { self.extractor(&id).await.map(|_| id) },
+        )
+        .await
     }
 
+    /// Which report a name in `reports/` means: a listed name, or a guid.
     pub(super) async fn resolve_report(&self, name: &str) -> Result<Arc<str>, FsError> {
-        if let Some(g) = lock(&self.report_names).guid_of(name) {
-            if self.caches.report_list.get(&()).is_some() {
+        let listed = self.caches.report_list.get(&()).is_some();
+        self.resolve(
+            name,
+            &self.report_names,
+            listed,
+            self.report_list(),
+            |id| async move { self.report(&id).await.map(|_| id) },
+        )
+        .await
+    }
+
+    /// A name of a listing directory as an id: a name the table gave (with
+    /// the listing fresh, no call at all), else after listing, else a guid
+    /// that is listed or that the API knows (`get`, one object, no list).
+    async fn resolve<G>(
+        &self,
+        name: &str,
+        names: &Mutex<NameTable>,
+        listed: bool,
+        list: impl Future<Output = Result<(List, Expiry), FsError>>,
+        get: impl FnOnce(Arc<str>) -> G,
+    ) -> Result<Arc<str>, FsError>
+    where
+        G: Future<Output = Result<Arc<str>, FsError>>,
+    {
+        if let Some(g) = lock(names).guid_of(name) {
+            if listed {
                 return Ok(arc(g));
             }
         }
-        let (list, _) = self.report_list().await?;
-        if let Some(g) = lock(&self.report_names).guid_of(name) {
+        let (list, _) = list.await?;
+        if let Some(g) = lock(names).guid_of(name) {
             return Ok(arc(g));
         }
-        if looks_like_id(name) {
-            if let Some(id) = list.iter().find(|id| &***id == name) {
-                return Ok(id.clone());
-            }
-            let id = arc(name);
-            self.report(&id).await?;
-            return Ok(id);
+        if !looks_like_id(name) {
+            return Err(FsError::new(libc::ENOENT));
         }
-        Err(FsError::new(libc::ENOENT))
+        match list.iter().find(|id| &***id == name) {
+            Some(id) => Ok(id.clone()),
+            None => get(arc(name)).await,
+        }
     }
 
     /// The child `name` of directory `parent`, as a node. Only what the name
