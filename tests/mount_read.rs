@@ -458,6 +458,34 @@ fn the_result_cache_streams_and_stays_within_its_bound() {
         sha256_bytes(&again),
         sha256_bytes(&emu.get_bytes(&format!("/crawlruns/{}/csv", runs[0])))
     );
+    // Three files held open are more than the bound, and stay (none is
+    // cut from under its reader); once they are closed the cache is back
+    // within the bound, with no further open to prompt it.
+    let ids = [&runs[4], &runs[0], &runs[1]];
+    let held: Vec<std::fs::File> = ids
+        .iter()
+        .map(|id| std::fs::File::open(m.path(&format!("crawlruns/{id}/data.csv"))).unwrap())
+        .collect();
+    for (f, id) in held.iter().zip(ids) {
+        use std::os::unix::fs::FileExt;
+        let mut bytes = vec![0u8; 1_000_000];
+        f.read_exact_at(&mut bytes, 0).unwrap();
+        let want = emu.get_bytes(&format!("/crawlruns/{id}/csv"));
+        assert_eq!(sha256_bytes(&bytes), sha256_bytes(&want), "run {id}");
+    }
+    let over = walk_size(&m.cache);
+    assert!(over > 2_500_000, "an open file was evicted: {over} bytes");
+    drop(held);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut cached = walk_size(&m.cache);
+    while cached > 2_500_000 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+        cached = walk_size(&m.cache);
+    }
+    assert!(
+        cached <= 2_500_000,
+        "{cached} bytes stay in the cache after its readers closed"
+    );
 }
 
 #[test]

@@ -201,7 +201,14 @@ impl Store {
             serde_json::to_vec(&meta).map_err(std::io::Error::other)?,
         )?;
         std::fs::rename(&tmp, &meta_path)?;
-        std::fs::rename(part, &data)?;
+        if let Err(e) = std::fs::rename(part, &data) {
+            // No entry without its data (the part may have been evicted);
+            // another mount's entry of the same file is left alone.
+            if !data.exists() {
+                let _ = std::fs::remove_file(&meta_path);
+            }
+            return Err(e);
+        }
         lock_shared(file);
         Ok(data)
     }

@@ -266,6 +266,12 @@ impl Fs {
     /// only be logged here: release has no caller to tell).
     pub async fn release_async(&self, fh: u64) {
         let h = lock(&self.handles).remove(&fh);
+        if let Some(Handle::Data(..)) = h {
+            // An eviction this reader held back can happen now.
+            drop(h);
+            self.data.trim();
+            return;
+        }
         if let Some(Handle::Writer(w)) = h {
             {
                 let mut writers = lock(&self.writers);

@@ -27,8 +27,12 @@
 //! - **Eviction.** Entries are kept in least-recently-used order and evicted
 //!   when the total passes `--cache-size`, but never while a handle holds
 //!   them (an `Arc` count above one), so an open file is never cut from under
-//!   its reader. A failed download leaves the cache at once, so the next
-//!   open starts afresh instead of serving a broken file.
+//!   its reader; when the last such handle closes, eviction runs again.
+//!   Background work never holds a file back: keeping a finished download
+//!   for later mounts works on its own descriptor, and a file evicted
+//!   meanwhile is removed from the store again. A failed download leaves
+//!   the cache at once, so the next open starts afresh instead of serving a
+//!   broken file.
 
 use crate::api::{Client, FileRef, RangeOutcome};
 use crate::fs::cache::lock;
@@ -353,11 +357,15 @@ impl DataCache {
                 Ok(size) => {
                     task_cf.state.send_modify(|s| s.end = End::Done { size });
                     this.stats.bytes_cached.fetch_add(size, Ordering::Relaxed);
-                    if finished {
-                        this.keep(task_cf.clone(), size).await;
-                    }
+                    // The task lets go of the file before keeping it: only
+                    // readers hold a file back from eviction, never this
+                    // background work.
+                    let weak = Arc::downgrade(&task_cf);
                     drop(task_cf);
                     this.account(&fref, size);
+                    if finished {
+                        this.keep(weak, size).await;
+                    }
                 }
                 Err(e) => {
                     tracing::warn!(file = ?fref, error = %e, "download failed");
@@ -376,44 +384,69 @@ impl DataCache {
     }
 
     /// Move a complete download of a finished run into the store (its
-    /// checksum is computed here, off the async workers).
-    async fn keep(self: &Arc<Self>, cf: Arc<CachedFile>, size: u64) {
+    /// checksum is computed here, off the async workers). It works on its
+    /// own descriptor of the file, so the entry may be evicted meanwhile:
+    /// then what was stored is removed again.
+    async fn keep(self: &Arc<Self>, weak: std::sync::Weak<CachedFile>, size: u64) {
+        let Some((file, part, fref)) = weak.upgrade().and_then(|cf| {
+            let file = cf.file.try_clone().ok()?;
+            let part = lock(&cf.path).clone();
+            Some((file, part, cf.fref.clone()))
+        }) else {
+            return;
+        };
         let this = self.clone();
         let kept = tokio::task::spawn_blocking(move || {
-            let part = lock(&cf.path).clone();
-            let r = this.store.persist(&cf.fref, &part, &cf.file, size);
-            if let Ok(data) = &r {
-                *lock(&cf.path) = data.clone();
-                cf.kept.store(true, Ordering::Relaxed);
-                // The bound holds for the whole folder, other mounts' files too.
-                this.store.prune(this.max_bytes);
+            let data = this.store.persist(&fref, &part, &file, size);
+            let data = match data {
+                Ok(data) => data,
+                // Evicted (and its part file deleted) while being kept.
+                Err(_) if weak.strong_count() == 0 => return None,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot keep a result file for later mounts");
+                    return None;
+                }
+            };
+            if !this.install(&weak, &data) {
+                store::remove_unused(&data, Some(&file));
+                return None;
             }
-            r.map(|_| (store::identity(&cf.file), cf))
+            // The bound holds for the whole folder, other mounts' files too.
+            this.store.prune(this.max_bytes);
+            Some((store::identity(&file)?, file, fref))
         })
         .await;
-        match kept {
-            Ok(Ok((Some(seen), cf))) => {
-                // The checksum was made from these very bytes; once the
-                // margin has passed with the file unchanged, stamp it so the
-                // next mount serves it without reading it first. The task
-                // holds a descriptor, not the entry: eviction is not held up.
-                let (Ok(file), fref) = (cf.file.try_clone(), cf.fref.clone()) else {
-                    return;
-                };
-                drop(cf);
-                let this = self.clone();
-                tokio::spawn(async move {
-                    let wait = store::CHECK_MARGIN_S as u64 + 1;
-                    tokio::time::sleep(std::time::Duration::from_secs(wait)).await;
-                    let _ =
-                        tokio::task::spawn_blocking(move || this.store.stamp(&fref, &file, seen))
-                            .await;
-                });
-            }
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => tracing::warn!(error = %e, "cannot keep a result file for later mounts"),
-            Err(e) => tracing::warn!(error = %e, "cannot keep a result file for later mounts"),
+        if let Ok(Some((seen, file, fref))) = kept {
+            // The checksum was made from these very bytes; once the margin
+            // has passed with the file unchanged, stamp it so the next mount
+            // serves it without reading it first.
+            let this = self.clone();
+            tokio::spawn(async move {
+                let wait = store::CHECK_MARGIN_S as u64 + 1;
+                tokio::time::sleep(std::time::Duration::from_secs(wait)).await;
+                let _ =
+                    tokio::task::spawn_blocking(move || this.store.stamp(&fref, &file, seen)).await;
+            });
         }
+    }
+
+    /// Point the entry `weak` at its stored copy `data`, if it is still
+    /// this mount's entry (not evicted while it was being stored).
+    fn install(&self, weak: &std::sync::Weak<CachedFile>, data: &Path) -> bool {
+        let inner = lock(&self.inner);
+        let Some(cf) = weak.upgrade() else {
+            return false;
+        };
+        let current = inner
+            .files
+            .peek(&cf.fref)
+            .is_some_and(|(c, _)| Arc::ptr_eq(c, &cf));
+        if current {
+            *lock(&cf.path) = data.to_path_buf();
+            cf.kept.store(true, Ordering::Relaxed);
+        }
+        drop(inner);
+        current
     }
 
     /// Fetch every byte of `cf`: in chunks when its size is known, else (or
@@ -475,6 +508,12 @@ impl DataCache {
             inner.total = inner.total.saturating_sub(reserved) + size;
         }
         self.evict(&mut inner);
+    }
+
+    /// Evict what the bound calls for now: a reader that held files back
+    /// has let go.
+    pub fn trim(&self) {
+        self.evict(&mut lock(&self.inner));
     }
 
     /// Evict least recently used files until the total is within the bound.
