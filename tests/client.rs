@@ -129,17 +129,30 @@ fn file_path(f: &FileRef) -> String {
 }
 
 /// Download into a fresh temp file; the bytes and the progress calls seen.
+/// The checksum the download kept of what it wrote is that of the file,
+/// whatever resumes and skipped bytes it took.
 async fn download(c: &Client, f: &FileRef) -> Result<(Vec<u8>, Vec<u64>), Error> {
     let tmp = tempfile::tempfile().unwrap();
     let seen = Mutex::new(Vec::new());
+    let written = std::sync::Arc::new(importfs::api::Written::default());
     let n = c
-        .download(f, &tmp, &|done| seen.lock().unwrap().push(done))
+        .download(
+            f,
+            &tmp,
+            &|done| seen.lock().unwrap().push(done),
+            Some(&written),
+        )
         .await?;
     let bytes = std::fs::read(format!("/proc/self/fd/{}", fd(&tmp))).unwrap();
     assert_eq!(
         bytes.len() as u64,
         n,
         "returned length is the file's length"
+    );
+    assert_eq!(
+        written.whole(n),
+        Some(crc32fast::hash(&bytes)),
+        "the checksum kept while writing"
     );
     Ok((bytes, seen.into_inner().unwrap()))
 }
@@ -360,7 +373,7 @@ async fn not_found_everywhere(c: &Client) -> Vec<(&'static str, Error)> {
     let f = FileRef::Crawlrun(NO_SUCH.into(), CrawlrunFile::Csv);
     probe!("getCrawlrunFile", c.file_size(&f));
     let tmp = tempfile::tempfile().unwrap();
-    probe!("getCrawlrunFile", c.download(&f, &tmp, &|_: u64| {}));
+    probe!("getCrawlrunFile", c.download(&f, &tmp, &|_: u64| {}, None));
     probe!("getReport", c.get_report(NO_SUCH));
     probe!("deleteReport", c.delete_report(NO_SUCH));
     probe!("startReport", c.start_report(NO_SUCH));

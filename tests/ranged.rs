@@ -20,6 +20,27 @@ fn statuses(emu: &Emu, path: &str) -> Vec<u64> {
         .collect()
 }
 
+/// The checksum the store keeps for run `id`'s data.csv, once it is kept.
+fn kept_crc(m: &Mounted, id: &str) -> Option<u64> {
+    let accounts = std::fs::read_dir(m.cache.join("results")).ok()?;
+    for a in accounts.flatten() {
+        for e in std::fs::read_dir(a.path()).ok()?.flatten() {
+            let p = e.path();
+            if p.extension().is_none_or(|x| x != "meta") {
+                continue;
+            }
+            let Ok(meta) = std::fs::read(&p) else {
+                continue;
+            };
+            let meta: Value = serde_json::from_slice(&meta).ok()?;
+            if meta["run"] == id && meta["file"] == "data.csv" {
+                return meta["crc32"].as_u64();
+            }
+        }
+    }
+    None
+}
+
 const CHUNKED: [&str; 4] = ["--download-chunk-size", "1M", "--download-streams", "3"];
 
 #[test]
@@ -206,6 +227,17 @@ fn cut_ranges_and_server_errors_mid_way_are_retried_to_exact_bytes() {
         );
     }
     emu.clear_faults();
+    // Each is kept for later mounts with the checksum of its true bytes,
+    // made while its cut and retried ranges were written, out of order.
+    for (id, truth) in runs[..3].iter().zip(&truths) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut crc = kept_crc(&m, id);
+        while crc.is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+            crc = kept_crc(&m, id);
+        }
+        assert_eq!(crc, Some(crc32fast::hash(truth) as u64), "run {id}");
+    }
     let reqs = emu.requests();
     let gets: Vec<&Value> = reqs
         .iter()

@@ -47,7 +47,7 @@ mod transport;
 
 pub use client::{Client, FileRef};
 pub use config::{ClientConfig, USER_AGENT};
-pub use download::RangeOutcome;
+pub use download::{RangeOutcome, Written};
 pub use error::{ApiKey, Error};
 pub use models::{
     Crawlrun, CrawlrunFile, Credentials, Extractor, Inputs, InputsDialect, Report, ReportRun,

@@ -425,7 +425,7 @@ async fn fetch(
         let bar = bar.clone();
         move |n: u64| bar.set_position(n)
     };
-    match client.download(&fref, file, &progress).await {
+    match client.download(&fref, file, &progress, None).await {
         Ok(total) => {
             bar.finish_and_clear();
             Ok(total)

@@ -176,15 +176,22 @@ impl Store {
     }
 
     /// Move the complete download at `part` (open as `file`, `size` bytes)
-    /// into the store, with its checksum; the new data path.
+    /// into the store, with its checksum; the new data path. `known` is the
+    /// checksum of the bytes as they were written, if the download kept it;
+    /// without it the file is read once to compute it.
     pub fn persist(
         &self,
         f: &FileRef,
         part: &Path,
         file: &std::fs::File,
         size: u64,
+        known: Option<u32>,
     ) -> std::io::Result<PathBuf> {
-        let crc32 = checksum(file, size)?;
+        let crc32 = match known {
+            Some(crc) if file.metadata()?.len() == size => crc,
+            Some(_) => return Err(std::io::Error::other("not the size it was downloaded at")),
+            None => checksum(file, size)?,
+        };
         let (kind, _) = kind_of(f);
         let meta = Meta {
             kind: kind.into(),
@@ -474,6 +481,24 @@ mod tests {
     }
 
     #[test]
+    fn a_checksum_known_from_the_download_is_stored_without_a_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), "acct").unwrap();
+        let f = FileRef::Crawlrun("run-2".into(), CrawlrunFile::Csv);
+        let part = dir.path().join("y.part");
+        std::fs::write(&part, b"hello world").unwrap();
+        let file = std::fs::File::open(&part).unwrap();
+        // A size that is not the file's is refused, and nothing is stored.
+        let crc = crc32fast::hash(b"hello world");
+        assert!(store.persist(&f, &part, &file, 12, Some(crc)).is_err());
+        assert!(store.lookup(&f).is_none());
+        store.persist(&f, &part, &file, 11, Some(crc)).unwrap();
+        let (file, _, meta) = store.lookup(&f).unwrap();
+        assert_eq!(meta.crc32, crc);
+        assert_eq!(verify(&file, &meta), Verified::Read);
+    }
+
+    #[test]
     fn persisted_entries_are_found_verified_and_pruned() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), "acct").unwrap();
@@ -485,7 +510,7 @@ mod tests {
             .write(true)
             .open(&part)
             .unwrap();
-        store.persist(&f, &part, &file, 11).unwrap();
+        store.persist(&f, &part, &file, 11, None).unwrap();
         drop(file);
         let (file, data, meta) = store.lookup(&f).unwrap();
         assert_eq!(meta.size, 11);

@@ -36,11 +36,13 @@
 //! attempts and the download slots; `attempt.rs` one attempt (request,
 //! streaming the body); `checks.rs` what an answer must satisfy before and
 //! after its body is read; `progress.rs` what the file holds so far and
-//! the check on every byte written.
+//! the check on every byte written; `written.rs` the checksum of what was
+//! written, so a complete file need not be read back to get it.
 
 mod attempt;
 mod checks;
 mod progress;
+mod written;
 
 use super::body::{content_encoding, content_length, Encoding};
 use super::client::{Client, FileRef};
@@ -54,6 +56,14 @@ use reqwest::{Method, Url};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::{timeout, timeout_at, Instant};
+pub use written::Written;
+
+/// Where a download writes, and the record of what it wrote (if kept).
+#[derive(Clone, Copy)]
+struct Target<'a> {
+    out: &'a std::fs::File,
+    written: Option<&'a Arc<Written>>,
+}
 
 /// How one attempt ended, when it did not fail.
 enum Attempt {
@@ -116,7 +126,8 @@ impl Client {
     /// calling `progress` with the number of bytes held (contiguous from 0) as
     /// they land, so readers can start early. Resumes with Range after a
     /// failure; returns the total size only once every promised byte is
-    /// written, and cuts `out` to that size.
+    /// written, and cuts `out` to that size. With `written`, the CRC32 of
+    /// every byte written is recorded there as it lands.
     ///
     /// `out` must be open for writing and not with `O_APPEND` (positional
     /// writes on an append-mode file land at its end on Linux). Waiting for
@@ -128,8 +139,10 @@ impl Client {
         f: &FileRef,
         out: &std::fs::File,
         progress: &(dyn Fn(u64) + Send + Sync),
+        written: Option<&Arc<Written>>,
     ) -> Result<u64, Error> {
-        let result = self.fetch(f, out, progress, 0, None, None).await;
+        let target = Target { out, written };
+        let result = self.fetch(f, target, progress, 0, None, None).await;
         let op = f.operation();
         let result = match result {
             Ok(Attempt::Complete(total)) => progress::set_len(out, total)
@@ -156,11 +169,13 @@ impl Client {
     /// range with the whole file (200) or compressed gives
     /// [`RangeOutcome::Unsupported`] at once, before any byte is written:
     /// the caller then fetches the file whole with [`Client::download`].
+    /// `written`, if given, records the CRC32 of the bytes written.
     pub async fn download_range(
         &self,
         f: &FileRef,
         out: &std::fs::File,
         progress: &(dyn Fn(u64) + Send + Sync),
+        written: Option<&Arc<Written>>,
         (start, end): (u64, u64),
         size: u64,
     ) -> Result<RangeOutcome, Error> {
@@ -171,8 +186,9 @@ impl Client {
                 detail: format!("the range {start}..{end} of a {size}-byte file"),
             });
         }
+        let target = Target { out, written };
         let result = self
-            .fetch(f, out, progress, start, Some(end), Some(size))
+            .fetch(f, target, progress, start, Some(end), Some(size))
             .await
             .map(|attempt| match attempt {
                 Attempt::Complete(_) => RangeOutcome::Done,
@@ -202,7 +218,7 @@ impl Client {
     async fn fetch(
         &self,
         f: &FileRef,
-        out: &std::fs::File,
+        Target { out, written }: Target<'_>,
         progress: &(dyn Fn(u64) + Send + Sync),
         from: u64,
         limit: Option<u64>,
@@ -218,6 +234,7 @@ impl Client {
         let out = Arc::new(out.try_clone().map_err(|source| Error::Io { op, source })?);
         let mut state = Progress {
             out,
+            written: written.cloned(),
             report: progress,
             have: from,
             limit,

@@ -10,6 +10,7 @@
 //! rather than writing it. Every byte that lands also moves the stall
 //! deadline and tells the reader (`report`).
 
+use super::written::Written;
 use crate::api::client::Client;
 use crate::api::error::Error;
 use crate::api::operation::Operation;
@@ -23,6 +24,8 @@ pub(super) struct Progress<'a> {
     /// The file, shared with the blocking threads that write into it (its
     /// own descriptor, a dup of the caller's).
     pub(super) out: Arc<std::fs::File>,
+    /// The checksums of what was written, when the caller keeps them.
+    pub(super) written: Option<Arc<Written>>,
     pub(super) report: &'a (dyn Fn(u64) + Send + Sync),
     /// Bytes of the file written, contiguous from where this call started
     /// (offset 0 for a whole file), as a file offset.
@@ -103,11 +106,17 @@ impl Progress<'_> {
             }
             pos += b.len() as u64;
         }
-        let (out, offset) = (self.out.clone(), self.have);
+        let (out, offset, written) = (self.out.clone(), self.have, self.written.clone());
         tokio::task::spawn_blocking(move || {
             let mut slices: Vec<std::io::IoSlice<'_>> =
                 parts.iter().map(|p| std::io::IoSlice::new(p)).collect();
-            write_all_vectored_at(&out, &mut slices, offset)
+            write_all_vectored_at(&out, &mut slices, offset)?;
+            // The bytes are still in the CPU's cache: their checksum now
+            // costs far less than reading the file back later.
+            if let Some(w) = written {
+                w.add(offset, &parts);
+            }
+            Ok(())
         })
         .await
         .map_err(std::io::Error::other)

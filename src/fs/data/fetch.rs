@@ -141,7 +141,14 @@ impl Scheduler<'_> {
         let handle = self.tasks.spawn(async move {
             let report = |upto: u64| cf.landed(seg, upto);
             client
-                .download_range(&cf.fref, &cf.file, &report, (from, to), size)
+                .download_range(
+                    &cf.fref,
+                    &cf.file,
+                    &report,
+                    Some(&cf.written),
+                    (from, to),
+                    size,
+                )
                 .await
         });
         self.running.insert(handle.id(), (seg, handle));

@@ -15,13 +15,13 @@
 
 use super::mapped::{read_at_uninit, Mapped};
 use super::FileBytes;
-use crate::api::FileRef;
+use crate::api::{FileRef, Written};
 use crate::fs::cache::lock;
 use crate::fs::FsError;
 use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use tokio::sync::{watch, Notify};
 
 /// How much of a range can be read now.
@@ -108,6 +108,8 @@ pub struct CachedFile {
     pub(super) cursor: AtomicU64,
     /// Wakes the scheduler when a reader waits for a chunk.
     pub(super) kick: Notify,
+    /// The checksum of the bytes the download wrote, for keeping the file.
+    pub(super) written: Arc<Written>,
 }
 
 impl CachedFile {

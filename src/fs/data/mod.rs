@@ -266,6 +266,7 @@ impl DataCache {
             wants: Mutex::new(Wants::default()),
             cursor: AtomicU64::new(0),
             kick: Notify::new(),
+            written: Arc::default(),
         });
         {
             let mut inner = lock(&self.inner);
@@ -329,6 +330,7 @@ impl DataCache {
             wants: Mutex::new(Wants::default()),
             cursor: AtomicU64::new(0),
             kick: Notify::new(),
+            written: Arc::default(),
         });
         // The bytes a download will need are counted, and room made for
         // them, before the first one is written: the cache stays within its
@@ -388,16 +390,16 @@ impl DataCache {
     /// own descriptor of the file, so the entry may be evicted meanwhile:
     /// then what was stored is removed again.
     async fn keep(self: &Arc<Self>, weak: std::sync::Weak<CachedFile>, size: u64) {
-        let Some((file, part, fref)) = weak.upgrade().and_then(|cf| {
+        let Some((file, part, fref, crc)) = weak.upgrade().and_then(|cf| {
             let file = cf.file.try_clone().ok()?;
             let part = lock(&cf.path).clone();
-            Some((file, part, cf.fref.clone()))
+            Some((file, part, cf.fref.clone(), cf.written.whole(size)))
         }) else {
             return;
         };
         let this = self.clone();
         let kept = tokio::task::spawn_blocking(move || {
-            let data = this.store.persist(&fref, &part, &file, size);
+            let data = this.store.persist(&fref, &part, &file, size, crc);
             let data = match data {
                 Ok(data) => data,
                 // Evicted (and its part file deleted) while being kept.
@@ -483,7 +485,9 @@ impl DataCache {
             }
         }
         let report = |have: u64| cf.landed_prefix(have);
-        self.client.download(&cf.fref, &cf.file, &report).await
+        self.client
+            .download(&cf.fref, &cf.file, &report, Some(&cf.written))
+            .await
     }
 
     /// The size of `f` if it is fully in the cache, without any API call.
