@@ -10,6 +10,8 @@
 #     against `cat` of a local copy in the page cache
 #   - `ls -l` of 10,000 runs, against curl of the same list pages
 #   - peak RSS of the mount (streaming, listing) and of the emulator
+#   - the CPU seconds per GiB of the emulator, the client (curl, cat) and
+#     the mount, for curl, a cold cat and the mount's download alone
 # Times are best of BENCH_RUNS (default 3). Speeds are MB/s (10^6 bytes).
 # Usage: scripts/bench.sh [SIZE_BYTES]; BENCH_CAP=bytes/s (default 200000000).
 set -euo pipefail
@@ -55,6 +57,17 @@ now() { date +%s.%N; }
 timeit() { local t0 t1; t0=$(now); "$@" >/dev/null; t1=$(now); python3 -c "print($t1-$t0)"; }
 rss_kb() { awk '/VmHWM/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 stat_of() { awk -v k="$1" '$1 == k {print $2}' "$MNT/.importfs/stats"; }
+# CPU seconds (user + system) a process has used so far.
+cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.3f\n", ($14 + $15) / hz}' "/proc/$1/stat"; }
+# Run a command; print its own CPU seconds (user + system, with children).
+own_cpu() {
+    python3 - "$@" <<'PY'
+import resource, subprocess, sys
+subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, check=True)
+r = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(f"{r.ru_utime + r.ru_stime:.3f}")
+PY
+}
 cap() { curl -sf -X POST "$URL/_emulator/faults" -d "{\"operation\":\"getCrawlrunFile\",\"bytes_per_sec\":$CAP}" >/dev/null; }
 uncap() { curl -sf -X DELETE "$URL/_emulator/faults" >/dev/null; }
 
@@ -153,15 +166,29 @@ N=$(ls "$MNT/crawlruns" | wc -l)
 RSS_LIST=$(rss_kb "$MOUNT_PID")
 RSS_EMU=$(rss_kb "$EMU_PID")
 
+# Where the time goes: the CPU seconds each process spends, one more run of
+# each (the emulator shares the cores; a real server would not).
+e0=$(cpu_s "$EMU_PID"); c=$(own_cpu curl -sf -o /dev/null "$FILE_URL"); e1=$(cpu_s "$EMU_PID")
+CPU_CURL="$(python3 -c "print($e1-$e0)") $c 0"
+mount_fresh
+e0=$(cpu_s "$EMU_PID"); m0=$(cpu_s "$MOUNT_PID"); c=$(own_cpu cat "$FILE")
+e1=$(cpu_s "$EMU_PID"); m1=$(cpu_s "$MOUNT_PID")
+CPU_COLD="$(python3 -c "print($e1-$e0)") $c $(python3 -c "print($m1-$m0)")"
+mount_fresh
+e0=$(cpu_s "$EMU_PID"); m0=$(cpu_s "$MOUNT_PID"); download_alone >/dev/null
+e1=$(cpu_s "$EMU_PID"); m1=$(cpu_s "$MOUNT_PID")
+CPU_DL="$(python3 -c "print($e1-$e0)") 0 $(python3 -c "print($m1-$m0)")"
+
 python3 - "$SIZE" "$CAP" "$T_CURL" "$T_COLD" "$T_DL" "$T_WARM" "$T_LOCAL" "$T_HEAD" "$T_TAIL" \
     "$T_CURL_CAP" "$T_COLD_CAP" "$T_LIST_CURL" "$T_LS" "$N" "$RSS_READ" "$RSS_CAP" "$RSS_LIST" \
-    "$RSS_EMU" "$WARM_MODE" <<'EOF'
+    "$RSS_EMU" "$WARM_MODE" $CPU_CURL $CPU_COLD $CPU_DL <<'EOF'
 import sys
 a = sys.argv[1:]
 size, cap = int(a[0]), int(a[1])
 curl, cold, dl, warm, local, head, tail, curl_cap, cold_cap, lcurl, ls = map(float, a[2:13])
 n, rss_read, rss_cap, rss_list, rss_emu = map(int, a[13:18])
 mode = a[18]
+cpu = [tuple(map(float, a[19 + 3 * i:22 + 3 * i])) for i in range(3)]
 mb = lambda t: size / t / 1e6
 print(f"curl of data.csv              {mb(curl):8.0f} MB/s")
 print(f"cold cat through the mount    {mb(cold):8.0f} MB/s   {curl/cold:5.2f} x curl (aim >= 0.90)")
@@ -175,4 +202,8 @@ print(f"cat of a local copy (warm)    {mb(local):8.0f} MB/s")
 print(f"ls -l of {n} runs           {ls:8.2f} s      {lcurl/ls:5.2f} x curl of the same pages ({lcurl:.2f} s)")
 print(f"peak RSS of the mount         {rss_read/1024:8.1f} MiB streaming, {rss_cap/1024:.1f} MiB capped, {rss_list/1024:.1f} MiB listing (aim <= 64)")
 print(f"peak RSS of the emulator      {rss_emu/1024:8.1f} MiB")
+gib = size / 2**30
+print("CPU seconds per GiB            emulator   client   mount   (2 cores)")
+for name, (emu, client, mnt) in zip(["curl", "cold cat", "the mount's download"], cpu):
+    print(f"  {name:28} {emu/gib:8.2f} {client/gib:8.2f} {mnt/gib:7.2f}")
 EOF
