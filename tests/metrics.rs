@@ -23,16 +23,8 @@ fn free_port() -> u16 {
 
 /// `GET http://addr{path}`: (status, body).
 fn get(emu: &Emu, addr: &str, path: &str) -> (u16, String) {
-    emu.rt.block_on(async {
-        let r = emu
-            .http
-            .get(format!("http://{addr}{path}"))
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("GET {path}: {e}"));
-        let status = r.status().as_u16();
-        (status, r.text().await.expect("body"))
-    })
+    let (status, body) = emu.get_from(addr, path);
+    (status, String::from_utf8_lossy(&body).into_owned())
 }
 
 /// A scrape as `name{labels}` → value (labels as the text has them).

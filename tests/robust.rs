@@ -854,15 +854,7 @@ fn the_key_is_nowhere_at_trace_level() {
     // GET /metrics and /healthz of an endpoint, kept for the hunt.
     let scrape = |emu: &Emu, addr: &str, when: &str, outputs: &mut Vec<(String, Vec<u8>)>| {
         for path in ["/metrics", "/healthz"] {
-            let (status, body) = emu.rt.block_on(async {
-                let r = emu
-                    .http
-                    .get(format!("http://{addr}{path}"))
-                    .send()
-                    .await
-                    .unwrap_or_else(|e| panic!("GET {path}: {e}"));
-                (r.status().as_u16(), r.bytes().await.expect("body").to_vec())
-            });
+            let (status, body) = emu.get_from(addr, path);
             assert!(status == 200 || status == 503, "{path}: {status}");
             outputs.push((format!("{path} of {addr} {when} (HTTP {status})"), body));
         }

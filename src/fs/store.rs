@@ -480,14 +480,21 @@ mod tests {
         assert!(n.bytes().all(|b| b.is_ascii_hexdigit()));
     }
 
-    #[test]
-    fn a_checksum_known_from_the_download_is_stored_without_a_read() {
+    /// A store in a fresh folder, and a complete download of "hello world"
+    /// in it waiting to be kept: (folder, store, file ref, part path, file).
+    fn downloaded() -> (tempfile::TempDir, Store, FileRef, PathBuf, std::fs::File) {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), "acct").unwrap();
-        let f = FileRef::Crawlrun("run-2".into(), CrawlrunFile::Csv);
-        let part = dir.path().join("y.part");
+        let f = FileRef::Crawlrun("run-1".into(), CrawlrunFile::Csv);
+        let part = dir.path().join("x.part");
         std::fs::write(&part, b"hello world").unwrap();
         let file = std::fs::File::open(&part).unwrap();
+        (dir, store, f, part, file)
+    }
+
+    #[test]
+    fn a_checksum_known_from_the_download_is_stored_without_a_read() {
+        let (_dir, store, f, part, file) = downloaded();
         // A size that is not the file's is refused, and nothing is stored.
         let crc = crc32fast::hash(b"hello world");
         assert!(store.persist(&f, &part, &file, 12, Some(crc)).is_err());
@@ -500,16 +507,7 @@ mod tests {
 
     #[test]
     fn persisted_entries_are_found_verified_and_pruned() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), "acct").unwrap();
-        let f = FileRef::Crawlrun("run-1".into(), CrawlrunFile::Csv);
-        let part = dir.path().join("x.part");
-        std::fs::write(&part, b"hello world").unwrap();
-        let file = std::fs::File::options()
-            .read(true)
-            .write(true)
-            .open(&part)
-            .unwrap();
+        let (_dir, store, f, part, file) = downloaded();
         store.persist(&f, &part, &file, 11, None).unwrap();
         drop(file);
         let (file, data, meta) = store.lookup(&f).unwrap();

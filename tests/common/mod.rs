@@ -115,6 +115,20 @@ impl Emu {
         })
     }
 
+    /// `GET http://{addr}{path}` of another server (a mount's metrics
+    /// endpoint) with this harness's client: (status, body).
+    pub fn get_from(&self, addr: &str, path: &str) -> (u16, Vec<u8>) {
+        self.rt.block_on(async {
+            let r = self
+                .http
+                .get(format!("http://{addr}{path}"))
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+            (r.status().as_u16(), r.bytes().await.expect("body").to_vec())
+        })
+    }
+
     pub fn hook(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
         let url = format!("{}{}", self.url, path);
         self.rt.block_on(async {
