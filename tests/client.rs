@@ -1541,6 +1541,72 @@ async fn downloads_survive_gzip_chunked_and_ignored_ranges() {
 }
 
 #[tokio::test]
+async fn a_gzip_body_that_fails_its_checksum_is_never_kept() {
+    let content: Vec<u8> = (0..100_000u32).flat_map(|i| i.to_le_bytes()).collect();
+    // Stored (uncompressed) deflate blocks: a flipped byte inflates fine
+    // and is caught only by the gzip trailer's CRC, after every byte of the
+    // body was written.
+    let gz = {
+        use std::io::Write;
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::none());
+        e.write_all(&content).unwrap();
+        e.finish().unwrap()
+    };
+    let mut bad = gz.clone();
+    bad[gz.len() / 2] ^= 0x55;
+    let (gz, bad) = (Arc::new(gz), Arc::new(bad));
+    let mock = mock::start(move |_, n| {
+        // The first answer is corrupt, every later one is right.
+        let body = if n == 0 { &bad } else { &gz };
+        mock::reply(
+            "200 OK",
+            &[
+                ("content-encoding", "gzip"),
+                ("content-length", &body.len().to_string()),
+            ],
+            body,
+        )
+    })
+    .await;
+    let c = Client::new(fast_config(&mock.url, KEY)).unwrap();
+    let f = FileRef::Crawlrun("gz".into(), CrawlrunFile::Csv);
+    // The retry sends other bytes than those written (and maybe read)
+    // already: the download fails, it does not keep them as the file.
+    let e = download(&c, &f).await.unwrap_err();
+    assert_eq!(errno_of(&e), libc::EIO, "{e}");
+    assert!(e.to_string().contains("other bytes"), "{e}");
+    assert_eq!(mock.requests().len(), 2, "one retry, then no more");
+    // A download afresh gets the truth.
+    let (bytes, _) = download(&c, &f).await.unwrap();
+    assert!(bytes == content);
+}
+
+#[tokio::test]
+async fn a_resume_answered_with_another_file_fails() {
+    let old: Vec<u8> = (0..100_000u32).flat_map(|i| i.to_le_bytes()).collect();
+    let mut new = old.clone();
+    new[1000] ^= 1;
+    let (old, new) = (Arc::new(old), Arc::new(new));
+    let mock = mock::start(move |_, n| {
+        // The first answer is cut; the resume is answered with the whole
+        // file (200, Range ignored), which has changed meanwhile.
+        if n == 0 {
+            let mut r = mock::reply("200 OK", &[], &old);
+            r.truncate(r.len() - old.len() / 2);
+            r
+        } else {
+            mock::reply("200 OK", &[], &new)
+        }
+    })
+    .await;
+    let c = Client::new(fast_config(&mock.url, KEY)).unwrap();
+    let f = FileRef::Crawlrun("changed".into(), CrawlrunFile::Csv);
+    let e = download(&c, &f).await.unwrap_err();
+    assert_eq!(errno_of(&e), libc::EIO, "{e}");
+    assert!(e.to_string().contains("other bytes"), "{e}");
+}
+
+#[tokio::test]
 async fn redirects_send_the_key_only_to_the_api_host() {
     let storage = mock::start(|_, _| mock::reply("200 OK", &[], b"stored bytes")).await;
     let storage_url = storage.url.clone();

@@ -6,8 +6,9 @@
 //! a resume can ask `Range: bytes=<have>-`. [`Progress::put`] therefore
 //! keeps of each batch only what extends that prefix within the range
 //! asked, skips what is already held (a server that answered a resume with
-//! the whole file), and refuses a gap or a byte past the promised size
-//! rather than writing it. Every byte that lands also moves the stall
+//! the whole file, or a gzip retry from the start) after checking it is the
+//! same bytes, and refuses a gap or a byte past the promised size rather
+//! than writing it. Every byte that lands also moves the stall
 //! deadline and tells the reader (`report`).
 
 use super::written::Written;
@@ -78,14 +79,17 @@ impl Progress<'_> {
         if let Some(limit) = self.limit {
             end = end.min(limit);
         }
-        if end <= self.have {
-            return Ok(());
-        }
         if at > self.have {
             return Err(Error::Protocol {
                 op,
                 detail: format!("bytes from offset {at} when {} were expected", self.have),
             });
+        }
+        if at < self.have {
+            self.check_held(op, at, data, end.min(self.have)).await?;
+        }
+        if end <= self.have {
+            return Ok(());
         }
         if let Some(expected) = self.expected {
             if end > expected {
@@ -95,17 +99,7 @@ impl Progress<'_> {
                 });
             }
         }
-        // The parts of `data` that fall in `have..end` (no copy: `Bytes`
-        // slices share the received buffers).
-        let mut parts: Vec<Bytes> = Vec::with_capacity(data.len());
-        let mut pos = at;
-        for b in data {
-            let (s, e) = (pos.max(self.have), (pos + b.len() as u64).min(end));
-            if s < e {
-                parts.push(b.slice((s - pos) as usize..(e - pos) as usize));
-            }
-            pos += b.len() as u64;
-        }
+        let parts = slices_within(data, at, (self.have, end));
         let (out, offset, written) = (self.out.clone(), self.have, self.written.clone());
         tokio::task::spawn_blocking(move || {
             let mut slices: Vec<std::io::IoSlice<'_>> =
@@ -130,6 +124,50 @@ impl Progress<'_> {
         Ok(())
     }
 
+    /// Bytes a retry sends again (`data` from `at`, up to `upto`, all held
+    /// already) must be the bytes held: the held ones may have come from an
+    /// answer that later failed its checksum (gzip), or the file may have
+    /// changed on the server. Either way what readers were given is not the
+    /// file, so the download fails rather than keep it.
+    async fn check_held(
+        &self,
+        op: Operation,
+        at: u64,
+        data: &[Bytes],
+        upto: u64,
+    ) -> Result<(), Error> {
+        let parts: Vec<Bytes> = slices_within(data, at, (at, upto));
+        let out = self.out.clone();
+        let same = tokio::task::spawn_blocking(move || -> std::io::Result<bool> {
+            use std::os::unix::fs::FileExt;
+            let mut pos = at;
+            let mut held = Vec::new();
+            for p in &parts {
+                held.resize(p.len(), 0);
+                out.read_exact_at(&mut held, pos)?;
+                if held[..] != p[..] {
+                    return Ok(false);
+                }
+                pos += p.len() as u64;
+            }
+            Ok(true)
+        })
+        .await
+        .map_err(std::io::Error::other)
+        .and_then(|r| r)
+        .map_err(|source| Error::Io { op, source })?;
+        if same {
+            return Ok(());
+        }
+        Err(Error::Protocol {
+            op,
+            detail: format!(
+                "a retry sent other bytes than those held before offset {upto}: \
+                 the file changed or an earlier answer was corrupt"
+            ),
+        })
+    }
+
     /// The moment the current wait must end: the attempt's own timeout or the
     /// call's stall deadline, whichever comes first.
     pub(super) fn wait_until(&self, client: &Client) -> (Instant, Duration) {
@@ -141,6 +179,21 @@ impl Progress<'_> {
             (self.stall_deadline, cfg.call_deadline)
         }
     }
+}
+
+/// The parts of `data` (which starts at file offset `at`) that fall in
+/// `from..to`, without a copy: `Bytes` slices share the received buffers.
+fn slices_within(data: &[Bytes], at: u64, (from, to): (u64, u64)) -> Vec<Bytes> {
+    let mut parts = Vec::with_capacity(data.len());
+    let mut pos = at;
+    for b in data {
+        let (s, e) = (pos.max(from), (pos + b.len() as u64).min(to));
+        if s < e {
+            parts.push(b.slice((s - pos) as usize..(e - pos) as usize));
+        }
+        pos += b.len() as u64;
+    }
+    parts
 }
 
 /// `pwritev` of every byte of `slices` at `offset`: one syscall for a batch
