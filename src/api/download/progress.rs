@@ -101,7 +101,7 @@ impl Progress<'_> {
         }
         let parts = slices_within(data, at, (self.have, end));
         let (out, offset, written) = (self.out.clone(), self.have, self.written.clone());
-        tokio::task::spawn_blocking(move || {
+        blocking_io(op, move || {
             let mut slices: Vec<std::io::IoSlice<'_>> =
                 parts.iter().map(|p| std::io::IoSlice::new(p)).collect();
             write_all_vectored_at(&out, &mut slices, offset)?;
@@ -112,10 +112,7 @@ impl Progress<'_> {
             }
             Ok(())
         })
-        .await
-        .map_err(std::io::Error::other)
-        .and_then(|r| r)
-        .map_err(|source| Error::Io { op, source })?;
+        .await?;
         client.inner.counters.bytes(end - self.have);
         self.have = end;
         self.stall_deadline = Instant::now() + client.inner.cfg.call_deadline;
@@ -138,7 +135,7 @@ impl Progress<'_> {
     ) -> Result<(), Error> {
         let parts: Vec<Bytes> = slices_within(data, at, (at, upto));
         let out = self.out.clone();
-        let same = tokio::task::spawn_blocking(move || -> std::io::Result<bool> {
+        let same = blocking_io(op, move || {
             use std::os::unix::fs::FileExt;
             let mut pos = at;
             let mut held = Vec::new();
@@ -152,10 +149,7 @@ impl Progress<'_> {
             }
             Ok(true)
         })
-        .await
-        .map_err(std::io::Error::other)
-        .and_then(|r| r)
-        .map_err(|source| Error::Io { op, source })?;
+        .await?;
         if same {
             return Ok(());
         }
@@ -179,6 +173,20 @@ impl Progress<'_> {
             (self.stall_deadline, cfg.call_deadline)
         }
     }
+}
+
+/// Run file I/O `work` on the blocking pool: a page-cache copy is usually
+/// quick, but it may wait on dirty-page writeback, and it must not hold up
+/// the async workers that drive the other streams.
+async fn blocking_io<T: Send + 'static>(
+    op: Operation,
+    work: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> Result<T, Error> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(std::io::Error::other)
+        .and_then(|r| r)
+        .map_err(|source| Error::Io { op, source })
 }
 
 /// The parts of `data` (which starts at file offset `at`) that fall in

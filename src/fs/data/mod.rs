@@ -385,10 +385,11 @@ impl DataCache {
         });
     }
 
-    /// Move a complete download of a finished run into the store (its
-    /// checksum is computed here, off the async workers). It works on its
-    /// own descriptor of the file, so the entry may be evicted meanwhile:
-    /// then what was stored is removed again.
+    /// Move a complete download of a finished run into the store, with the
+    /// checksum its download recorded (or, if that record is not whole, one
+    /// computed by reading the file, off the async workers). It works on
+    /// its own descriptor of the file, so the entry may be evicted
+    /// meanwhile: then what was stored is removed again.
     async fn keep(self: &Arc<Self>, weak: std::sync::Weak<CachedFile>, size: u64) {
         let Some((file, part, fref, crc)) = weak.upgrade().and_then(|cf| {
             let file = cf.file.try_clone().ok()?;
