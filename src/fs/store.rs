@@ -493,7 +493,7 @@ mod tests {
     }
 
     #[test]
-    fn a_checksum_known_from_the_download_is_stored_without_a_read() {
+    fn a_checksum_known_from_the_download_is_stored_as_given() {
         let (_dir, store, f, part, file) = downloaded();
         // A size that is not the file's is refused, and nothing is stored.
         let crc = crc32fast::hash(b"hello world");
