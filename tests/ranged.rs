@@ -190,6 +190,49 @@ fn a_read_deep_in_a_chunk_starts_its_fetch_there() {
 }
 
 #[test]
+fn a_read_deep_in_a_chunk_already_coming_starts_its_own_fetch_there() {
+    if !fuse_or_skip() {
+        return;
+    }
+    // The open starts read-ahead of the first two 8 MiB chunks at 500 kB/s
+    // a connection. A read 4 MiB into the second must not wait for the
+    // speculative fetch to reach it (8 s and 4 MB): that fetch gives way,
+    // the reader's bytes are fetched from where it reads, and the part
+    // before them resumes later.
+    let size = 24_000_000u64;
+    let emu = Emu::start(scale_account(size, Some(500_000)));
+    let m = Mounted::new(&emu.url, &["--download-streams", "2"]);
+    let id = emu.finished_runs()[0].clone();
+    let truth = emu.get_bytes(&format!("/crawlruns/{id}/csv"));
+    let mut file = std::fs::File::open(m.path(&format!("crawlruns/{id}/data.csv"))).unwrap();
+    // Both read-ahead fetches are under way before the reader asks.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while m.stat("download.bytes") < 100_000 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let at = (8 << 20) + (4 << 20);
+    let mut got = vec![0u8; 4096];
+    file.seek(SeekFrom::Start(at)).unwrap();
+    file.read_exact(&mut got).unwrap();
+    let fetched = m.stat("download.bytes");
+    assert!(got == truth[at as usize..at as usize + 4096], "exact bytes");
+    assert!(
+        fetched < 3_000_000,
+        "a read 4 MiB into a chunk being read ahead waited for {fetched} bytes"
+    );
+    // The part before the reader's bytes resumes, exact up to and across
+    // where the chunk was split.
+    let from = 8u64 << 20;
+    let mut span = vec![0u8; (at - from) as usize + 65536];
+    file.seek(SeekFrom::Start(from)).unwrap();
+    file.read_exact(&mut span).unwrap();
+    assert!(
+        span == truth[from as usize..from as usize + span.len()],
+        "the resumed part"
+    );
+}
+
+#[test]
 fn cut_ranges_and_server_errors_mid_way_are_retried_to_exact_bytes() {
     if !fuse_or_skip() {
         return;

@@ -22,6 +22,11 @@ enum Chunk {
 /// Split an absent segment only this far past its held bytes.
 const SPLIT_MIN: u64 = 256 << 10;
 const SPLIT_ALIGN: u64 = 64 << 10;
+/// Overtake a fetch under way only this far past the bytes it has brought.
+/// The kernel reads ahead of a sequential reader by at most two windows of
+/// `max_readahead` (1 MiB), which start before the next chunk does, so a
+/// sequential reader never overtakes the fetch ahead of it; a jump does.
+const OVERTAKE_MIN: u64 = 2 << 20;
 
 /// How one ranged GET ended.
 type Fetched = Result<RangeOutcome, crate::api::Error>;
@@ -46,9 +51,10 @@ impl DataCache {
     /// in flight, the bytes readers wait for first, then the next absent
     /// segment from the read cursor on.
     ///
-    /// A reader waiting for a byte far into an absent segment splits it
-    /// there (at a 64 KiB boundary) so that its fetch starts at that byte;
-    /// the part before it is fetched later like any other segment.
+    /// A reader waiting for a byte far into a segment (absent, or being
+    /// read ahead from its start) splits it there (at a 64 KiB boundary)
+    /// so that its fetch starts at that byte; the part before it is fetched
+    /// later like any other segment, from its last held byte.
     pub(super) async fn fetch_chunks(
         &self,
         cf: &Arc<CachedFile>,
@@ -69,9 +75,15 @@ impl DataCache {
             urgent: VecDeque::new(),
         };
         loop {
-            s.urgent.extend(lock(&cf.wants).offsets.drain(..));
+            // The cursor is read with the wants: a reader that moved it has
+            // its want taken in the same step, served before read-ahead.
+            let cursor = {
+                let mut wants = lock(&cf.wants);
+                s.urgent.extend(wants.offsets.drain(..));
+                cf.cursor.load(Ordering::Relaxed)
+            };
             s.serve_urgent();
-            s.read_ahead();
+            s.read_ahead(cursor);
             if s.remaining == 0 {
                 return Ok(RangeOutcome::Done);
             }
@@ -86,22 +98,21 @@ impl DataCache {
         }
     }
 
-    /// Where a fetch for a reader waiting at `at` in the absent segment
-    /// `seg` should start: `seg` itself when `at` is close to its held
-    /// bytes, else a new segment split off at `at` (rounded down to `align`).
-    fn split_for(&self, cf: &CachedFile, seg: u64, at: u64, min: u64, align: u64) -> u64 {
+    /// Where a fetch for a reader waiting at `at` in the segment `seg`
+    /// should start: `seg` itself when `at` is close to its held bytes,
+    /// else a new segment split off at `at` (rounded down to 64 KiB).
+    fn split_for(&self, cf: &CachedFile, seg: u64, at: u64) -> u64 {
         let mut target = seg;
         cf.state.send_if_modified(|s| {
             let Fill::Chunks { segs } = &mut s.fill else {
                 return false;
             };
-            let Some(&cur) = segs.get(&seg) else {
+            let Some(cur) = segs.get(&seg).copied() else {
                 return false;
             };
-            let cut = at - at % align;
-            if cut < seg + cur.have + min || cut >= cur.end {
+            let Some(cut) = split_point(seg, cur, at, SPLIT_MIN) else {
                 return false;
-            }
+            };
             segs.insert(
                 seg,
                 Seg {
@@ -121,6 +132,13 @@ impl DataCache {
         });
         target
     }
+}
+
+/// Where to split the segment at `seg` for a reader waiting at `at`: only
+/// if `at` is well past the bytes held (or being fetched) at its start.
+fn split_point(seg: u64, cur: Seg, at: u64, min: u64) -> Option<u64> {
+    let cut = at - at % SPLIT_ALIGN;
+    (cut >= seg + cur.have + min && cut < cur.end).then_some(cut)
 }
 
 impl Scheduler<'_> {
@@ -168,6 +186,13 @@ impl Scheduler<'_> {
                     self.urgent.pop_front();
                     continue;
                 }
+                // A fetch read ahead from the start of the reader's segment
+                // that is still far from the reader gives way: the reader's
+                // bytes are fetched from where it reads, and the rest of the
+                // segment resumes later from its last byte.
+                Chunk::Fetching { urgent: false } if self.far_from(seg, at) => {
+                    self.drop_fetch(seg);
+                }
                 Chunk::Fetching { urgent: false } => {
                     self.chunks.insert(seg, Chunk::Fetching { urgent: true });
                     self.urgent.pop_front();
@@ -179,9 +204,7 @@ impl Scheduler<'_> {
                 break;
             }
             self.urgent.pop_front();
-            let target = self
-                .cache
-                .split_for(self.cf, seg, at, SPLIT_MIN, SPLIT_ALIGN);
+            let target = self.cache.split_for(self.cf, seg, at);
             if target != seg {
                 self.chunks.insert(target, Chunk::Absent);
                 self.remaining += 1;
@@ -196,22 +219,44 @@ impl Scheduler<'_> {
         let size = self.size;
         let victim = self
             .running
-            .iter()
-            .filter(|(_, (s, _))| self.chunks[s] == Chunk::Fetching { urgent: false })
-            .max_by_key(|(_, (s, _))| (s + size - at) % size)
-            .map(|(id, _)| *id);
-        let Some((s, handle)) = victim.and_then(|id| self.running.remove(&id)) else {
+            .values()
+            .map(|(s, _)| *s)
+            .filter(|s| self.chunks[s] == Chunk::Fetching { urgent: false })
+            .max_by_key(|s| (s + size - at) % size);
+        let Some(seg) = victim else {
             return false;
         };
-        handle.abort();
-        self.chunks.insert(s, Chunk::Absent);
+        self.drop_fetch(seg);
         true
+    }
+
+    /// Abort the fetch of the segment at `seg`; it is absent again, and its
+    /// held bytes stay (a later fetch starts after them).
+    fn drop_fetch(&mut self, seg: u64) {
+        self.running.retain(|_, (s, handle)| {
+            if *s == seg {
+                handle.abort();
+            }
+            *s != seg
+        });
+        self.chunks.insert(seg, Chunk::Absent);
+    }
+
+    /// Whether a reader at `at` is so far past what the fetch of the
+    /// segment at `seg` has brought that waiting for it would be long.
+    fn far_from(&self, seg: u64, at: u64) -> bool {
+        match &self.cf.state.borrow().fill {
+            Fill::Chunks { segs } => segs
+                .get(&seg)
+                .is_some_and(|&cur| split_point(seg, cur, at, OVERTAKE_MIN).is_some()),
+            Fill::Prefix(_) => false,
+        }
     }
 
     /// Read-ahead: the next absent segments from the read cursor on,
     /// wrapping round, as many as there are free streams.
-    fn read_ahead(&mut self) {
-        let cursor = self.cf.cursor.load(Ordering::Relaxed).min(self.size - 1);
+    fn read_ahead(&mut self, cursor: u64) {
+        let cursor = cursor.min(self.size - 1);
         let from = self
             .chunks
             .range(..=cursor)

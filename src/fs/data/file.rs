@@ -209,15 +209,18 @@ impl CachedFile {
     }
 
     /// A reader waits for the byte at `at` (none to ask for in a file
-    /// fetched whole) and will read on from `end`. The want is queued before
-    /// the cursor moves, so the scheduler serves the reader before it reads
-    /// ahead from the new cursor. Asking twice for one byte is harmless:
+    /// fetched whole) and will read on from `end`. The want is queued and
+    /// the cursor moved under one lock, under which the scheduler reads
+    /// both: it never reads ahead from the new cursor (from the start of
+    /// the reader's chunk) before it has the want. Asking twice for one byte is harmless:
     /// the scheduler skips a want whose bytes are already being fetched.
     fn ask(&self, at: Option<u64>, end: u64) {
+        let mut wants = lock(&self.wants);
         if let Some(at) = at {
-            lock(&self.wants).offsets.push_back(at);
+            wants.offsets.push_back(at);
         }
         self.cursor.store(end, Ordering::Relaxed);
+        drop(wants);
         if at.is_some() {
             self.kick.notify_one();
         }
