@@ -165,6 +165,21 @@ fn the_range_a_reader_needs_is_fetched_before_the_rest() {
     );
 }
 
+/// 24 MB result files at 500 kB/s a connection: three 8 MiB chunks (the
+/// default) that take 14-17 s each to fetch from their start.
+fn slow_24mb() -> importfs::emulator::Config {
+    scale_account(24_000_000, Some(500_000))
+}
+
+/// A mount fetching over two streams, with a cold data.csv of `emu`: its
+/// path in the mount and its true bytes.
+fn two_streams(emu: &Emu) -> (Mounted, String, Vec<u8>) {
+    let m = Mounted::new(&emu.url, &["--download-streams", "2"]);
+    let id = emu.finished_runs()[0].clone();
+    let truth = emu.get_bytes(&format!("/crawlruns/{id}/csv"));
+    (m, format!("crawlruns/{id}/data.csv"), truth)
+}
+
 #[test]
 fn a_read_deep_in_a_chunk_starts_its_fetch_there() {
     if !fuse_or_skip() {
@@ -174,12 +189,8 @@ fn a_read_deep_in_a_chunk_starts_its_fetch_there() {
     // and fetching it from its start would take 14 s and all of its bytes.
     // The fetch starts at the 64 KiB boundary before the bytes asked, so
     // tail is answered after a few dozen KiB (plus what read-ahead brought).
-    let size = 24_000_000u64;
-    let emu = Emu::start(scale_account(size, Some(500_000)));
-    let m = Mounted::new(&emu.url, &["--download-streams", "2"]);
-    let id = emu.finished_runs()[0].clone();
-    let truth = emu.get_bytes(&format!("/crawlruns/{id}/csv"));
-    let f = format!("crawlruns/{id}/data.csv");
+    let emu = Emu::start(slow_24mb());
+    let (m, f, truth) = two_streams(&emu);
     let tail = m.sh_ok(&format!("tail -c 4096 {f} | sha256sum"));
     let fetched = m.stat("download.bytes");
     assert!(tail.starts_with(&sha256_bytes(&truth[truth.len() - 4096..])));
@@ -199,12 +210,9 @@ fn a_read_deep_in_a_chunk_already_coming_starts_its_own_fetch_there() {
     // speculative fetch to reach it (8 s and 4 MB): that fetch gives way,
     // the reader's bytes are fetched from where it reads, and the part
     // before them resumes later.
-    let size = 24_000_000u64;
-    let emu = Emu::start(scale_account(size, Some(500_000)));
-    let m = Mounted::new(&emu.url, &["--download-streams", "2"]);
-    let id = emu.finished_runs()[0].clone();
-    let truth = emu.get_bytes(&format!("/crawlruns/{id}/csv"));
-    let mut file = std::fs::File::open(m.path(&format!("crawlruns/{id}/data.csv"))).unwrap();
+    let emu = Emu::start(slow_24mb());
+    let (m, f, truth) = two_streams(&emu);
+    let mut file = std::fs::File::open(m.path(&f)).unwrap();
     // Both read-ahead fetches are under way before the reader asks.
     let deadline = Instant::now() + Duration::from_secs(10);
     while m.stat("download.bytes") < 100_000 && Instant::now() < deadline {

@@ -295,13 +295,19 @@ impl Mounted {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if is_fuse_mount(&self.mnt) {
-                // The key travels in the environment, never in argv.
-                if let Ok(ps) = Command::new("ps").args(["-eo", "args"]).output() {
-                    assert!(
-                        !String::from_utf8_lossy(&ps.stdout).contains(&self.key),
-                        "the API key shows in ps"
-                    );
-                }
+                // The key travels in the environment, never in argv: not
+                // in the mount's, nor in its helpers' (fusermount3, the
+                // watcher). Other tests' processes are not this mount's.
+                let shown: Vec<String> = self
+                    .child
+                    .as_ref()
+                    .map(|c| process_tree_args(c.id()))
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|args| args.contains(&self.key))
+                    .map(|args| args.replace(&self.key, "<KEY>"))
+                    .collect();
+                assert!(shown.is_empty(), "the API key shows in ps: {shown:#?}");
                 return;
             }
             if let Some(c) = self.child.as_mut() {
@@ -532,4 +538,39 @@ pub fn scale_account(bytes: u64, conn_bytes_per_sec: Option<u64>) -> importfs::e
         conn_bytes_per_sec,
         ..importfs::emulator::Config::default()
     }
+}
+
+/// The command lines (what `ps` shows) of process `root` and all its
+/// descendants, from /proc.
+pub fn process_tree_args(root: u32) -> Vec<String> {
+    let procs: Vec<(u32, u32, String)> = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+            // "pid (comm) state ppid ...": comm may hold spaces and parens.
+            let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
+            let after = &stat[stat.rfind(')')? + 1..];
+            let ppid: u32 = after.split_whitespace().nth(1)?.parse().ok()?;
+            let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
+            Some((
+                pid,
+                ppid,
+                String::from_utf8_lossy(&cmdline).replace('\0', " "),
+            ))
+        })
+        .collect();
+    let mut tree = vec![root];
+    let mut i = 0;
+    while i < tree.len() {
+        let parent = tree[i];
+        tree.extend(procs.iter().filter(|p| p.1 == parent).map(|p| p.0));
+        i += 1;
+    }
+    procs
+        .into_iter()
+        .filter(|p| tree.contains(&p.0))
+        .map(|p| p.2)
+        .collect()
 }
