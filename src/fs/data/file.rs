@@ -212,8 +212,9 @@ impl CachedFile {
     /// fetched whole) and will read on from `end`. The want is queued and
     /// the cursor moved under one lock, under which the scheduler reads
     /// both: it never reads ahead from the new cursor (from the start of
-    /// the reader's chunk) before it has the want. Asking twice for one byte is harmless:
-    /// the scheduler skips a want whose bytes are already being fetched.
+    /// the reader's chunk) before it has the want. Asking twice for one
+    /// byte is harmless: the scheduler skips a want whose bytes are already
+    /// being fetched.
     fn ask(&self, at: Option<u64>, end: u64) {
         let mut wants = lock(&self.wants);
         if let Some(at) = at {

@@ -13,8 +13,9 @@
 //!   chunks ahead of it already arriving and a `tail` does not wait for the
 //!   head. A reader far into a chunk (absent, or read ahead from its start
 //!   and not yet near the reader) splits it where it reads, so it waits for
-//!   its own bytes, not for the rest of the chunk before them. The whole file is fetched once opened, as before: it is then in
-//!   the cache for the next open (and for passthrough).
+//!   its own bytes, not for the rest of the chunk before them. The whole
+//!   file is fetched once opened, as before: it is then in the cache for
+//!   the next open (and for passthrough).
 //! - **Readers wait for their bytes only.** The state of a file (bytes held
 //!   at the start of each chunk, or the contiguous prefix of a file fetched
 //!   whole) is published on a `watch` channel; a read waits until its range
