@@ -32,8 +32,8 @@ ensure_system() {
     fi
 }
 
-# A Python venv with what the conformance and file checks need.
-ensure_venv() {
+# The project's Python venv, made if missing (python3-venv installed if need be).
+ensure_venv_only() {
     if [ ! -x "$VENV/bin/python" ]; then
         if ! python3 -m venv "$VENV" 2>/dev/null; then
             rm -rf "$VENV"
@@ -42,6 +42,11 @@ ensure_venv() {
             python3 -m venv "$VENV"
         fi
     fi
+}
+
+# The venv with what the conformance and file checks need.
+ensure_venv() {
+    ensure_venv_only
     if ! "$VENV/bin/python" -c 'import schemathesis, openpyxl' 2>/dev/null; then
         "$VENV/bin/pip" install -q --disable-pip-version-check schemathesis openpyxl
     fi

@@ -497,3 +497,124 @@ fn a_kept_file_unchanged_since_its_check_is_served_without_reading_it_first() {
     assert_eq!(m.stat("data_cache_checksum_reads"), 1);
     assert_eq!(m.stat("data_cache_hits_earlier_mounts"), 1);
 }
+
+/// The `mount-*` folders under a cache directory.
+fn mount_dirs(cache: &Path) -> Vec<String> {
+    let mut dirs: Vec<String> = std::fs::read_dir(cache)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("mount-"))
+        .collect();
+    dirs.sort();
+    dirs
+}
+
+/// A process killed when the test ends, however it ends.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Whether a mount's folder is live is told by a lock it holds, not by its
+/// PID: a folder named after a live process that is not a mount (a
+/// `sleep`, holding no lock) is stale, and goes; a live mount's folder,
+/// seen by a second mount of the same cache directory, stays.
+#[test]
+fn a_folder_named_after_a_live_process_that_is_not_a_mount_is_removed() {
+    if !fuse_or_skip() {
+        return;
+    }
+    let emu = Emu::start(scale_account(100_000, None));
+    let mut m = Mounted::new(&emu.url, &[]);
+    unmount_and_wait(&mut m);
+    let sleep = KillOnDrop(
+        std::process::Command::new("sleep")
+            .arg("600")
+            .spawn()
+            .expect("sleep"),
+    );
+    let pid = sleep.0.id();
+    let stale = m.cache.join(format!("mount-{pid}"));
+    std::fs::create_dir(&stale).unwrap();
+    std::fs::write(stale.join("0.part"), vec![7u8; 1 << 20]).unwrap();
+    assert!(
+        Path::new(&format!("/proc/{pid}")).exists(),
+        "the PID the folder is named after is alive"
+    );
+    m.remount(&emu.url, &[]);
+    assert!(m.sh_ok("ls extractors").lines().count() > 1);
+    assert!(
+        !stale.exists(),
+        "the folder of a live non-mount PID is gone"
+    );
+    let own = format!("mount-{}", m.pid().unwrap());
+    assert_eq!(mount_dirs(&m.cache), vec![own.clone()]);
+    // A second mount of the same cache directory leaves the first one's alone.
+    let m2 = Mounted::sharing_cache(&emu.url, &[], KEY, &m);
+    let both = mount_dirs(&m.cache);
+    assert!(
+        both.contains(&own),
+        "the live mount's folder stays: {both:?}"
+    );
+    assert_eq!(both.len(), 2, "{both:?}");
+    drop(m2);
+    drop(sleep);
+}
+
+/// A mount killed with SIGKILL and not yet reaped (a zombie, whose
+/// `/proc/PID` still exists) holds no lock: the next mount removes its
+/// folder, partial download and all.
+#[test]
+fn the_folder_of_a_killed_mount_not_yet_reaped_is_removed() {
+    if !fuse_or_skip() {
+        return;
+    }
+    let emu = Emu::start(scale_account(100_000, None));
+    let mut m = Mounted::new(&emu.url, &[]);
+    let child = m.take_child().expect("the mount process");
+    let pid = child.id();
+    let dead = m.cache.join(format!("mount-{pid}"));
+    assert!(dead.is_dir());
+    std::fs::write(dead.join("9.part"), b"partial").unwrap();
+    // SIGKILL, and no wait(): the process stays a zombie while the test runs.
+    let _zombie = KillOnDrop(child);
+    // SAFETY: kill(2) on our own child's PID.
+    assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGKILL) }, 0);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        if state.split(' ').nth(2) == Some("Z") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the killed mount is a zombie: {state}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while is_fuse_mount(&m.mnt) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    if is_fuse_mount(&m.mnt) {
+        let _ = std::process::Command::new("fusermount3")
+            .arg("-uz")
+            .arg(&m.mnt)
+            .status();
+    }
+    m.remount(&emu.url, &[]);
+    assert!(
+        Path::new(&format!("/proc/{pid}")).exists(),
+        "still not reaped"
+    );
+    assert!(!dead.exists(), "the killed mount's folder is gone");
+    assert_eq!(
+        mount_dirs(&m.cache),
+        vec![format!("mount-{}", m.pid().unwrap())]
+    );
+}

@@ -59,9 +59,9 @@ pub struct FsConfig {
     pub immutable_ttl: Duration,
     /// Where result files are kept (a private subdirectory is made per
     /// mount, and finished runs' files are kept for later mounts). Default
-    /// `$XDG_CACHE_HOME/importfs`, else `~/.cache/importfs`: the XDG place
-    /// for data that can be fetched again; the temporary directory only when
-    /// there is no home.
+    /// `$XDG_CACHE_HOME/importfs`, else `~/.cache/importfs` (macOS:
+    /// `~/Library/Caches/importfs`): the OS's place for data that can be
+    /// fetched again; the temporary directory only when there is no home.
     pub cache_dir: PathBuf,
     /// Bound of the result cache in bytes, over every mount sharing the
     /// directory. Default 4 GiB: a few large results, without filling a
@@ -98,15 +98,18 @@ impl Default for FsConfig {
     }
 }
 
-/// `$XDG_CACHE_HOME/importfs`, else `~/.cache/importfs`, else (no home)
-/// the temporary directory. An empty variable counts as unset.
+/// `$XDG_CACHE_HOME/importfs`, else `~/.cache/importfs` (or the OS's
+/// place, `platform::CACHE_HOME`), else (no home) the temporary directory.
+/// An empty variable counts as unset.
 fn default_cache_dir() -> PathBuf {
     let set = |v: &str| std::env::var_os(v).filter(|d| !d.is_empty());
     if let Some(d) = set("XDG_CACHE_HOME") {
         return PathBuf::from(d).join("importfs");
     }
     if let Some(h) = set("HOME") {
-        return PathBuf::from(h).join(".cache").join("importfs");
+        return PathBuf::from(h)
+            .join(crate::platform::CACHE_HOME)
+            .join("importfs");
     }
     std::env::temp_dir().join("importfs-cache")
 }

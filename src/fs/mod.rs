@@ -17,6 +17,7 @@ pub mod core;
 pub mod counters;
 pub mod data;
 pub mod error;
+#[cfg(any(target_os = "linux", feature = "macfuse"))]
 pub mod fuse;
 pub mod inodes;
 pub mod inputs;

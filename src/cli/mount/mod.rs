@@ -13,13 +13,15 @@
 pub mod args;
 pub mod background;
 pub mod checks;
+#[cfg(any(target_os = "linux", feature = "macfuse"))]
+mod fuse;
 pub mod serve;
 
 pub use args::{mount_args, MountArgs, MountCmd};
 pub use serve::mount_foreground;
 
 use crate::cli::settings;
-use anyhow::{bail, Result};
+use anyhow::Result;
 
 pub fn run(cmd: MountCmd) -> Result<()> {
     let eff = settings::resolve(&cmd.settings)?;
@@ -27,11 +29,8 @@ pub fn run(cmd: MountCmd) -> Result<()> {
     let args = mount_args(&cmd, &eff)?;
     checks::check_fuse_available()?;
     checks::check_mountpoint(&args.mountpoint)?;
-    if args.settings.allow_other && !checks::is_root() && !checks::user_allow_other() {
-        bail!(
-            "allow_other needs `user_allow_other` in /etc/fuse.conf: add it with \
-             `echo user_allow_other | sudo tee -a /etc/fuse.conf`, or mount without --allow-other"
-        );
+    if args.settings.allow_other {
+        crate::platform::check_allow_other().map_err(anyhow::Error::msg)?;
     }
     if args.foreground {
         let log_file = args

@@ -1,6 +1,7 @@
 //! Where things go when nobody says: the config file and a background
-//! mount's log, after the XDG base directory rules (the result cache's
-//! default is `FsConfig`'s).
+//! mount's log, after the XDG base directory rules, or the Mac's own
+//! places where `platform` says so (the result cache's default is
+//! `FsConfig`'s).
 //!
 //! Subtle: an empty `$XDG_*` or `$HOME` counts as unset, and a relative
 //! `$XDG_CONFIG_HOME` too; with no home at all the cache and the log fall back
@@ -26,12 +27,13 @@ pub fn default_config_path() -> Option<PathBuf> {
     Some(base.join("importfs").join("config.toml"))
 }
 
-/// `$XDG_STATE_HOME/importfs/importfs.log`, else `~/.local/state/importfs/importfs.log`.
+/// `$XDG_STATE_HOME/importfs/importfs.log`, else
+/// `~/.local/state/importfs/importfs.log` (macOS: `~/Library/Logs/importfs/`).
 pub fn default_log_file() -> PathBuf {
     let base = std::env::var_os("XDG_STATE_HOME")
         .filter(|d| !d.is_empty())
         .map(PathBuf::from)
-        .or_else(|| home().map(|h| h.join(".local").join("state")))
+        .or_else(|| home().map(|h| h.join(crate::platform::STATE_HOME)))
         .unwrap_or_else(std::env::temp_dir);
     base.join("importfs").join("importfs.log")
 }

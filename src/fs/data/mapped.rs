@@ -40,7 +40,7 @@ impl std::ops::Deref for FileBytes {
 /// Only ranges already written are mapped, and a cache file never shrinks
 /// below a byte it holds (it is cut only to its final size and otherwise only
 /// unlinked), so the mapping cannot fault. `MAP_POPULATE` maps every page at
-/// once, and the mapping lives for one reply only, so the mount's RSS does
+/// once (Linux; macOS maps them as they are touched), and the mapping lives for one reply only, so the mount's RSS does
 /// not grow with the files it streams.
 pub(super) struct Mapped {
     base: *mut libc::c_void,
@@ -56,8 +56,8 @@ unsafe impl Sync for Mapped {}
 impl Mapped {
     pub(super) fn new(file: &std::fs::File, offset: u64, len: usize) -> std::io::Result<Mapped> {
         use std::os::fd::AsRawFd;
-        const PAGE: u64 = 4096;
-        let start = offset - offset % PAGE;
+        let page = crate::platform::page_size();
+        let start = offset - offset % page;
         let skip = (offset - start) as usize;
         let map_len = skip + len;
         // SAFETY: a fresh shared read-only mapping of a range the file holds.
@@ -66,7 +66,7 @@ impl Mapped {
                 std::ptr::null_mut(),
                 map_len,
                 libc::PROT_READ,
-                libc::MAP_SHARED | libc::MAP_POPULATE,
+                libc::MAP_SHARED | crate::platform::MAP_POPULATE,
                 file.as_raw_fd(),
                 start as libc::off_t,
             )

@@ -42,6 +42,7 @@ use crate::fs::cache::lock;
 use crate::fs::names::FileName;
 use crate::fs::store::{self, Store};
 use crate::fs::FsError;
+use crate::platform::lock::OwnedDir;
 pub use file::CachedFile;
 use file::{End, Fill, Seg, State, Wants};
 pub use mapped::FileBytes;
@@ -51,10 +52,13 @@ mod file;
 mod mapped;
 use lru::LruCache;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{watch, Notify};
+
+/// The folders of mounts are `mount-<pid>` under the cache directory.
+const MOUNT_DIR_PREFIX: &str = "mount-";
 
 /// How result files are fetched.
 #[derive(Debug, Clone, Copy)]
@@ -116,7 +120,8 @@ impl Inner {
 
 /// The cache of result files of one mount.
 pub struct DataCache {
-    dir: PathBuf,
+    /// This mount's own folder, for partial downloads; removed on drop.
+    dir: OwnedDir,
     /// Complete files of finished runs, kept across mounts.
     store: Store,
     max_bytes: u64,
@@ -151,10 +156,7 @@ impl DataCache {
         if evicted > 0 {
             tracing::info!(evicted, "removed kept result files past --cache-size");
         }
-        let dir = parent.join(format!("mount-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir(&dir)?;
-        set_private(&dir)?;
+        let dir = OwnedDir::create(parent, &format!("{MOUNT_DIR_PREFIX}{}", std::process::id()))?;
         Ok(DataCache {
             dir,
             store,
@@ -300,7 +302,7 @@ impl DataCache {
         inner.forget(f);
         self.stats.misses.fetch_add(1, Ordering::Relaxed);
         inner.next_id += 1;
-        let path = self.dir.join(format!("{}.part", inner.next_id));
+        let path = self.dir.path().join(format!("{}.part", inner.next_id));
         let file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
@@ -556,30 +558,12 @@ fn set_private(dir: &Path) -> std::io::Result<()> {
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
 }
 
-/// Remove the cache directories of mounts whose process is gone (a killed
-/// mount cannot clean up after itself), so they do not pile up on disk.
+/// Remove the cache directories of mounts that are gone (a killed mount
+/// cannot clean up after itself), so they do not pile up on disk. Whether
+/// a mount is gone is told by the lock its folder holds, not by its PID
+/// (see `platform/lock.rs`).
 pub(crate) fn remove_stale_dirs(parent: &Path) {
-    let Ok(entries) = std::fs::read_dir(parent) else {
-        return;
-    };
-    for e in entries.flatten() {
-        let name = e.file_name();
-        let Some(pid) = name
-            .to_str()
-            .and_then(|n| n.strip_prefix("mount-"))
-            .and_then(|p| p.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
-            tracing::info!(dir = %e.path().display(), "removing the cache of a mount that is gone");
-            let _ = std::fs::remove_dir_all(e.path());
-        }
-    }
-}
-
-impl Drop for DataCache {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
+    for dir in crate::platform::lock::remove_stale(parent, MOUNT_DIR_PREFIX) {
+        tracing::info!(dir = %dir.display(), "removed the cache of a mount that is gone");
     }
 }

@@ -134,6 +134,21 @@ impl Filesystem for FuseFs {
         });
     }
 
+    /// macOS (macFUSE) asks for the creation and backup times apart from
+    /// the other attributes: created is the mtime, as `getattr` says, and
+    /// there is no backup time (the epoch, as for a file never backed up).
+    #[cfg(target_os = "macos")]
+    fn getxtimes(&self, _req: &Request, ino: INodeNo, reply: fuser::ReplyXTimes) {
+        let t = self.count(FuseOp::Getattr, ino);
+        let fs = self.fs.clone();
+        self.spawn(async move {
+            match fs.getattr(ino.0).await {
+                Ok(e) => reply.xtimes(SystemTime::UNIX_EPOCH, e.attr.mtime),
+                Err(e) => reply.error(t.err(e)),
+            }
+        });
+    }
+
     fn setattr(
         &self,
         _req: &Request,

@@ -1,0 +1,148 @@
+//! The FUSE session of a mount: fuser's options for this OS, serving until
+//! unmounted, unmounting on a signal, and the watcher that unmounts if
+//! this process dies.
+//!
+//! Subtle: a signal unmounts by path (the platform's unmount): the kernel
+//! then ends fuser's session loop, whereas dropping fuser's auto-unmount
+//! socket leaves a mount whose connection is still alive. And a watcher
+//! process unmounts the path if this one dies without doing so (see
+//! `spawn_watcher`). macFUSE takes other options than Linux's FUSE: no
+//! `auto_unmount` or `subtype`, but a volume name, no AppleDouble `._`
+//! files or Finder xattrs, and a `daemon_timeout` above the API deadline,
+//! so a slow API call is not taken for a dead filesystem.
+
+use super::args::MountArgs;
+use crate::cli::settings::{Settings, KEY_ENV};
+use crate::cli::signal::wait_for_signal;
+use crate::fs::core::Fs;
+use crate::fs::fuse::FuseFs;
+use crate::platform;
+use anyhow::{Context, Result};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Mount `fs` with fuser and serve it until it is unmounted. `ready` is
+/// told once the mount is up.
+pub fn serve(
+    args: &MountArgs,
+    fs: Arc<Fs>,
+    rt: &tokio::runtime::Runtime,
+    ready: Option<std::sync::mpsc::Sender<()>>,
+) -> Result<()> {
+    let adapter = FuseFs::new(fs.clone(), rt.handle().clone());
+    let mut session = fuser::Session::new(adapter, &args.mountpoint, &fuse_config(args))
+        .with_context(|| format!("cannot mount on {}", args.mountpoint.display()))?;
+    let watcher = spawn_watcher(&args.mountpoint);
+    platform::raise_read_ahead(&args.mountpoint);
+    tracing::info!(mountpoint = %args.mountpoint.display(), api = %args.settings.api_url, "mounted");
+    rt.spawn(unmount_on_signal(
+        args.mountpoint.clone(),
+        session.unmount_callable(),
+    ));
+    if let Some(tx) = ready {
+        let _ = tx.send(());
+    }
+    let result = session.run();
+    if let Some(mut watcher) = watcher {
+        // Unmounted: the watcher reads EOF, finds no mount and exits.
+        drop(watcher.stdin.take());
+        let _ = watcher.wait();
+    }
+    drop(fs);
+    result.context("the FUSE session ended with an error")
+}
+
+/// fuser's mount options and who may use the mount.
+fn fuse_config(args: &MountArgs) -> fuser::Config {
+    let s: &Settings = &args.settings;
+    let mut options = vec![
+        fuser::MountOption::FSName("importfs".into()),
+        fuser::MountOption::DefaultPermissions,
+        fuser::MountOption::NoDev,
+        fuser::MountOption::NoSuid,
+        fuser::MountOption::NoAtime,
+    ];
+    let deadline = args
+        .api_deadline
+        .unwrap_or(crate::api::ClientConfig::default().call_deadline);
+    let flavour = platform::fuse_flavour(deadline);
+    if flavour.subtype {
+        options.push(fuser::MountOption::Subtype("importfs".into()));
+    }
+    options.extend(flavour.options.into_iter().map(fuser::MountOption::CUSTOM));
+    if s.read_only {
+        options.push(fuser::MountOption::RO);
+    }
+    let acl = if s.allow_other {
+        fuser::SessionACL::All
+    } else if platform::is_root() || platform::user_allow_other() {
+        fuser::SessionACL::RootAndOwner
+    } else {
+        fuser::SessionACL::Owner
+    };
+    // fusermount3 unmounts the path if this process dies; fuser allows that
+    // only with allow_root or allow_other. Our own watcher process (see
+    // `spawn_watcher`) runs in every case: without those options it is the
+    // only auto-unmount, and with them it backs up fusermount3's, which was
+    // seen to leave a killed mount behind on a loaded machine (its helper
+    // exited without unmounting). Whichever comes second finds no mount.
+    if flavour.auto_unmount && acl != fuser::SessionACL::Owner {
+        options.push(fuser::MountOption::AutoUnmount);
+    }
+    let mut config = fuser::Config::default();
+    config.mount_options = options;
+    config.acl = acl;
+    config.n_threads = Some(platform::FUSE_THREADS);
+    config
+}
+
+/// On Ctrl-C or SIGTERM, unmount by path: the kernel then ends the session
+/// loop (ENODEV). Dropping fuser's auto-unmount socket is not enough:
+/// fusermount3's watcher leaves a mount whose connection is still alive.
+/// A busy mount is then detached (forced on macOS).
+async fn unmount_on_signal(mountpoint: PathBuf, mut unmounter: fuser::SessionUnmounter) {
+    wait_for_signal().await;
+    tracing::info!("signal received, unmounting");
+    let unmount = |lazy: bool| {
+        let mp = mountpoint.clone();
+        tokio::task::spawn_blocking(move || platform::unmount(&mp, lazy))
+    };
+    if !matches!(unmount(false).await, Ok(Ok(()))) {
+        tracing::warn!("the mount is busy; detaching it");
+        let _ = unmount(true).await;
+    }
+    let _ = unmounter.unmount();
+}
+
+/// Start `importfs __watch-mount` over this mount: it unmounts it if this
+/// process dies without doing so. It runs in its own process group (a
+/// Ctrl-C meant for us must not reach it) from `/` (so it keeps no
+/// directory busy), and holds the read end of a pipe whose write end only
+/// this process has.
+fn spawn_watcher(mountpoint: &Path) -> Option<std::process::Child> {
+    use std::os::unix::process::CommandExt;
+    let mountpoint = platform::mount_path(mountpoint).ok()?;
+    let id = crate::cli::manage::importfs_mount_id(&mountpoint)?;
+    let exe = std::env::current_exe().ok()?;
+    let spawned = std::process::Command::new(exe)
+        .arg("__watch-mount")
+        .arg("--dev")
+        .arg(&id)
+        .arg(&mountpoint)
+        .env_remove(KEY_ENV)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .current_dir("/")
+        .process_group(0)
+        .spawn();
+    match spawned {
+        Ok(child) => {
+            tracing::debug!(pid = child.id(), %id, "auto-unmount watcher started");
+            Some(child)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "no auto-unmount: the watcher process did not start");
+            None
+        }
+    }
+}

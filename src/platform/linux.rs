@@ -1,0 +1,162 @@
+//! Linux: the mount table from `/proc/self/mountinfo`, unmounting with
+//! fusermount3 (what a user who is not root may run) or umount(8), the
+//! checks of `/dev/fuse`, and the tuning only Linux has.
+
+use super::mounts::{parse_mountinfo, MountEntry};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+/// `mmap` flag that maps every page at once (see `fs/data/mapped.rs`).
+pub const MAP_POPULATE: libc::c_int = libc::MAP_POPULATE;
+
+/// FUSE request threads: two keep a cold read's replies flowing while the
+/// other thread waits (PERFORMANCE.md). fuser allows more than one only here.
+pub const FUSE_THREADS: usize = 2;
+
+/// What a user runs by hand to detach a mount, for messages.
+pub const UNMOUNT_TOOL: &str = "fusermount3 -u";
+
+/// Every mount this process can see.
+pub(super) fn mount_table() -> std::io::Result<Vec<MountEntry>> {
+    Ok(parse_mountinfo(&std::fs::read_to_string(
+        "/proc/self/mountinfo",
+    )?))
+}
+
+/// Unmount `path`: `fusermount3 -u` (`-uz` when `lazy`: detach now, finish
+/// when the last file closes), then, for root, umount(8) (`-l`). On failure,
+/// the tools' own messages, joined.
+pub fn unmount(path: &Path, lazy: bool) -> Result<(), String> {
+    let mut tries: Vec<Command> = Vec::new();
+    let mut fm = Command::new("fusermount3");
+    fm.arg(if lazy { "-uz" } else { "-u" }).arg(path);
+    tries.push(fm);
+    if super::is_root() {
+        let mut um = Command::new("umount");
+        if lazy {
+            um.arg("-l");
+        }
+        um.arg(path);
+        tries.push(um);
+    }
+    let mut errors = Vec::new();
+    for mut cmd in tries {
+        let program = cmd.get_program().to_string_lossy().into_owned();
+        match cmd.stdin(std::process::Stdio::null()).output() {
+            Ok(out) if out.status.success() => return Ok(()),
+            Ok(out) => errors.push(format!(
+                "{program}: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            )),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                errors.push(format!("{program} is missing: install fuse3"))
+            }
+            Err(e) => errors.push(format!("{program}: {e}")),
+        }
+    }
+    Err(errors.join("; "))
+}
+
+/// Can FUSE be used here? Each failure says how to fix it.
+pub fn check_fuse() -> Result<(), String> {
+    if !Path::new("/dev/fuse").exists() {
+        return Err(
+            "/dev/fuse is missing: load the module with `modprobe fuse` \
+                    (or run the container with --device /dev/fuse)"
+                .into(),
+        );
+    }
+    let has_fusermount = std::env::var_os("PATH")
+        .map(|p| {
+            std::env::split_paths(&p)
+                .any(|d| d.join("fusermount3").exists() || d.join("fusermount").exists())
+        })
+        .unwrap_or(false);
+    if !has_fusermount {
+        return Err("fusermount3 is missing: install it with `sudo apt-get install fuse3`".into());
+    }
+    // A user mounts through /dev/fuse (fuser opens it before it would try
+    // fusermount3), so it must be readable and writable by everyone, as
+    // distributions set it. Some containers leave it root-only.
+    if super::is_root() {
+        return Ok(());
+    }
+    let opened = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/fuse");
+    match opened {
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata("/dev/fuse")
+                .map(|m| format!(" (mode {:03o})", m.permissions().mode() & 0o777))
+                .unwrap_or_default();
+            Err(format!(
+                "/dev/fuse cannot be opened by you{mode}: users mount through it, so \
+                 distributions make it `crw-rw-rw-`; ask an administrator to run \
+                 `chmod 666 /dev/fuse` (or add a udev rule), or mount as root"
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// May a user who is not root mount with allow_other or allow_root?
+/// fusermount3 allows it only with `user_allow_other` in /etc/fuse.conf.
+pub fn user_allow_other() -> bool {
+    std::fs::read_to_string("/etc/fuse.conf")
+        .map(|s| s.lines().any(|l| l.trim() == "user_allow_other"))
+        .unwrap_or(false)
+}
+
+/// Ask the kernel for 1 MiB read-ahead on this mount (root only; quietly
+/// skipped otherwise): 1 MiB FUSE reads stream a cold file much faster
+/// (PERFORMANCE.md). The mount may take a moment to answer `stat`, so this
+/// tries for 5 s in a thread of its own.
+pub fn raise_read_ahead(mountpoint: &Path) {
+    let mp = mountpoint.to_owned();
+    std::thread::spawn(move || {
+        use std::os::unix::fs::MetadataExt;
+        for _ in 0..50 {
+            if let Ok(meta) = std::fs::metadata(&mp) {
+                let dev = meta.dev();
+                let (major, minor) = (libc::major(dev), libc::minor(dev));
+                let path = format!("/sys/class/bdi/{major}:{minor}/read_ahead_kb");
+                if std::fs::write(&path, "1024").is_ok() {
+                    tracing::debug!(%path, "read-ahead raised to 1 MiB");
+                    return;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    });
+}
+
+/// May this user mount with allow_other? Said before mounting, with the fix.
+pub fn check_allow_other() -> Result<(), String> {
+    if super::is_root() || user_allow_other() {
+        return Ok(());
+    }
+    Err(
+        "allow_other needs `user_allow_other` in /etc/fuse.conf: add it with \
+         `echo user_allow_other | sudo tee -a /etc/fuse.conf`, or mount without --allow-other"
+            .into(),
+    )
+}
+
+/// Linux's FUSE: the subtype shows in the mount table (`fuse.importfs`),
+/// and fusermount3 can unmount when the process dies.
+pub fn fuse_flavour(_api_deadline: Duration) -> super::FuseFlavour {
+    super::FuseFlavour {
+        subtype: true,
+        auto_unmount: true,
+        options: Vec::new(),
+    }
+}
+
+/// Under `$HOME`, where caches go when `$XDG_CACHE_HOME` is unset (XDG).
+pub const CACHE_HOME: &str = ".cache";
+
+/// Under `$HOME`, where logs go when `$XDG_STATE_HOME` is unset (XDG).
+pub const STATE_HOME: &str = ".local/state";
