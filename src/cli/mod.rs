@@ -19,6 +19,7 @@ pub mod logging;
 pub mod manage;
 pub mod mount;
 pub mod run;
+pub mod serve;
 pub mod settings;
 pub mod signal;
 
@@ -56,6 +57,8 @@ pub enum Command {
     /// Print the man page (roff), or write one page per command into --dir.
     #[command(hide = true)]
     Manpage(ManpageArgs),
+    /// Serve the account without mounting it: `importfs serve nfs`.
+    Serve(serve::ServeArgs),
     /// Start a local emulator with a demo account and mount it in the foreground.
     Demo(demo::DemoArgs),
     /// Run a local Import.io API server (for tests, demos and benchmarks).
@@ -202,6 +205,7 @@ pub fn main() -> ExitCode {
         Command::Config(args) => config_command(args),
         Command::Completions(args) => completions(args),
         Command::Manpage(args) => manpage(args),
+        Command::Serve(args) => serve::run(args),
         Command::Demo(args) => demo::run(args),
         Command::Emulator(args) => emulator::run(args),
         Command::WatchMount(args) => manage::watch_mount(args),

@@ -46,6 +46,15 @@ impl Fs {
         Ok(())
     }
 
+    /// Whether writing or touching `ino` fires a call (a control file, a
+    /// report's `start`, `refresh`) rather than storing what is written.
+    pub fn is_trigger(&self, ino: Ino) -> bool {
+        matches!(
+            self.node(ino),
+            Ok(Node::Control(..) | Node::ReportStart(_) | Node::Refresh)
+        )
+    }
+
     /// `rmdir extractors/<name>` archives and `rmdir reports/<name>` deletes,
     /// only with `--allow-delete`.
     pub async fn rmdir(&self, parent: Ino, name: &OsStr) -> Result<(), FsError> {

@@ -248,6 +248,16 @@ impl Fs {
         Ok(self.link_target(&node).await?.0.into_bytes())
     }
 
+    /// The directory that holds `ino` (the root is its own parent), for
+    /// adapters whose protocol looks up `..` by name (NFS).
+    pub fn parent(&self, ino: Ino) -> Result<Ino, FsError> {
+        let node = self.node(ino)?;
+        if node == Node::Root {
+            return Ok(ino);
+        }
+        Ok(self.inodes.ino(&self.parent_of(&node)))
+    }
+
     pub(super) fn new_handle(&self, h: Handle) -> u64 {
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
         lock(&self.handles).insert(fh, h);
@@ -280,6 +290,14 @@ impl Fs {
             .skip(offset as usize)
             .map(|(i, e)| (i as u64 + 1, e.clone()))
             .collect())
+    }
+
+    /// How many entries an open directory listing holds.
+    pub fn dir_len(&self, fh: u64) -> Option<u64> {
+        match lock(&self.handles).get(&fh) {
+            Some(Handle::Dir(e)) => Some(e.len() as u64),
+            _ => None,
+        }
     }
 
     /// Up to `max` entries from `offset` on, each with its attributes, for

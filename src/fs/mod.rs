@@ -22,6 +22,7 @@ pub mod fuse;
 pub mod inodes;
 pub mod inputs;
 pub mod names;
+pub mod nfs;
 pub mod objects;
 pub mod outage;
 pub mod runs;

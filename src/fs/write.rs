@@ -273,15 +273,7 @@ impl Fs {
             return;
         }
         if let Some(Handle::Writer(w)) = h {
-            {
-                let mut writers = lock(&self.writers);
-                if let Some(n) = writers.get_mut(&w.ino) {
-                    *n -= 1;
-                    if *n == 0 {
-                        writers.remove(&w.ino);
-                    }
-                }
-            }
+            self.writer_closed(&w);
             let pending = match w.node {
                 Node::Inputs(_) => {
                     let st = lock(&w.state);
@@ -294,6 +286,37 @@ impl Fs {
                     tracing::error!(error = %e, "a write sent at close failed");
                 }
             }
+        }
+    }
+
+    /// Close a handle without sending what it holds. The NFS adapter ends a
+    /// write session this way once its COMMIT has failed: the client then
+    /// drops the data, and sending it again at release would be a second
+    /// PUT nobody asked for.
+    pub fn discard(&self, fh: u64) {
+        if let Some(Handle::Writer(w)) = lock(&self.handles).remove(&fh) {
+            self.writer_closed(&w);
+        }
+    }
+
+    /// One descriptor fewer open for writing on the writer's inode.
+    fn writer_closed(&self, w: &Writer) {
+        let mut writers = lock(&self.writers);
+        if let Some(n) = writers.get_mut(&w.ino) {
+            *n -= 1;
+            if *n == 0 {
+                writers.remove(&w.ino);
+            }
+        }
+    }
+
+    /// The size of what an open writer holds now, which is what the file
+    /// reads as through that handle (its attributes, for NFS clients that
+    /// check the size after each WRITE).
+    pub fn pending_len(&self, fh: u64) -> Option<u64> {
+        match lock(&self.handles).get(&fh) {
+            Some(Handle::Writer(w)) => Some(lock(&w.state).buf.len() as u64),
+            _ => None,
         }
     }
 

@@ -11,6 +11,7 @@
 //! - whether FUSE can be used here, with the fix for each OS ([`check_fuse`]);
 //! - tuning only Linux has: 1 MiB read-ahead on the mount, `MAP_POPULATE`,
 //!   two FUSE threads (fuser allows one elsewhere);
+//! - how the OS's NFS client mounts the NFS backend ([`nfs`]);
 //! - the page size, from `sysconf` (16 KiB on Apple Silicon, not 4 KiB);
 //! - where caches and logs go by default: the XDG places on Linux,
 //!   `~/Library/Caches` and `~/Library/Logs` on macOS (`$XDG_*` win on
@@ -23,6 +24,7 @@
 
 pub mod lock;
 mod mounts;
+pub mod nfs;
 
 #[cfg(target_os = "linux")]
 mod linux;

@@ -21,6 +21,19 @@ pub fn mount_foreground(
     key: ApiKey,
     ready: Option<std::sync::mpsc::Sender<()>>,
 ) -> Result<()> {
+    let (rt, fs) = prepare(args, key)?;
+    let result = serve_kernel(args, fs, &rt, ready);
+    rt.shutdown_timeout(Duration::from_secs(1));
+    result?;
+    tracing::info!("unmounted");
+    Ok(())
+}
+
+/// Everything a mount needs before it is mounted, each failure said before
+/// anything is: the async runtime, the metrics port, the key and the URL
+/// (one call to the API), the cache directory. The metrics endpoint is
+/// served from here on.
+pub fn prepare(args: &MountArgs, key: ApiKey) -> Result<(tokio::runtime::Runtime, Arc<Fs>)> {
     let s = &args.settings;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -38,11 +51,7 @@ pub fn mount_foreground(
         let _enter = rt.enter();
         crate::metrics::serve(listener, fs.clone())?;
     }
-    let result = serve_kernel(args, fs, &rt, ready);
-    rt.shutdown_timeout(Duration::from_secs(1));
-    result?;
-    tracing::info!("unmounted");
-    Ok(())
+    Ok((rt, fs))
 }
 
 /// Mount `fs` through the kernel and serve it until it is unmounted.

@@ -47,7 +47,7 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 /// `4294967296` → `4G`: the largest unit that divides the size exactly.
 pub fn format_size(n: u64) -> String {
     for (shift, unit) in [(40, "T"), (30, "G"), (20, "M"), (10, "K")] {
-        if n != 0 && n % (1u64 << shift) == 0 {
+        if n != 0 && n.is_multiple_of(1u64 << shift) {
             return format!("{}{unit}", n >> shift);
         }
     }
