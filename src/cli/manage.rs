@@ -109,7 +109,16 @@ pub fn unmount(args: UnmountArgs) -> Result<()> {
     let mp = platform::mount_path(&args.mountpoint)
         .with_context(|| format!("cannot resolve {}", args.mountpoint.display()))?;
     require_importfs(&mp)?;
-    if let Err(text) = platform::unmount(&mp, args.lazy) {
+    let nfs = mount_at(&mp)?.is_some_and(|m| m.is_nfs());
+    let done = if nfs {
+        // An NFS mount of the NFS backend: umount(8), through sudo where
+        // the OS keeps NFS mounts to root (and we are not).
+        let sudo = platform::nfs::MOUNT_NEEDS_ROOT && !platform::is_root();
+        platform::nfs::unmount(&mp, args.lazy, sudo)
+    } else {
+        platform::unmount(&mp, args.lazy)
+    };
+    if let Err(text) = done {
         if text.contains("busy") {
             bail!(
                 "{} is busy: a process has a file open or its working directory there \

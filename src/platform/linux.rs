@@ -160,3 +160,6 @@ pub const CACHE_HOME: &str = ".cache";
 
 /// Under `$HOME`, where logs go when `$XDG_STATE_HOME` is unset (XDG).
 pub const STATE_HOME: &str = ".local/state";
+
+/// Linux mounts with FUSE unless told otherwise.
+pub const NFS_BY_DEFAULT: bool = false;

@@ -153,3 +153,8 @@ pub const CACHE_HOME: &str = "Library/Caches";
 /// Under `$HOME`, where logs go when `$XDG_STATE_HOME` is unset: where
 /// Console.app looks for a user's logs.
 pub const STATE_HOME: &str = "Library/Logs";
+
+/// macOS mounts through its own NFS client by default: its FUSE, macFUSE,
+/// is a kernel extension that an Apple Silicon Mac loads only after a
+/// reboot into recovery mode.
+pub const NFS_BY_DEFAULT: bool = true;

@@ -27,12 +27,27 @@ pub struct MountEntry {
 
 impl MountEntry {
     /// Is this an importfs mount? Linux shows the FUSE subtype in the type
-    /// (`fuse.importfs`); macFUSE has no subtype, so there it is the fsname.
+    /// (`fuse.importfs`); macFUSE has no subtype, so there it is the fsname;
+    /// an NFS mount of ours is of the loopback export `/importfs`.
     pub fn is_importfs(&self) -> bool {
         let fuse = ["fuse", "macfuse", "osxfuse"]
             .iter()
             .any(|t| self.fstype.starts_with(t));
-        fuse && (self.fstype.contains("importfs") || self.source == "importfs")
+        if fuse {
+            return self.fstype.contains("importfs") || self.source == "importfs";
+        }
+        self.is_nfs()
+            && [
+                "127.0.0.1:/importfs",
+                "localhost:/importfs",
+                "[::1]:/importfs",
+            ]
+            .contains(&self.source.as_str())
+    }
+
+    /// Is this an NFS mount?
+    pub fn is_nfs(&self) -> bool {
+        self.fstype == "nfs" || self.fstype == "nfs3"
     }
 }
 
@@ -128,7 +143,7 @@ garbage line without the separator
     }
 
     #[test]
-    fn macfuse_mounts_are_known_by_their_fsname() {
+    fn macfuse_and_nfs_mounts_are_known_by_their_source() {
         let entry = |fstype: &str, source: &str| MountEntry {
             point: "/Volumes/x".into(),
             fstype: fstype.into(),
@@ -139,5 +154,8 @@ garbage line without the separator
         assert!(entry("osxfuse", "importfs").is_importfs());
         assert!(!entry("macfuse", "sshfs").is_importfs());
         assert!(!entry("apfs", "importfs").is_importfs());
+        assert!(entry("nfs", "127.0.0.1:/importfs").is_importfs());
+        assert!(!entry("nfs", "fileserver:/importfs").is_importfs());
+        assert!(!entry("nfs", "127.0.0.1:/home").is_importfs());
     }
 }

@@ -10,6 +10,8 @@
 //! soft mount with a timeout above the API deadline, so a dead server gives
 //! EIO in under a minute instead of a shell that hangs.
 
+use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
 
 /// A mount of the server on `port`.
@@ -62,6 +64,127 @@ pub fn macos_options(m: &NfsMount) -> String {
     o
 }
 
+/// Does mounting NFS here need root? On Linux mount(8) refuses an NFS
+/// mount to a user unless fstab names it; macOS lets a user mount on a
+/// directory they own.
+pub const MOUNT_NEEDS_ROOT: bool = cfg!(target_os = "linux");
+
+/// `program args...`, through `sudo` when asked. Without a terminal to
+/// ask a password on (a background mount), sudo is told not to ask
+/// (`-n`), so that it fails at once instead of waiting for nobody.
+fn maybe_sudo(program: &str, args: &[&std::ffi::OsStr], sudo: bool) -> Command {
+    if !sudo {
+        let mut c = Command::new(program);
+        c.args(args);
+        return c;
+    }
+    let mut c = Command::new("sudo");
+    // SAFETY: isatty has no preconditions.
+    if unsafe { libc::isatty(0) } == 0 {
+        c.arg("-n");
+    }
+    c.arg("--").arg(program).args(args);
+    c
+}
+
+/// Can the OS's NFS client mount here? Each failure says what to do.
+pub fn check_client() -> Result<(), String> {
+    if cfg!(target_os = "macos") {
+        return if Path::new("/sbin/mount_nfs").exists() {
+            Ok(())
+        } else {
+            Err("/sbin/mount_nfs is missing: macOS ships it; is this a Mac?".into())
+        };
+    }
+    let helper = ["/sbin/mount.nfs", "/usr/sbin/mount.nfs"];
+    if !helper.iter().any(|p| Path::new(p).exists()) {
+        return Err("mount.nfs is missing: install the NFS client with \
+                    `sudo apt-get install nfs-common` (or use --backend fuse)"
+            .into());
+    }
+    let known = std::fs::read_to_string("/proc/filesystems").is_ok_and(|f| {
+        f.lines()
+            .any(|l| l.split_whitespace().last() == Some("nfs"))
+    });
+    let module = Path::new("/sys/module/nfs").exists() || has_nfs_module();
+    if !known && !module {
+        return Err(
+            "this kernel has no NFS client (no nfs in /proc/filesystems and no nfs \
+                    module): load it with `sudo modprobe nfs`, or use --backend fuse"
+                .into(),
+        );
+    }
+    Ok(())
+}
+
+/// Is there an nfs module for the running kernel, to be loaded on mount?
+fn has_nfs_module() -> bool {
+    let Ok(release) = std::fs::read_to_string("/proc/sys/kernel/osrelease") else {
+        return false;
+    };
+    let dir = Path::new("/lib/modules").join(release.trim());
+    std::fs::read_to_string(dir.join("modules.dep"))
+        .is_ok_and(|d| d.lines().any(|l| l.contains("/nfs.ko")))
+}
+
+/// The command that mounts `export` of the server `m` on `mountpoint`:
+/// `mount -t nfs` on Linux, `mount_nfs` on macOS.
+pub fn mount_command(m: &NfsMount, export: &str, mountpoint: &Path, sudo: bool) -> Command {
+    let src = source(export);
+    if cfg!(target_os = "macos") {
+        let opts = macos_options(m);
+        let args = [
+            "-o".as_ref(),
+            opts.as_ref(),
+            src.as_ref(),
+            mountpoint.as_os_str(),
+        ];
+        maybe_sudo("/sbin/mount_nfs", &args, sudo)
+    } else {
+        let opts = linux_options(m);
+        let args = [
+            "-t".as_ref(),
+            "nfs".as_ref(),
+            "-o".as_ref(),
+            opts.as_ref(),
+            src.as_ref(),
+            mountpoint.as_os_str(),
+        ];
+        maybe_sudo("mount", &args, sudo)
+    }
+}
+
+/// Unmount an NFS mount of ours: umount(8) through sudo when asked (`-l`
+/// lazy on Linux, `-f` forced on macOS, which has no lazy unmount), else
+/// the platform's own unmount.
+pub fn unmount(mountpoint: &Path, lazy: bool, sudo: bool) -> Result<(), String> {
+    if !sudo {
+        return super::unmount(mountpoint, lazy);
+    }
+    let flag = if cfg!(target_os = "macos") {
+        "-f"
+    } else {
+        "-l"
+    };
+    let mut args: Vec<&std::ffi::OsStr> = Vec::new();
+    if lazy {
+        args.push(flag.as_ref());
+    }
+    args.push(mountpoint.as_os_str());
+    let out = maybe_sudo("umount", &args, true)
+        .stdin(std::process::Stdio::inherit())
+        .output()
+        .map_err(|e| format!("sudo: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "sudo umount: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -88,5 +211,29 @@ mod tests {
             "{mac}"
         );
         assert_eq!(source("/importfs"), "127.0.0.1:/importfs");
+    }
+
+    #[test]
+    fn the_mount_command_is_the_os_client_and_sudo_runs_only_it() {
+        let m = NfsMount {
+            port: 2049,
+            attr_ttl: Duration::from_secs(5),
+            read_only: false,
+        };
+        let plain = mount_command(&m, "/importfs", Path::new("/mnt/x"), false);
+        let args: Vec<String> = plain
+            .get_args()
+            .map(|a| a.to_string_lossy().into())
+            .collect();
+        assert_eq!(args.last().unwrap(), "/mnt/x");
+        assert!(args.contains(&"127.0.0.1:/importfs".to_owned()), "{args:?}");
+        let sudo = mount_command(&m, "/importfs", Path::new("/mnt/x"), true);
+        assert_eq!(sudo.get_program(), "sudo");
+        let sargs: Vec<String> = sudo
+            .get_args()
+            .map(|a| a.to_string_lossy().into())
+            .collect();
+        let program = &sargs[sargs.iter().position(|a| a == "--").unwrap() + 1];
+        assert_eq!(program, plain.get_program().to_str().unwrap());
     }
 }

@@ -74,6 +74,20 @@ pub fn check_mountpoint(path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Can the NFS backend mount here? The OS's NFS client must be there, and
+/// on Linux the mount needs root: run as root, or `--sudo` for the mount
+/// and umount commands only.
+pub fn check_nfs_available(sudo: bool) -> Result<()> {
+    platform::nfs::check_client().map_err(anyhow::Error::msg)?;
+    if platform::nfs::MOUNT_NEEDS_ROOT && !is_root() && !sudo {
+        bail!(
+            "an NFS mount needs root here: run `importfs mount` as root, or add --sudo to run \
+             only the mount and umount commands through sudo (the server runs as you)"
+        );
+    }
+    Ok(())
+}
+
 /// Can FUSE be used here? Fails with what to install or change.
 pub fn check_fuse_available() -> Result<()> {
     platform::check_fuse().map_err(anyhow::Error::msg)

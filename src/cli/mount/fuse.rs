@@ -6,19 +6,19 @@
 //! then ends fuser's session loop, whereas dropping fuser's auto-unmount
 //! socket leaves a mount whose connection is still alive. And a watcher
 //! process unmounts the path if this one dies without doing so (see
-//! `spawn_watcher`). macFUSE takes other options than Linux's FUSE: no
+//! `watcher.rs`). macFUSE takes other options than Linux's FUSE: no
 //! `auto_unmount` or `subtype`, but a volume name, no AppleDouble `._`
 //! files or Finder xattrs, and a `daemon_timeout` above the API deadline,
 //! so a slow API call is not taken for a dead filesystem.
 
 use super::args::MountArgs;
-use crate::cli::settings::{Settings, KEY_ENV};
+use crate::cli::settings::Settings;
 use crate::cli::signal::wait_for_signal;
 use crate::fs::core::Fs;
 use crate::fs::fuse::FuseFs;
 use crate::platform;
 use anyhow::{Context, Result};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 /// Mount `fs` with fuser and serve it until it is unmounted. `ready` is
@@ -32,7 +32,7 @@ pub fn serve(
     let adapter = FuseFs::new(fs.clone(), rt.handle().clone());
     let mut session = fuser::Session::new(adapter, &args.mountpoint, &fuse_config(args))
         .with_context(|| format!("cannot mount on {}", args.mountpoint.display()))?;
-    let watcher = spawn_watcher(&args.mountpoint);
+    let watcher = super::watcher::spawn(&args.mountpoint);
     platform::raise_read_ahead(&args.mountpoint);
     tracing::info!(mountpoint = %args.mountpoint.display(), api = %args.settings.api_url, "mounted");
     rt.spawn(unmount_on_signal(
@@ -43,11 +43,7 @@ pub fn serve(
         let _ = tx.send(());
     }
     let result = session.run();
-    if let Some(mut watcher) = watcher {
-        // Unmounted: the watcher reads EOF, finds no mount and exits.
-        drop(watcher.stdin.take());
-        let _ = watcher.wait();
-    }
+    super::watcher::stop(watcher);
     drop(fs);
     result.context("the FUSE session ended with an error")
 }
@@ -82,7 +78,7 @@ fn fuse_config(args: &MountArgs) -> fuser::Config {
     };
     // fusermount3 unmounts the path if this process dies; fuser allows that
     // only with allow_root or allow_other. Our own watcher process (see
-    // `spawn_watcher`) runs in every case: without those options it is the
+    // `watcher.rs`) runs in every case: without those options it is the
     // only auto-unmount, and with them it backs up fusermount3's, which was
     // seen to leave a killed mount behind on a loaded machine (its helper
     // exited without unmounting). Whichever comes second finds no mount.
@@ -112,37 +108,4 @@ async fn unmount_on_signal(mountpoint: PathBuf, mut unmounter: fuser::SessionUnm
         let _ = unmount(true).await;
     }
     let _ = unmounter.unmount();
-}
-
-/// Start `importfs __watch-mount` over this mount: it unmounts it if this
-/// process dies without doing so. It runs in its own process group (a
-/// Ctrl-C meant for us must not reach it) from `/` (so it keeps no
-/// directory busy), and holds the read end of a pipe whose write end only
-/// this process has.
-fn spawn_watcher(mountpoint: &Path) -> Option<std::process::Child> {
-    use std::os::unix::process::CommandExt;
-    let mountpoint = platform::mount_path(mountpoint).ok()?;
-    let id = crate::cli::manage::importfs_mount_id(&mountpoint)?;
-    let exe = std::env::current_exe().ok()?;
-    let spawned = std::process::Command::new(exe)
-        .arg("__watch-mount")
-        .arg("--dev")
-        .arg(&id)
-        .arg(&mountpoint)
-        .env_remove(KEY_ENV)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .current_dir("/")
-        .process_group(0)
-        .spawn();
-    match spawned {
-        Ok(child) => {
-            tracing::debug!(pid = child.id(), %id, "auto-unmount watcher started");
-            Some(child)
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "no auto-unmount: the watcher process did not start");
-            None
-        }
-    }
 }

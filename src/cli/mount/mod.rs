@@ -15,23 +15,30 @@ pub mod background;
 pub mod checks;
 #[cfg(any(target_os = "linux", feature = "macfuse"))]
 mod fuse;
+mod nfs;
 pub mod serve;
+mod watcher;
 
 pub use args::{mount_args, MountArgs, MountCmd};
 pub use serve::mount_foreground;
 
-use crate::cli::settings;
+use crate::cli::settings::{self, Backend};
 use anyhow::Result;
 
 pub fn run(cmd: MountCmd) -> Result<()> {
     let eff = settings::resolve(&cmd.settings)?;
     let key = eff.api_key()?;
     let args = mount_args(&cmd, &eff)?;
-    checks::check_fuse_available()?;
-    checks::check_mountpoint(&args.mountpoint)?;
-    if args.settings.allow_other {
-        crate::platform::check_allow_other().map_err(anyhow::Error::msg)?;
+    match args.settings.backend {
+        Backend::Fuse => {
+            checks::check_fuse_available()?;
+            if args.settings.allow_other {
+                crate::platform::check_allow_other().map_err(anyhow::Error::msg)?;
+            }
+        }
+        Backend::Nfs => checks::check_nfs_available(args.settings.sudo)?,
     }
+    checks::check_mountpoint(&args.mountpoint)?;
     if args.foreground {
         let log_file = args
             .log_file_given

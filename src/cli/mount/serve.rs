@@ -1,6 +1,6 @@
 //! A mount in this process: check the key, build the filesystem, then
-//! mount it (with fuser, in [`super::fuse`]) and serve until it is
-//! unmounted or we are signalled.
+//! mount it (with fuser in [`super::fuse`], or through the OS's NFS client
+//! in `nfs.rs`) and serve until it is unmounted or we are signalled.
 //!
 //! Subtle: everything that can fail is tried before anything is mounted
 //! (the metrics port, the key and the URL, the cache dir), so a failed
@@ -8,7 +8,7 @@
 
 use super::args::MountArgs;
 use crate::api::{ApiKey, Client, ClientConfig};
-use crate::cli::settings::Settings;
+use crate::cli::settings::{Backend, Settings};
 use crate::fs::core::{Fs, FsConfig};
 use crate::fs::FetchPlan;
 use anyhow::{anyhow, Context, Result};
@@ -54,9 +54,22 @@ pub fn prepare(args: &MountArgs, key: ApiKey) -> Result<(tokio::runtime::Runtime
     Ok((rt, fs))
 }
 
-/// Mount `fs` through the kernel and serve it until it is unmounted.
-#[cfg(any(target_os = "linux", feature = "macfuse"))]
+/// Mount `fs` through the kernel, by the backend asked for, and serve it
+/// until it is unmounted.
 fn serve_kernel(
+    args: &MountArgs,
+    fs: Arc<Fs>,
+    rt: &tokio::runtime::Runtime,
+    ready: Option<std::sync::mpsc::Sender<()>>,
+) -> Result<()> {
+    match args.settings.backend {
+        Backend::Nfs => super::nfs::serve(args, fs, rt, ready),
+        Backend::Fuse => serve_fuse(args, fs, rt, ready),
+    }
+}
+
+#[cfg(any(target_os = "linux", feature = "macfuse"))]
+fn serve_fuse(
     args: &MountArgs,
     fs: Arc<Fs>,
     rt: &tokio::runtime::Runtime,
@@ -65,10 +78,10 @@ fn serve_kernel(
     super::fuse::serve(args, fs, rt, ready)
 }
 
-/// A build with no FUSE (macOS without the `macfuse` feature) has no
-/// kernel mount to offer; `importfs mount` says so before getting here.
+/// A build with no FUSE (macOS without the `macfuse` feature) has no FUSE
+/// mount to offer; `importfs mount` says so before getting here.
 #[cfg(not(any(target_os = "linux", feature = "macfuse")))]
-fn serve_kernel(
+fn serve_fuse(
     _args: &MountArgs,
     _fs: Arc<Fs>,
     _rt: &tokio::runtime::Runtime,

@@ -18,8 +18,8 @@
 
 use super::dirs::default_log_file;
 use super::values::{
-    from_toml, parse_chunk_size, parse_duration, parse_metrics_addr, parse_size, parse_streams,
-    parse_switch, Value,
+    from_toml, parse_backend, parse_chunk_size, parse_duration, parse_metrics_addr, parse_size,
+    parse_streams, parse_switch, Backend, Value,
 };
 use crate::api::ClientConfig;
 use crate::fs::core::FsConfig;
@@ -258,5 +258,16 @@ settings! {
         #[arg(long, value_name = "ADDR", value_parser = parse_metrics_addr)]
         #[serde(deserialize_with = "from_toml::metrics_addr")]
         metrics_addr: SocketAddr,
+        /// How the mount reaches the kernel: fuse, or nfs (a loopback NFSv3
+        /// server mounted with the OS's own NFS client, no kernel extension)
+        /// [default: fuse on Linux, nfs on macOS].
+        #[arg(long, value_name = "BACKEND", value_parser = parse_backend)]
+        #[serde(deserialize_with = "from_toml::backend")]
+        backend: Backend = Backend::default_for_os(),
+        /// Run the NFS backend's mount and umount commands (never the server)
+        /// through sudo, for an OS whose NFS mounts need root (Linux).
+        #[arg(long, num_args = 0, default_missing_value = "true", value_parser = parse_switch)]
+        #[serde(deserialize_with = "from_toml::switch")]
+        sudo: bool = false,
     }
 }

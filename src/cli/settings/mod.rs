@@ -26,7 +26,9 @@ pub use resolve::{
     resolve, resolve_api, ApiFlags, ConfigFile, Effective, KeySource, SettingsFlags, CONFIG_ENV,
     URL_ENV,
 };
-pub use values::{format_size, parse_chunk_size, parse_metrics_addr, parse_size, parse_streams};
+pub use values::{
+    format_size, parse_chunk_size, parse_metrics_addr, parse_size, parse_streams, Backend,
+};
 
 #[cfg(test)]
 mod tests;

@@ -21,6 +21,43 @@ pub const CHUNK_SIZE_RANGE: (u64, u64) = (64 << 10, 1 << 30);
 /// Bounds of `download_streams`.
 pub const STREAMS_RANGE: (usize, usize) = (1, 16);
 
+/// How a mount reaches the kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// FUSE: fuser on Linux, macFUSE on macOS (the `macfuse` feature).
+    Fuse,
+    /// A loopback NFSv3 server, mounted with the OS's own NFS client.
+    Nfs,
+}
+
+impl Backend {
+    /// FUSE on Linux; NFS on macOS, whose FUSE is a kernel extension
+    /// (`platform::NFS_BY_DEFAULT`).
+    pub fn default_for_os() -> Backend {
+        if crate::platform::NFS_BY_DEFAULT {
+            Backend::Nfs
+        } else {
+            Backend::Fuse
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Fuse => "fuse",
+            Backend::Nfs => "nfs",
+        }
+    }
+}
+
+/// `fuse` or `nfs`.
+pub fn parse_backend(s: &str) -> Result<Backend, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "fuse" => Ok(Backend::Fuse),
+        "nfs" => Ok(Backend::Nfs),
+        _ => Err(format!("not a backend: {s:?} (fuse or nfs)")),
+    }
+}
+
 /// Parse `123`, `64K`, `512M`, `4G`, `1T` (powers of 1024; `KiB`, `MB` ... accepted).
 pub fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim();
@@ -197,6 +234,15 @@ impl Value for bool {
     }
 }
 
+impl Value for Backend {
+    fn shown(&self) -> String {
+        format!("{:?}", self.name())
+    }
+    fn as_arg(&self) -> OsString {
+        self.name().into()
+    }
+}
+
 impl Value for SocketAddr {
     fn shown(&self) -> String {
         format!("{:?}", self.to_string())
@@ -271,6 +317,13 @@ pub mod from_toml {
                 "a number from {} to {}",
                 STREAMS_RANGE.0, STREAMS_RANGE.1
             )),
+        })
+    }
+
+    pub fn backend<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Backend>, D::Error> {
+        read(d, |v| match v {
+            Toml::String(s) => parse_backend(&s),
+            _ => Err("\"fuse\" or \"nfs\"".into()),
         })
     }
 
