@@ -258,9 +258,9 @@ settings! {
         #[arg(long, value_name = "ADDR", value_parser = parse_metrics_addr)]
         #[serde(deserialize_with = "from_toml::metrics_addr")]
         metrics_addr: SocketAddr,
-        /// How the mount reaches the kernel: fuse, or nfs (a loopback NFSv3
-        /// server mounted with the OS's own NFS client, no kernel extension)
-        /// [default: fuse on Linux, nfs on macOS].
+        /// How the mount reaches the kernel: fuse (the default on Linux), or
+        /// nfs (a loopback NFSv3 server mounted with the OS's own NFS client,
+        /// no kernel extension; the default on macOS).
         #[arg(long, value_name = "BACKEND", value_parser = parse_backend)]
         #[serde(deserialize_with = "from_toml::backend")]
         backend: Backend = Backend::default_for_os(),
