@@ -13,6 +13,9 @@
 #   - peak RSS of the mount (streaming, listing) and of the emulator
 #   - the CPU seconds per GiB of the emulator, the client (curl, cat) and
 #     the mount, for curl, a cold cat and the mount's download alone
+#   - the same file over the NFS backend (`importfs serve nfs`), read by
+#     libnfs's nfs-cat (a user-space client: the kernel may have none),
+#     cold and warm, beside the FUSE mount's cold and warm cat
 # Times are best of BENCH_RUNS (default 3). Speeds are MB/s (10^6 bytes).
 # Usage: scripts/bench.sh [SIZE_BYTES]; BENCH_CAP=bytes/s (default 200000000).
 set -euo pipefail
@@ -37,6 +40,7 @@ cleanup() {
     fusermount3 -u "$MNT" 2>/dev/null || fusermount3 -uz "$MNT" 2>/dev/null || true
     [ -n "${MOUNT_PID:-}" ] && kill "$MOUNT_PID" 2>/dev/null || true
     [ -n "${EMU_PID:-}" ] && kill "$EMU_PID" 2>/dev/null || true
+    [ -n "${NFS_PID:-}" ] && kill "$NFS_PID" 2>/dev/null || true
     wait 2>/dev/null || true
     rm -rf "$WORK"
 }
@@ -182,9 +186,32 @@ e0=$(cpu_s "$EMU_PID"); m0=$(cpu_s "$MOUNT_PID"); download_alone >/dev/null
 e1=$(cpu_s "$EMU_PID"); m1=$(cpu_s "$MOUNT_PID")
 CPU_DL="$(python3 -c "print($e1-$e0)") 0 $(python3 -c "print($m1-$m0)")"
 
+# The NFS backend: a fresh server and an empty cache for each cold read.
+NFS_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+NFS_FILE="nfs://127.0.0.1/importfs/crawlruns/$RUN/data.csv?nfsport=$NFS_PORT&mountport=$NFS_PORT"
+nfs_fresh() {
+    [ -n "${NFS_PID:-}" ] && { kill "$NFS_PID" 2>/dev/null || true; wait "$NFS_PID" 2>/dev/null || true; }
+    rm -rf "$WORK/nfs-cache"
+    IMPORTIO_API_KEY="$KEY" "$BIN" serve nfs --listen "127.0.0.1:$NFS_PORT" --api-url "$URL" \
+        --allow-unprivileged-ports --cache-dir "$WORK/nfs-cache" --cache-size 4G \
+        --metadata-ttl 60s >"$WORK/nfs.log" 2>&1 &
+    NFS_PID=$!
+    for _ in $(seq 100); do grep -q 'serving NFSv3' "$WORK/nfs.log" && break; sleep 0.1; done
+    nfs-ls "nfs://127.0.0.1/importfs/crawlruns/$RUN/?nfsport=$NFS_PORT&mountport=$NFS_PORT" >/dev/null
+}
+T_NFS_COLD=999999; T_NFS_WARM=999999
+for _ in $(seq "$RUNS"); do
+    nfs_fresh
+    t=$(timeit nfs-cat "$NFS_FILE"); T_NFS_COLD=$(printf '%s\n%s\n' "$T_NFS_COLD" "$t" | best)
+    t=$(timeit nfs-cat "$NFS_FILE"); T_NFS_WARM=$(printf '%s\n%s\n' "$T_NFS_WARM" "$t" | best)
+done
+[ "$(nfs-cat "$NFS_FILE" | cmp - <(curl -sf "$FILE_URL") && echo same)" = same ] \
+    || { echo "the NFS read differs from the API's bytes" >&2; exit 1; }
+kill "$NFS_PID"; wait "$NFS_PID" 2>/dev/null || true; NFS_PID=
+
 python3 - "$SIZE" "$CAP" "$T_CURL" "$T_COLD" "$T_DL" "$T_WARM" "$T_LOCAL" "$T_HEAD" "$T_TAIL" \
     "$T_CURL_CAP" "$T_COLD_CAP" "$T_LIST_CURL" "$T_LS" "$N" "$RSS_READ" "$RSS_CAP" "$RSS_LIST" \
-    "$RSS_EMU" "$WARM_MODE" "$T_DL_CAP" $CPU_CURL $CPU_COLD $CPU_DL <<'EOF'
+    "$RSS_EMU" "$WARM_MODE" "$T_DL_CAP" $CPU_CURL $CPU_COLD $CPU_DL "$T_NFS_COLD" "$T_NFS_WARM" <<'EOF'
 import sys
 a = sys.argv[1:]
 size, cap = int(a[0]), int(a[1])
@@ -192,6 +219,7 @@ curl, cold, dl, warm, local, head, tail, curl_cap, cold_cap, lcurl, ls = map(flo
 n, rss_read, rss_cap, rss_list, rss_emu = map(int, a[13:18])
 mode, dl_cap = a[18], float(a[19])
 cpu = [tuple(map(float, a[20 + 3 * i:23 + 3 * i])) for i in range(3)]
+nfs_cold, nfs_warm = map(float, a[29:31])
 mb = lambda t: size / t / 1e6
 print(f"curl of data.csv              {mb(curl):8.0f} MB/s")
 print(f"cold cat through the mount    {mb(cold):8.0f} MB/s   {curl/cold:5.2f} x curl (aim >= 0.90)")
@@ -203,6 +231,8 @@ print(f"first 4 KiB of a cold file    {head*1000:8.1f} ms     {100*head/dl:5.1f}
 print(f"last 4 KiB of a cold file     {tail*1000:8.1f} ms     {100*tail/dl:5.1f} % of its download (aim < 10)")
 print(f"warm cat through the mount    {mb(warm):8.0f} MB/s   {local/warm:5.2f} x local page-cache cat (aim >= 0.80), by {mode}")
 print(f"cat of a local copy (warm)    {mb(local):8.0f} MB/s")
+print(f"cold nfs-cat, NFS backend     {mb(nfs_cold):8.0f} MB/s   {cold/nfs_cold:5.2f} x the FUSE cold cat")
+print(f"warm nfs-cat, NFS backend     {mb(nfs_warm):8.0f} MB/s   {warm/nfs_warm:5.2f} x the FUSE warm cat")
 print(f"ls -l of {n} runs           {ls:8.2f} s      {lcurl/ls:5.2f} x curl of the same pages ({lcurl:.2f} s)")
 print(f"peak RSS of the mount         {rss_read/1024:8.1f} MiB streaming, {rss_cap/1024:.1f} MiB capped, {rss_list/1024:.1f} MiB listing (aim <= 64)")
 print(f"peak RSS of the emulator      {rss_emu/1024:8.1f} MiB")
