@@ -7,9 +7,12 @@
 //!
 //! [`core_fs::Core`] is the same account without the kernel: an `Fs` called
 //! directly, for `fs_core.rs` and the model test's second target.
+//! [`nfs::NfsServer`] is the account served by `importfs serve nfs`, with
+//! the user-space NFS clients `nfs.rs` drives it with.
 #![allow(dead_code)]
 
 pub mod core_fs;
+pub mod nfs;
 
 use importfs::emulator::{Config, Emulator};
 use serde_json::Value;

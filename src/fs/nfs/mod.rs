@@ -406,9 +406,10 @@ impl NfsFileSystem for NfsFs {
     }
 
     /// CREATE. A name that exists is an UNCHECKED create (the server
-    /// refuses a GUARDED one before asking): as open(O_CREAT) of an existing
-    /// file, it sets the attributes asked for (a size of 0 truncates), so
-    /// `nfs-cp` onto `inputs` is a write of `inputs`.
+    /// refuses a GUARDED one before asking, which is why libnfs's `nfs-cp`
+    /// cannot write over a file): as open(O_CREAT) of an existing file, it
+    /// sets the attributes asked for (a size of 0 truncates `inputs`, in
+    /// its write session), as the Linux client does for `> inputs`.
     async fn create(
         &self,
         dir: &FileHandleU64,
