@@ -612,3 +612,55 @@ fn mount_backend_nfs_mounts_or_says_clearly_why_not() {
         assert!(left.is_empty(), "processes left: {left:?}");
     }
 }
+
+/// Scratch files work as on FUSE: made, written, read back, renamed onto
+/// `inputs` (one PUT of their content, validated), removed; API files
+/// cannot be removed or renamed, and `rmdir` of an extractor is refused
+/// without `--allow-delete` (no call) and archives it with it (one DELETE).
+#[test]
+fn scratch_files_rename_onto_inputs_and_rmdir_needs_allow_delete() {
+    if !root_or_skip() {
+        return;
+    }
+    let emu = Emu::demo();
+    let g = plain_extractors(&emu)[1].clone();
+    {
+        let s = NfsServer::start(&emu.url, &[]);
+        let mut c = s.client();
+        let dir = c.fh(&format!("extractors/{g}"));
+        emu.clear_requests();
+        c.create(&dir, "inputs.swp")
+            .expect("CREATE of a scratch file");
+        let tmp = c.lookup(&dir, "inputs.swp").unwrap();
+        let new = "https://scratch.example/a\n";
+        c.write(&tmp, 0, new.as_bytes(), stable_how::FILE_SYNC)
+            .expect("WRITE");
+        assert_eq!(String::from_utf8(c.read_all(&tmp)).unwrap(), new);
+        assert!(mutating(&emu).is_empty(), "a scratch file is not sent");
+        c.rename(&dir, "inputs.swp", "inputs")
+            .expect("RENAME onto inputs");
+        assert_eq!(puts(&emu, &g), 1, "{:?}", mutating(&emu));
+        assert_eq!(api_urls(&emu, &g), ["https://scratch.example/a"]);
+        assert_eq!(c.lookup(&dir, "inputs.swp"), Err(nfsstat3::NFS3ERR_NOENT));
+        c.create(&dir, "junk").unwrap();
+        c.remove(&dir, "junk").expect("REMOVE of a scratch file");
+        assert_eq!(c.remove(&dir, "inputs"), Err(nfsstat3::NFS3ERR_PERM));
+        assert_eq!(
+            c.rename(&dir, "start", "begin"),
+            Err(nfsstat3::NFS3ERR_PERM)
+        );
+        let extractors = c.fh("extractors");
+        emu.clear_requests();
+        assert_eq!(c.rmdir(&extractors, &g), Err(nfsstat3::NFS3ERR_PERM));
+        assert!(mutating(&emu).is_empty(), "{:?}", mutating(&emu));
+    }
+    let s = NfsServer::start(&emu.url, &["--allow-delete"]);
+    let mut c = s.client();
+    let extractors = c.fh("extractors");
+    emu.clear_requests();
+    c.rmdir(&extractors, &g).expect("RMDIR with --allow-delete");
+    let muts = mutating(&emu);
+    assert_eq!(muts.len(), 1, "{muts:?}");
+    assert_eq!(muts[0]["method"], "DELETE");
+    assert_eq!(muts[0]["path"], format!("/extractors/{g}"));
+}

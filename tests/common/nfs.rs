@@ -11,7 +11,8 @@ use super::{importfs_bin, tail, KEY};
 use nfs3_client::nfs3_types::nfs3::{
     cookieverf3, createhow3, diropargs3, fattr3, filename3, nfs_fh3, nfsstat3, sattr3, set_atime,
     set_mtime, stable_how, COMMIT3args, CREATE3args, GETATTR3args, LOOKUP3args, Nfs3Option,
-    Nfs3Result, READ3args, READDIRPLUS3args, READLINK3args, SETATTR3args, WRITE3args,
+    Nfs3Result, READ3args, READDIRPLUS3args, READLINK3args, REMOVE3args, RENAME3args, RMDIR3args,
+    SETATTR3args, WRITE3args,
 };
 use nfs3_client::nfs3_types::rpc::{auth_unix, opaque_auth};
 use nfs3_client::nfs3_types::xdr_codec::Opaque;
@@ -514,6 +515,34 @@ impl Client {
         status(r).map(|_| ())
     }
 
+    /// RENAME `from` to `to`, both in `dir`.
+    pub fn rename(&mut self, dir: &nfs_fh3, from: &str, to: &str) -> Result<(), nfsstat3> {
+        let args = RENAME3args {
+            from: dirop(dir, from),
+            to: dirop(dir, to),
+        };
+        let r = call(&self.rt, "RENAME", self.conn.rename(&args));
+        status(r).map(|_| ())
+    }
+
+    /// REMOVE `name` from `dir`.
+    pub fn remove(&mut self, dir: &nfs_fh3, name: &str) -> Result<(), nfsstat3> {
+        let args = REMOVE3args {
+            object: dirop(dir, name),
+        };
+        let r = call(&self.rt, "REMOVE", self.conn.remove(&args));
+        status(r).map(|_| ())
+    }
+
+    /// RMDIR `name` in `dir`.
+    pub fn rmdir(&mut self, dir: &nfs_fh3, name: &str) -> Result<(), nfsstat3> {
+        let args = RMDIR3args {
+            object: dirop(dir, name),
+        };
+        let r = call(&self.rt, "RMDIR", self.conn.rmdir(&args));
+        status(r).map(|_| ())
+    }
+
     /// One counter of `.importfs/stats` (a `name value` line).
     pub fn stat(&mut self, name: &str) -> u64 {
         let fh = self.fh(".importfs/stats");
@@ -523,5 +552,13 @@ impl Client {
             .find_map(|l| l.strip_prefix(&format!("{name} ")))
             .and_then(|v| v.trim().parse().ok())
             .unwrap_or_else(|| panic!("no {name} in:\n{stats}"))
+    }
+}
+
+/// `name` in `dir`, as NFS names a directory entry.
+fn dirop<'a>(dir: &nfs_fh3, name: &'a str) -> diropargs3<'a> {
+    diropargs3 {
+        dir: dir.clone(),
+        name: filename3(Opaque::borrowed(name.as_bytes())),
     }
 }
