@@ -185,6 +185,12 @@ fn result_files_read_with_nfs_cat_are_the_apis_bytes() {
     emu.clear_requests();
     assert!(s.cat(&format!("crawlruns/{id}/data.csv")) == truth);
     assert_eq!(emu.count("GET", &format!("/crawlruns/{id}/csv")), 0);
+    // And a new server on the same cache directory reuses what the first kept.
+    let mut s = s;
+    s.restart(&emu.url, &[]);
+    emu.clear_requests();
+    assert!(s.cat(&format!("crawlruns/{id}/data.csv")) == truth);
+    assert_eq!(emu.count("GET", &format!("/crawlruns/{id}/csv")), 0);
 }
 
 #[test]
@@ -342,6 +348,15 @@ fn a_touch_of_start_is_one_post_and_a_write_after_it_joins_it() {
     assert_eq!(emu.count("POST", &start), 1, "{:?}", mutating(&emu));
     assert_eq!(mutating(&emu).len(), 1, "{:?}", mutating(&emu));
     assert_eq!(runs(), before + 1, "the API has one new run");
+    // A write alone (`echo > stop`, no truncation) is one POST too.
+    let stop = c.fh(&format!("extractors/{g}/stop"));
+    emu.clear_requests();
+    let how = c.write(&stop, 0, b"\n", stable_how::FILE_SYNC);
+    assert_eq!(how, Ok(stable_how::FILE_SYNC));
+    std::thread::sleep(PAST_IDLE);
+    let stops = format!("/extractors/{g}/stop");
+    assert_eq!(emu.count("POST", &stops), 1, "{:?}", mutating(&emu));
+    assert_eq!(mutating(&emu).len(), 1, "{:?}", mutating(&emu));
 }
 
 #[test]
