@@ -32,30 +32,6 @@ fn plain_extractor(emu: &Emu, n: usize) -> (String, String) {
     )
 }
 
-fn mutating(emu: &Emu) -> Vec<Value> {
-    emu.requests()
-        .into_iter()
-        .filter(|r| {
-            ["PUT", "POST", "DELETE", "PATCH"].contains(&r["method"].as_str().unwrap_or(""))
-        })
-        .collect()
-}
-
-fn puts(emu: &Emu, guid: &str) -> usize {
-    emu.count("PUT", &format!("/extractors/{guid}/inputs"))
-}
-
-fn api_urls(emu: &Emu, guid: &str) -> Vec<String> {
-    let v = emu.get_json(&format!("/extractors/{guid}/inputs"));
-    v["_url"]
-        .as_str()
-        .unwrap_or("")
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(str::to_owned)
-        .collect()
-}
-
 #[test]
 fn every_way_of_writing_inputs_is_one_put() {
     if !fuse_or_skip() {

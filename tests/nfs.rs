@@ -50,30 +50,6 @@ fn runs_by_extractor(emu: &Emu) -> BTreeMap<String, Vec<Value>> {
     by
 }
 
-fn mutating(emu: &Emu) -> Vec<Value> {
-    emu.requests()
-        .into_iter()
-        .filter(|r| {
-            ["PUT", "POST", "DELETE", "PATCH"].contains(&r["method"].as_str().unwrap_or(""))
-        })
-        .collect()
-}
-
-fn puts(emu: &Emu, guid: &str) -> usize {
-    emu.count("PUT", &format!("/extractors/{guid}/inputs"))
-}
-
-fn api_urls(emu: &Emu, guid: &str) -> Vec<String> {
-    let v = emu.get_json(&format!("/extractors/{guid}/inputs"));
-    v["_url"]
-        .as_str()
-        .unwrap_or("")
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(str::to_owned)
-        .collect()
-}
-
 fn names(list: &[(String, String)]) -> Vec<&str> {
     list.iter().map(|(_, n)| n.as_str()).collect()
 }

@@ -74,6 +74,22 @@ fn wait_kept(m: &Mounted, n: usize) {
     }
 }
 
+/// Wait (10 s at most) for a killed mount's auto-unmount; detach it if it
+/// is still there. Auto-unmount after SIGKILL is robust.rs's to prove;
+/// these tests need only the mountpoint free.
+fn wait_gone_or_detach(m: &Mounted) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while is_fuse_mount(&m.mnt) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    if is_fuse_mount(&m.mnt) {
+        let _ = std::process::Command::new("fusermount3")
+            .arg("-uz")
+            .arg(&m.mnt)
+            .status();
+    }
+}
+
 fn unmount_and_wait(m: &mut Mounted) {
     m.unmount();
     assert!(!is_fuse_mount(&m.mnt));
@@ -198,18 +214,7 @@ fn a_killed_mount_leaves_nothing_half_done_to_serve() {
     let mut child = m.take_child().expect("the mount process");
     child.kill().expect("SIGKILL");
     child.wait().expect("wait");
-    // Auto-unmount after SIGKILL is robust.rs's to prove; here only the
-    // cache matters, so a mount still there after a while is detached.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while is_fuse_mount(&m.mnt) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    if is_fuse_mount(&m.mnt) {
-        let _ = std::process::Command::new("fusermount3")
-            .arg("-uz")
-            .arg(&m.mnt)
-            .status();
-    }
+    wait_gone_or_detach(&m);
     assert!(!is_fuse_mount(&m.mnt), "the killed mount is gone");
     assert!(kept(&m.cache).is_empty(), "nothing partial was kept");
     m.remount(&emu.url, &["--download-chunk-size", "1M"]);
@@ -597,16 +602,7 @@ fn the_folder_of_a_killed_mount_not_yet_reaped_is_removed() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while is_fuse_mount(&m.mnt) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    if is_fuse_mount(&m.mnt) {
-        let _ = std::process::Command::new("fusermount3")
-            .arg("-uz")
-            .arg(&m.mnt)
-            .status();
-    }
+    wait_gone_or_detach(&m);
     m.remount(&emu.url, &[]);
     assert!(
         Path::new(&format!("/proc/{pid}")).exists(),

@@ -577,3 +577,30 @@ pub fn process_tree_args(root: u32) -> Vec<String> {
         .map(|p| p.2)
         .collect()
 }
+
+/// The requests that change something (PUT, POST, DELETE, PATCH).
+pub fn mutating(emu: &Emu) -> Vec<Value> {
+    emu.requests()
+        .into_iter()
+        .filter(|r| {
+            ["PUT", "POST", "DELETE", "PATCH"].contains(&r["method"].as_str().unwrap_or(""))
+        })
+        .collect()
+}
+
+/// The PUTs of an extractor's inputs.
+pub fn puts(emu: &Emu, guid: &str) -> usize {
+    emu.count("PUT", &format!("/extractors/{guid}/inputs"))
+}
+
+/// An extractor's inputs as the API has them, one URL an item.
+pub fn api_urls(emu: &Emu, guid: &str) -> Vec<String> {
+    let v = emu.get_json(&format!("/extractors/{guid}/inputs"));
+    v["_url"]
+        .as_str()
+        .unwrap_or("")
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(str::to_owned)
+        .collect()
+}
