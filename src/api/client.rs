@@ -112,6 +112,14 @@ impl Client {
         if base.query().is_some() {
             return Err(Error::Config("base URL must have no query".into()));
         }
+        if base.scheme() == "http" && !is_loopback(&base) {
+            return Err(Error::Config(format!(
+                "refusing to send the API key in the clear to {}: over http:// anyone on the \
+                 network path can read it. Use https://, or an http:// URL on this machine \
+                 (127.0.0.1, localhost) for a local emulator",
+                base.host_str().unwrap_or("")
+            )));
+        }
         if cfg.api_key.is_empty() {
             return Err(Error::Config("the API key is empty".into()));
         }
@@ -130,13 +138,23 @@ impl Client {
             return Err(Error::Config("timeouts must be positive".into()));
         }
         let redactor = Redactor::new(&cfg.api_key);
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .user_agent(USER_AGENT)
             .redirect(reqwest::redirect::Policy::none())
             .retry(reqwest::retry::never())
             .no_gzip()
             .connect_timeout(cfg.connect_timeout)
-            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_idle_timeout(Duration::from_secs(60));
+        for root in &cfg.extra_roots {
+            builder = builder.add_root_certificate(root.clone());
+        }
+        if let Some(url) = &cfg.proxy {
+            let proxy = reqwest::Proxy::all(url.as_str())
+                .map_err(|_| Error::Config(format!("proxy {}: not a URL", redact_url(url))))?
+                .no_proxy(reqwest::NoProxy::from_env());
+            builder = builder.proxy(proxy);
+        }
+        let http = builder
             .build()
             .map_err(|e| Error::Config(redactor.describe(e)))?;
         let policy = RetryPolicy {
@@ -202,5 +220,32 @@ impl Client {
     /// (a later success clears it).
     pub fn key_refused(&self) -> bool {
         self.inner.counters.key_refused()
+    }
+}
+
+/// Is the URL's host this machine (127.0.0.0/8, ::1, `localhost`)?
+fn is_loopback(url: &Url) -> bool {
+    let Some(host) = url.host_str() else {
+        return false;
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+        return ip.is_loopback();
+    }
+    let host = host.to_ascii_lowercase();
+    host == "localhost" || host.ends_with(".localhost")
+}
+
+/// A URL with its password (and user) replaced, for logs and messages:
+/// a proxy's credentials travel in its URL.
+pub fn redact_url(raw: &str) -> String {
+    match Url::parse(raw) {
+        Ok(mut u) if !u.username().is_empty() || u.password().is_some() => {
+            let _ = u.set_username("<redacted>");
+            let _ = u.set_password(None);
+            u.to_string()
+        }
+        Ok(u) => u.to_string(),
+        Err(_) => "<not a URL>".into(),
     }
 }

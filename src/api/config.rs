@@ -79,6 +79,17 @@ pub struct ClientConfig {
     /// is a third of `call_deadline`, so a lookup that waits it out still
     /// answers in time. Zero turns the waiting off.
     pub new_run_grace: Duration,
+    /// Roots trusted besides the system's store (`--ca-cert`): the CA of a
+    /// company's TLS-inspecting proxy, or of a test server. Default none:
+    /// the system's store (`/etc/ssl/certs`, `SSL_CERT_FILE`,
+    /// `SSL_CERT_DIR`; the Keychain on macOS) is what every other program
+    /// of the machine trusts.
+    pub extra_roots: Vec<reqwest::Certificate>,
+    /// A proxy for every request (the config key `proxy`), credentials in
+    /// its URL if it needs them; `NO_PROXY` still applies. Default none:
+    /// `HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY` and `NO_PROXY` (either case)
+    /// are honoured as curl honours them.
+    pub proxy: Option<String>,
 }
 
 impl Default for ClientConfig {
@@ -98,6 +109,8 @@ impl Default for ClientConfig {
             max_pages: 1000,
             max_redirects: 5,
             new_run_grace: Duration::from_secs(10),
+            extra_roots: Vec::new(),
+            proxy: None,
         }
     }
 }

@@ -199,6 +199,11 @@ pub enum Error {
     /// The connection failed after the request may have been sent.
     #[error("{op}: connection failed: {detail}")]
     Transport { op: Operation, detail: String },
+    /// TLS refused the server (its certificate untrusted, expired, for
+    /// another name; or no TLS at all on an https URL). Not retried: it
+    /// will not change by itself. `detail` says what to do.
+    #[error("{op}: {detail}")]
+    Tls { op: Operation, detail: String },
     /// A body ended before its Content-Length.
     #[error("{op}: body truncated: {got} of {expected} bytes arrived")]
     Truncated {
@@ -259,6 +264,7 @@ impl Error {
             | Error::Timeout { op, .. }
             | Error::Connect { op, .. }
             | Error::Transport { op, .. }
+            | Error::Tls { op, .. }
             | Error::Truncated { op, .. }
             | Error::Decode { op, .. }
             | Error::Protocol { op, .. }

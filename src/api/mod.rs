@@ -43,9 +43,10 @@ mod operation;
 mod ops;
 mod retry;
 mod stats;
+mod tls;
 mod transport;
 
-pub use client::{Client, FileRef};
+pub use client::{redact_url, Client, FileRef};
 pub use config::{ClientConfig, USER_AGENT};
 pub use download::{RangeOutcome, Written};
 pub use error::{ApiKey, Error};

@@ -293,11 +293,23 @@ impl Client {
                 detail: "a redirect to a non-HTTP URL".into(),
             });
         }
+        // Down from https to http, what was private would travel in the
+        // clear (and a later hop could carry the key): refused, as curl
+        // and browsers refuse it.
+        if url.scheme() == "https" && target.scheme() == "http" {
+            return Err(Error::Protocol {
+                op,
+                detail: "refused a redirect from https to plain http".into(),
+            });
+        }
         Ok(target)
     }
 
     /// A reqwest failure as an [`Error`] of the right kind, key-free.
     pub(crate) fn transport_error(&self, op: Operation, e: reqwest::Error) -> Error {
+        if let Some(detail) = super::tls::diagnose(&e) {
+            return Error::Tls { op, detail };
+        }
         let connect = e.is_connect();
         let timed_out = e.is_timeout();
         let detail = self.inner.redactor.describe(e);

@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 pub mod cache;
+pub mod connect;
 pub mod demo;
 pub mod emulator;
 pub mod logging;
@@ -196,6 +197,7 @@ pub fn main() -> ExitCode {
     let argv: Vec<OsString> = std::env::args_os().collect();
     let argv = helper_form(&argv, &subcommand_names()).unwrap_or(argv);
     let cli = Cli::parse_from(argv);
+    settings::key::take_key_from_env();
     let result = match cli.command {
         Command::Mount(args) => mount::run(args),
         Command::Unmount(args) => manage::unmount(args),

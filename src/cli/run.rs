@@ -7,9 +7,7 @@
 //! otherwise (a log, CI). Interrupting the wait leaves the run going on the
 //! server: it is Import.io's, not ours.
 
-use crate::api::{
-    Client, ClientConfig, Crawlrun, CrawlrunFile, Error as ApiError, Extractor, FileRef, RunState,
-};
+use crate::api::{Client, Crawlrun, CrawlrunFile, Error as ApiError, Extractor, FileRef, RunState};
 use crate::cli::settings::{self, ApiFlags};
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, ValueEnum};
@@ -83,13 +81,14 @@ pub fn run(args: RunArgs) -> Result<()> {
     crate::cli::logging::init_logging(args.verbose, Some("off"))?;
     let eff = settings::resolve_api(&args.api)?;
     let key = eff.api_key()?;
-    let url = eff.settings().api_url;
+    let settings = eff.settings();
+    let url = settings.api_url.clone();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let client =
-        Client::new(ClientConfig::new(url.clone(), key)).context("cannot build the API client")?;
+    let cfg = crate::cli::connect::client_config(&settings, key)?;
+    let client = Client::new(cfg).context("cannot build the API client")?;
     rt.block_on(run_async(&args, &client, &url))
 }
 

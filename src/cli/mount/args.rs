@@ -36,6 +36,10 @@ pub struct MountCmd {
     /// fails with EIO after about this long, e.g. 10s [default: 30s].
     #[arg(long, value_name = "DURATION", value_parser = parse_positive_duration, hide = true)]
     pub api_deadline: Option<Duration>,
+    /// Read the key (and the proxy) as JSON from stdin: how a background
+    /// mount gets them from the `importfs mount` that started it.
+    #[arg(long, hide = true)]
+    pub secrets_stdin: bool,
 }
 
 /// A duration above zero, as humantime writes it (`10s`, `1m30s`, `500ms`).
@@ -82,6 +86,7 @@ pub fn mount_args(cmd: &MountCmd, eff: &Effective) -> Result<MountArgs> {
         _ => None,
     };
     settings.cache_dir = absolute(&settings.cache_dir)?;
+    settings.ca_cert = settings.ca_cert.as_deref().map(absolute).transpose()?;
     settings.log_file = absolute(&settings.log_file)?;
     let log_source = eff.layer.log_file.as_ref().map(|l| &l.source);
     Ok(MountArgs {

@@ -5,8 +5,11 @@
 //! Subtle: the child gets every setting as an explicit flag and ignores the
 //! config file, so it mounts exactly what was resolved here, whatever form
 //! the command line had (flags, -o options, or mount(8)'s helper call). The
-//! key goes through its environment, never its argv (`ps` shows argv), and
-//! `IMPORTIO_API_URL` is taken out of that environment, so that the only
+//! secrets (the key, and a proxy URL that may hold a password) go through a
+//! pipe on its stdin ([`Secrets`]), never its argv (`ps` shows argv) nor
+//! its environment (`/proc/PID/environ` keeps what a process started
+//! with, and every process the child starts would inherit it); and
+//! `IMPORTIO_API_URL` is taken out of its environment, so that the only
 //! URL the child sees is the one passed as a flag.
 
 use super::args::MountArgs;
@@ -27,10 +30,33 @@ pub fn spawn_background(args: &MountArgs, key: &ApiKey) -> Result<()> {
     let log = &args.settings.log_file;
     let log_out = open_log(log)?;
     let start_len = log_out.metadata().map(|m| m.len()).unwrap_or(0);
-    let child = child_command(args, key, log_out)?
+    let mut child = child_command(args, log_out)?
         .spawn()
         .context("cannot start the background mount")?;
+    let secrets = Secrets {
+        api_key: key.expose().to_owned(),
+        proxy: args.settings.proxy.as_ref().map(|p| p.0.clone()),
+    };
+    if let Some(mut pipe) = child.stdin.take() {
+        // A child that died at once has closed the pipe: its log says why.
+        let _ = serde_json::to_writer(&mut pipe, &secrets);
+    }
     wait_for_mount(child, &args.mountpoint, log, start_len)
+}
+
+/// What a background mount is handed on its stdin, as one JSON object.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct Secrets {
+    pub api_key: String,
+    pub proxy: Option<String>,
+}
+
+/// Read the [`Secrets`] the parent wrote on our stdin (`--secrets-stdin`).
+pub fn read_secrets() -> Result<Secrets> {
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+        .context("cannot read the key from the parent process")?;
+    serde_json::from_str(&text).context("the parent process sent no key")
 }
 
 /// The log file, opened for appending (its folder made if need be).
@@ -47,7 +73,7 @@ fn open_log(log: &Path) -> Result<File> {
 
 /// `importfs mount --foreground --no-config MOUNTPOINT` and every setting,
 /// detached from our terminal, its output into `log_out`.
-fn child_command(args: &MountArgs, key: &ApiKey, log_out: File) -> Result<Command> {
+fn child_command(args: &MountArgs, log_out: File) -> Result<Command> {
     use std::os::unix::process::CommandExt;
     let exe = std::env::current_exe().context("cannot find the importfs binary")?;
     // The key file is not passed on: the key itself is.
@@ -59,6 +85,7 @@ fn child_command(args: &MountArgs, key: &ApiKey, log_out: File) -> Result<Comman
     cmd.arg("mount")
         .arg("--foreground")
         .arg("--no-config")
+        .arg("--secrets-stdin")
         .arg(&args.mountpoint)
         .args(settings.to_flags());
     if args.verbose > 0 {
@@ -72,10 +99,10 @@ fn child_command(args: &MountArgs, key: &ApiKey, log_out: File) -> Result<Comman
             cmd.arg(flag).arg(humantime::format_duration(d).to_string());
         }
     }
-    cmd.env(KEY_ENV, key.expose())
+    cmd.env_remove(KEY_ENV)
         .env_remove(URL_ENV)
         .current_dir("/")
-        .stdin(Stdio::null())
+        .stdin(Stdio::piped())
         .stdout(log_out.try_clone()?)
         .stderr(log_out);
     // SAFETY: setsid is async-signal-safe; it detaches the child from our terminal.

@@ -26,9 +26,19 @@ use crate::cli::settings::{self, Backend};
 use anyhow::Result;
 
 pub fn run(cmd: MountCmd) -> Result<()> {
+    let secrets = cmd
+        .secrets_stdin
+        .then(background::read_secrets)
+        .transpose()?;
     let eff = settings::resolve(&cmd.settings)?;
-    let key = eff.api_key()?;
-    let args = mount_args(&cmd, &eff)?;
+    let mut args = mount_args(&cmd, &eff)?;
+    let key = match secrets {
+        Some(s) => {
+            args.settings.proxy = s.proxy.map(settings::ProxyUrl);
+            crate::api::ApiKey::new(s.api_key)
+        }
+        None => eff.api_key()?,
+    };
     match args.settings.backend {
         Backend::Fuse => {
             checks::check_fuse_available()?;

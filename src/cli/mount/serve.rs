@@ -41,7 +41,7 @@ pub fn prepare(args: &MountArgs, key: ApiKey) -> Result<(tokio::runtime::Runtime
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let client = Client::new(client_config(args, key)).context("cannot build the API client")?;
+    let client = Client::new(client_config(args, key)?).context("cannot build the API client")?;
     // The metrics address is taken first: a busy port fails here, before
     // the key check and long before anything is mounted.
     let metrics = s.metrics_addr.map(crate::metrics::bind).transpose()?;
@@ -107,8 +107,8 @@ async fn check_account(client: &Client, url: &str) -> Result<()> {
 /// `--download-streams` than the default download slots get the slots they
 /// ask for, on top of the slots kept for metadata calls, so an `ls` still
 /// never waits behind a file's ranges.
-pub fn client_config(args: &MountArgs, key: ApiKey) -> ClientConfig {
-    let mut cfg = ClientConfig::new(args.settings.api_url.clone(), key);
+pub fn client_config(args: &MountArgs, key: ApiKey) -> Result<ClientConfig> {
+    let mut cfg = crate::cli::connect::client_config(&args.settings, key)?;
     if args.settings.download_streams > cfg.max_concurrent_downloads {
         let metadata = cfg.max_concurrent - cfg.max_concurrent_downloads;
         cfg.max_concurrent_downloads = args.settings.download_streams;
@@ -122,7 +122,7 @@ pub fn client_config(args: &MountArgs, key: ApiKey) -> ClientConfig {
     if let Some(t) = args.api_timeout {
         cfg.attempt_timeout = t.min(cfg.call_deadline);
     }
-    cfg
+    Ok(cfg)
 }
 
 /// The filesystem's settings: the defaults, with the mount's, owned by us.

@@ -10,6 +10,7 @@
 use crate::api::ApiKey;
 use anyhow::{bail, Context, Result};
 use std::path::Path;
+use std::sync::OnceLock;
 
 /// The environment variable that holds the key.
 pub const KEY_ENV: &str = "IMPORTIO_API_KEY";
@@ -19,6 +20,32 @@ pub const NO_KEY_HELP: &str =
     "no API key: set IMPORTIO_API_KEY=<your key>, or put the key alone in a file \
      (chmod 600) and pass --api-key-file FILE or set `api_key_file = \"FILE\"` in \
      ~/.config/importfs/config.toml (the key is in the Import.io dashboard under User Settings)";
+
+/// The key the process was started with in its environment, once taken
+/// out of it by [`take_key_from_env`].
+static FROM_ENV: OnceLock<Option<String>> = OnceLock::new();
+
+/// Take `IMPORTIO_API_KEY` out of this process's environment, keeping its
+/// value for [`env_key`]: every process importfs starts (fusermount3, which
+/// fuser runs; the mount watcher; mount and umount commands) then starts
+/// without it. `main` calls it right after parsing the command line, while
+/// the process has one thread, as changing the environment requires.
+pub fn take_key_from_env() {
+    let key = std::env::var(KEY_ENV).ok();
+    if key.is_some() {
+        std::env::remove_var(KEY_ENV);
+    }
+    let _ = FROM_ENV.set(key);
+}
+
+/// The key from the environment (as it was at start), if set and not blank.
+pub fn env_key() -> Option<String> {
+    FROM_ENV
+        .get()
+        .cloned()
+        .unwrap_or_else(|| std::env::var(KEY_ENV).ok())
+        .filter(|k| !k.trim().is_empty())
+}
 
 /// Read the API key: from `file` if given, else from the environment.
 pub fn read_api_key(file: Option<&Path>) -> Result<ApiKey> {
@@ -32,9 +59,9 @@ pub fn read_api_key(file: Option<&Path>) -> Result<ApiKey> {
         warn_if_others_can_read(path);
         return Ok(ApiKey::new(key));
     }
-    match std::env::var(KEY_ENV) {
-        Ok(k) if !k.trim().is_empty() => Ok(ApiKey::new(k.trim())),
-        _ => bail!("{NO_KEY_HELP}"),
+    match env_key() {
+        Some(k) => Ok(ApiKey::new(k.trim())),
+        None => bail!("{NO_KEY_HELP}"),
     }
 }
 

@@ -18,8 +18,8 @@
 
 use super::dirs::default_log_file;
 use super::values::{
-    from_toml, parse_backend, parse_chunk_size, parse_duration, parse_metrics_addr, parse_size,
-    parse_streams, parse_switch, Backend, Value,
+    from_toml, parse_backend, parse_chunk_size, parse_duration, parse_metrics_addr, parse_proxy,
+    parse_size, parse_streams, parse_switch, Backend, ProxyUrl, Value,
 };
 use crate::api::ClientConfig;
 use crate::fs::core::FsConfig;
@@ -212,6 +212,17 @@ settings! {
         #[arg(long, value_name = "FILE")]
         #[serde(deserialize_with = "from_toml::path")]
         api_key_file: PathBuf,
+        /// A PEM file of CA certificates to trust besides the system's store
+        /// (one, several, or a bundle), e.g. a company TLS proxy's root.
+        #[arg(long, value_name = "FILE")]
+        #[serde(deserialize_with = "from_toml::path")]
+        ca_cert: PathBuf,
+        /// A proxy for every API request, e.g. http://proxy:3128 (with
+        /// user:password@ if it needs them); beats HTTPS_PROXY and the like,
+        /// NO_PROXY still applies.
+        #[arg(long, value_name = "URL", value_parser = parse_proxy)]
+        #[serde(deserialize_with = "from_toml::proxy")]
+        proxy: ProxyUrl,
     }
 
     /// What a mount does and keeps.

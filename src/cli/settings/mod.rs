@@ -27,7 +27,7 @@ pub use resolve::{
     URL_ENV,
 };
 pub use values::{
-    format_size, parse_chunk_size, parse_metrics_addr, parse_size, parse_streams, Backend,
+    format_size, parse_chunk_size, parse_metrics_addr, parse_size, parse_streams, Backend, ProxyUrl,
 };
 
 #[cfg(test)]

@@ -14,7 +14,7 @@
 
 use super::dirs::default_config_path;
 use super::file::load_file;
-use super::key::{read_api_key, KEY_ENV, NO_KEY_HELP};
+use super::key::{env_key, read_api_key, NO_KEY_HELP};
 use super::layer::{flag_name, ApiSettings, Layer, MountSettings, Setting, Settings, Source};
 use super::options::{parse_options, ParsedOptions};
 use crate::api::ApiKey;
@@ -115,7 +115,7 @@ fn config_file(api: &ApiFlags, options: &ParsedOptions) -> ConfigFile {
 fn key_source(cmdline: &Layer, file: &Layer) -> KeySource {
     if let Some(s) = &cmdline.api_key_file {
         KeySource::File(s.value.clone(), s.source.clone())
-    } else if env_nonempty(KEY_ENV).is_some() {
+    } else if env_key().is_some() {
         KeySource::Env
     } else if let Some(s) = &file.api_key_file {
         KeySource::File(s.value.clone(), s.source.clone())

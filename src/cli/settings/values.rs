@@ -58,6 +58,31 @@ pub fn parse_backend(s: &str) -> Result<Backend, String> {
     }
 }
 
+/// A proxy's URL, which may hold its credentials: shown with them
+/// redacted (`importfs config`, Debug), and never put on a command line,
+/// where `ps` would show it (a background mount gets it through its stdin,
+/// with the key).
+#[derive(Clone, PartialEq, Eq)]
+pub struct ProxyUrl(pub String);
+
+impl std::fmt::Debug for ProxyUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&crate::api::redact_url(&self.0))
+    }
+}
+
+/// An http:// or https:// proxy URL.
+pub fn parse_proxy(s: &str) -> Result<ProxyUrl, String> {
+    let shown = crate::api::redact_url(s);
+    let url = reqwest::Url::parse(s.trim()).map_err(|_| format!("not a proxy URL: {shown}"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(format!(
+            "not a proxy URL: {shown} (http://HOST:PORT or https://HOST:PORT)"
+        ));
+    }
+    Ok(ProxyUrl(s.trim().to_owned()))
+}
+
 /// Parse `123`, `64K`, `512M`, `4G`, `1T` (powers of 1024; `KiB`, `MB` ... accepted).
 pub fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim();
@@ -243,6 +268,19 @@ impl Value for Backend {
     }
 }
 
+impl Value for ProxyUrl {
+    fn shown(&self) -> String {
+        format!("{:?}", crate::api::redact_url(&self.0))
+    }
+    fn as_arg(&self) -> OsString {
+        self.0.clone().into()
+    }
+    /// Never on a command line: its credentials would show in `ps`.
+    fn to_flag(&self, _flag: &str) -> Vec<OsString> {
+        Vec::new()
+    }
+}
+
 impl Value for SocketAddr {
     fn shown(&self) -> String {
         format!("{:?}", self.to_string())
@@ -324,6 +362,13 @@ pub mod from_toml {
         read(d, |v| match v {
             Toml::String(s) => parse_backend(&s),
             _ => Err("\"fuse\" or \"nfs\"".into()),
+        })
+    }
+
+    pub fn proxy<'de, D: Deserializer<'de>>(d: D) -> Result<Option<ProxyUrl>, D::Error> {
+        read(d, |v| match v {
+            Toml::String(s) => parse_proxy(&s),
+            _ => Err("a URL like \"http://proxy:3128\"".into()),
         })
     }
 
