@@ -28,6 +28,7 @@ ensure_system() {
     ensure_pkg python3 python3
     ensure_pkg promtool prometheus   # tests/metrics.rs: promtool check metrics
     ensure_pkg nfs-ls libnfs-utils   # tests/nfs.rs: real NFS clients (nfs-ls, nfs-cat, nfs-cp)
+    ensure_pkg tinyproxy tinyproxy   # tests/https.rs: a real CONNECT proxy
     if [ ! -e /dev/fuse ]; then
         as_root modprobe fuse 2>/dev/null || true
     fi

@@ -8,8 +8,9 @@
 //! it was issued for, or http:// for a server without TLS.
 //!
 //! Subtle: `io::Error::source()` skips the error it wraps (it returns that
-//! error's own source), so each `io::Error` in the chain is opened with
-//! `get_ref()` as well.
+//! error's own source), and the connector wraps rustls's `io::Error` in
+//! another, so each `io::Error` in the chain is opened with `get_ref()`,
+//! as deep as they nest.
 
 use rustls::{CertificateError, Error as TlsError};
 use std::error::Error as StdError;
@@ -27,12 +28,16 @@ pub(crate) fn diagnose(e: &(dyn StdError + 'static)) -> Option<String> {
     None
 }
 
+/// `err` as a rustls error, looking through `io::Error`s wrapped in one
+/// another (the connector wraps rustls's io::Error in one of its own).
 fn as_tls<'a>(err: &'a (dyn StdError + 'static)) -> Option<&'a TlsError> {
-    if let Some(t) = err.downcast_ref::<TlsError>() {
-        return Some(t);
+    let mut err = err;
+    loop {
+        if let Some(t) = err.downcast_ref::<TlsError>() {
+            return Some(t);
+        }
+        err = err.downcast_ref::<std::io::Error>()?.get_ref()?;
     }
-    let io = err.downcast_ref::<std::io::Error>()?;
-    io.get_ref()?.downcast_ref::<TlsError>()
 }
 
 fn say(t: &TlsError) -> String {
@@ -90,6 +95,10 @@ mod tests {
             rustls::InvalidMessage::InvalidContentType,
         ));
         assert!(diagnose(&e).unwrap().contains("plain HTTP"));
+        // As the connector hands it over: an io::Error in an io::Error.
+        let inner = wrapped(TlsError::InvalidCertificate(CertificateError::Expired));
+        let e = std::io::Error::other(inner);
+        assert!(diagnose(&e).unwrap().contains("expired"));
         assert!(diagnose(&std::io::Error::other("refused")).is_none());
     }
 }
