@@ -3,14 +3,15 @@
 //! Prints the API's URL on stdout (one line, so scripts can read it), logs with
 //! tracing on stderr (`RUST_LOG`, default `info`), and stops on Ctrl-C or
 //! SIGTERM. The key may come from `IMPORTIO_API_KEY` rather than `--api-key`,
-//! since argv shows in `ps`.
+//! since argv shows in `ps`. With `--tls-cert` and `--tls-key` (both or
+//! neither) it serves HTTPS and the printed URL says `https://`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context;
 
-use crate::emulator::{Config, Dataset, Dialect, Emulator};
+use crate::emulator::{Config, Dataset, Dialect, Emulator, TlsFiles};
 
 #[derive(Debug, clap::Args)]
 pub struct EmulatorArgs {
@@ -60,6 +61,13 @@ pub struct EmulatorArgs {
     /// service did [default: false in the spec dialect, true in legacy].
     #[arg(long, value_name = "BOOL", action = clap::ArgAction::Set)]
     pub repeat_last_page: Option<bool>,
+    /// Serve HTTPS with this certificate chain (PEM, leaf first), on both
+    /// listeners (the API and where legacy downloads redirect).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of `--tls-cert` (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 pub fn run(args: EmulatorArgs) -> anyhow::Result<()> {
@@ -95,6 +103,10 @@ pub fn run(args: EmulatorArgs) -> anyhow::Result<()> {
         conn_bytes_per_sec: args.conn_bytes_per_sec,
         new_run_404_ms: args.new_run_404_ms,
         repeat_last_page: args.repeat_last_page,
+        tls: args
+            .tls_cert
+            .zip(args.tls_key)
+            .map(|(cert, key)| TlsFiles { cert, key }),
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -103,7 +115,7 @@ pub fn run(args: EmulatorArgs) -> anyhow::Result<()> {
     rt.block_on(async move {
         let emu = Emulator::start(config)
             .await
-            .with_context(|| format!("listening on {}", args.listen))?;
+            .with_context(|| format!("starting the emulator on {}", args.listen))?;
         println!("{}", emu.url());
         tracing::info!(url = %emu.url(), files = %emu.files_url(), "serving the Import.io API");
         crate::cli::signal::wait_for_signal().await;

@@ -12,6 +12,7 @@
 use std::net::SocketAddr;
 
 use super::faults::FaultSpec;
+use super::tls::TlsFiles;
 
 /// Which account the emulator starts with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -78,6 +79,10 @@ pub struct Config {
     /// of an empty one, as the live service was seen to do. `None`: the
     /// dialect's default, off in `spec`, on in `legacy`.
     pub repeat_last_page: Option<bool>,
+    /// Serve both listeners (the API and the files listener of legacy
+    /// downloads) over HTTPS with this certificate and key; the URLs become
+    /// `https://`. Default `None`: plain HTTP.
+    pub tls: Option<TlsFiles>,
 }
 
 /// The `legacy` dialect's default [`Config::new_run_404_ms`]: one second,
@@ -117,6 +122,7 @@ impl Default for Config {
             conn_bytes_per_sec: None,
             new_run_404_ms: None,
             repeat_last_page: None,
+            tls: None,
         }
     }
 }

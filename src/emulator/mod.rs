@@ -29,6 +29,15 @@
 //!   cancellation token. `shutdown()` cancels all of them (so a long download
 //!   does not keep the port busy), and the `drop_rate` fault cancels one.
 //!
+//! # HTTPS
+//! With [`Config::tls`] (`--tls-cert FILE --tls-key FILE`) both listeners
+//! speak TLS only (ALPN `http/1.1`), and [`Emulator::url`],
+//! [`Emulator::files_url`] and the legacy redirects say `https://`. The PEM
+//! files are read when the emulator starts, so a bad file fails the start.
+//! A failed handshake (plain HTTP to the TLS port, a client that refuses
+//! the certificate) drops only that connection; handshakes run off the
+//! accept loop, so a silent client holds up no other (see `conn`).
+//!
 //! # Dialects
 //! `spec` (default) answers as the spec says. `legacy` answers like clients
 //! saw the live service: `_meta` with `creationTimestamp`/`timestamp` in epoch
@@ -208,17 +217,21 @@ mod routes;
 mod server;
 mod state;
 mod throttle;
+mod tls;
 
 use app::App;
 pub use app::LoggedRequest;
 pub use config::{Config, Dataset, Dialect, LEGACY_NEW_RUN_404_MS};
 pub use faults::FaultSpec;
 pub use hostile::Hostile;
+pub use tls::TlsFiles;
 
 /// A running emulator: the API listener and the files listener.
 pub struct Emulator {
     addr: SocketAddr,
     files_addr: SocketAddr,
+    /// `http` or `https`.
+    scheme: &'static str,
     app: Arc<App>,
     stop: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
@@ -229,14 +242,18 @@ impl std::fmt::Debug for Emulator {
         f.debug_struct("Emulator")
             .field("addr", &self.addr)
             .field("files_addr", &self.files_addr)
+            .field("scheme", &self.scheme)
             .finish_non_exhaustive()
     }
 }
 
 impl Emulator {
-    /// Bind both listeners, build the dataset, and serve in background tasks.
-    /// Returns once both listeners are bound. Needs a tokio runtime.
+    /// Read the TLS files if any, bind both listeners, build the dataset,
+    /// and serve in background tasks. Returns once both listeners are bound.
+    /// Needs a tokio runtime.
     pub async fn start(config: Config) -> std::io::Result<Emulator> {
+        let tls = config.tls.as_ref().map(TlsFiles::acceptor).transpose()?;
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let api = tokio::net::TcpListener::bind(config.listen).await?;
         let files = tokio::net::TcpListener::bind(SocketAddr::new(config.listen.ip(), 0)).await?;
         let addr = api.local_addr()?;
@@ -244,16 +261,22 @@ impl Emulator {
         let stop = CancellationToken::new();
         let app = Arc::new(App::new(
             config,
-            format!("http://{}", display_addr(files_addr)),
+            format!("{scheme}://{}", display_addr(files_addr)),
         ));
         let tasks = vec![
-            tokio::spawn(server::serve_api(api, app.clone(), stop.clone())),
-            tokio::spawn(server::serve_files(files, app.clone(), stop.clone())),
+            tokio::spawn(server::serve_api(
+                api,
+                tls.clone(),
+                app.clone(),
+                stop.clone(),
+            )),
+            tokio::spawn(server::serve_files(files, tls, app.clone(), stop.clone())),
         ];
-        tracing::info!(%addr, %files_addr, "emulator listening");
+        tracing::info!(%addr, %files_addr, scheme, "emulator listening");
         Ok(Emulator {
             addr,
             files_addr,
+            scheme,
             app,
             stop,
             tasks,
@@ -265,14 +288,16 @@ impl Emulator {
         self.addr
     }
 
-    /// The API's base URL, `http://127.0.0.1:PORT` (no trailing slash).
+    /// The API's base URL, `http://127.0.0.1:PORT` (`https://` with
+    /// [`Config::tls`]; no trailing slash).
     pub fn url(&self) -> String {
-        format!("http://{}", display_addr(self.addr))
+        format!("{}://{}", self.scheme, display_addr(self.addr))
     }
 
-    /// The files listener's base URL (where legacy downloads redirect).
+    /// The files listener's base URL (where legacy downloads redirect),
+    /// with the same scheme as [`Emulator::url`].
     pub fn files_url(&self) -> String {
-        format!("http://{}", display_addr(self.files_addr))
+        format!("{}://{}", self.scheme, display_addr(self.files_addr))
     }
 
     /// The API key this emulator accepts.

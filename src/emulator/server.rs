@@ -27,6 +27,7 @@ use axum::response::Response;
 use axum::Router;
 use bytes::Bytes;
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -41,21 +42,39 @@ use super::respond::{accepts_gzip, finish, Delivery};
 use super::routes::downloads::{crawlrun_file, reportrun_file, serve_file};
 use super::routes::{dispatch, resolve, Ctx, Resolved};
 
-pub(crate) async fn serve_api(listener: TcpListener, app: Arc<App>, stop: CancellationToken) {
+/// Serve the API on `listener` (over TLS with an acceptor) until `stop`.
+pub(crate) async fn serve_api(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    app: Arc<App>,
+    stop: CancellationToken,
+) {
     let router = Router::new().fallback(api_handler).with_state(app);
-    serve(listener, router, stop).await;
+    serve(
+        KillableListener::new(listener, stop.clone(), tls),
+        router,
+        stop,
+    )
+    .await;
 }
 
-pub(crate) async fn serve_files(listener: TcpListener, app: Arc<App>, stop: CancellationToken) {
+/// Serve the files listener (legacy downloads) likewise.
+pub(crate) async fn serve_files(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    app: Arc<App>,
+    stop: CancellationToken,
+) {
     let router = Router::new().fallback(files_handler).with_state(app);
-    serve(listener, router, stop).await;
+    serve(
+        KillableListener::new(listener, stop.clone(), tls),
+        router,
+        stop,
+    )
+    .await;
 }
 
-async fn serve(listener: TcpListener, router: Router, stop: CancellationToken) {
-    let listener = KillableListener {
-        inner: listener,
-        stop: stop.clone(),
-    };
+async fn serve(listener: KillableListener, router: Router, stop: CancellationToken) {
     let served = axum::serve(
         listener,
         router.into_make_service_with_connect_info::<Conn>(),

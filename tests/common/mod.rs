@@ -9,10 +9,13 @@
 //! directly, for `fs_core.rs` and the model test's second target.
 //! [`nfs::NfsServer`] is the account served by `importfs serve nfs`, with
 //! the user-space NFS clients `nfs.rs` drives it with.
+//! [`tls::Certs`] makes a CA and server certificates at run time, for an
+//! HTTPS emulator ([`Emu::start_tls`]).
 #![allow(dead_code)]
 
 pub mod core_fs;
 pub mod nfs;
+pub mod tls;
 
 use importfs::emulator::{Config, Emulator};
 use serde_json::Value;
@@ -57,6 +60,25 @@ impl Emu {
 
     /// Like [`Emu::start`], accepting `key` instead of [`KEY`].
     pub fn start_with_key(config: Config, key: &str) -> Emu {
+        Emu::build(config, key, reqwest::Client::new())
+    }
+
+    /// Like [`Emu::start`], serving HTTPS with `cert` and `key` (PEM files):
+    /// `url` is `https://`, and `http` trusts the CA of `ca` (and the
+    /// system's roots) only.
+    pub fn start_tls(config: Config, ca: &Path, cert: &Path, key: &Path) -> Emu {
+        let tls = importfs::emulator::TlsFiles {
+            cert: cert.to_owned(),
+            key: key.to_owned(),
+        };
+        let config = Config {
+            tls: Some(tls),
+            ..config
+        };
+        Emu::build(config, KEY, trusting(ca))
+    }
+
+    fn build(config: Config, key: &str, http: reqwest::Client) -> Emu {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -73,7 +95,7 @@ impl Emu {
             rt,
             emu: Some(emu),
             url,
-            http: reqwest::Client::new(),
+            http,
             key: key.to_owned(),
         }
     }
@@ -186,6 +208,16 @@ impl Drop for Emu {
             self.rt.block_on(e.shutdown());
         }
     }
+}
+
+/// A reqwest client that trusts the CA certificate in `ca` (PEM).
+pub fn trusting(ca: &Path) -> reqwest::Client {
+    let pem = std::fs::read(ca).expect("read the CA");
+    let ca = reqwest::Certificate::from_pem(&pem).expect("CA certificate");
+    reqwest::Client::builder()
+        .add_root_certificate(ca)
+        .build()
+        .expect("client")
 }
 
 /// A live mount of importfs over an emulator, unmounted on drop.
