@@ -13,6 +13,9 @@
 #   - peak RSS of the mount (streaming, listing) and of the emulator
 #   - the CPU seconds per GiB of the emulator, the client (curl, cat) and
 #     the mount, for curl, a cold cat and the mount's download alone
+#   - over TLS: a cold cat of a 512 MiB result through the mount against
+#     curl --cacert of it, from the emulator serving HTTPS with a CA and a
+#     certificate made by openssl at run time, with each one's CPU per GiB
 #   - the same file over the NFS backend (`importfs serve nfs`), read by
 #     libnfs's nfs-cat (a user-space client: the kernel may have none),
 #     cold and warm, beside the FUSE mount's cold and warm cat
@@ -41,6 +44,9 @@ cleanup() {
     [ -n "${MOUNT_PID:-}" ] && kill "$MOUNT_PID" 2>/dev/null || true
     [ -n "${EMU_PID:-}" ] && kill "$EMU_PID" 2>/dev/null || true
     [ -n "${NFS_PID:-}" ] && kill "$NFS_PID" 2>/dev/null || true
+    fusermount3 -u "$WORK/tmnt" 2>/dev/null || fusermount3 -uz "$WORK/tmnt" 2>/dev/null || true
+    [ -n "${TMOUNT_PID:-}" ] && kill "$TMOUNT_PID" 2>/dev/null || true
+    [ -n "${TEMU_PID:-}" ] && kill "$TEMU_PID" 2>/dev/null || true
     wait 2>/dev/null || true
     rm -rf "$WORK"
 }
@@ -186,6 +192,57 @@ e0=$(cpu_s "$EMU_PID"); m0=$(cpu_s "$MOUNT_PID"); download_alone >/dev/null
 e1=$(cpu_s "$EMU_PID"); m1=$(cpu_s "$MOUNT_PID")
 CPU_DL="$(python3 -c "print($e1-$e0)") 0 $(python3 -c "print($m1-$m0)")"
 
+# TLS: a second emulator serving HTTPS, its CA and certificate made now.
+TLS_SIZE=$(( SIZE < 536870912 ? SIZE : 536870912 ))
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 \
+    -subj "/CN=importfs bench CA" -keyout "$WORK/ca.key" -out "$WORK/ca.pem" 2>/dev/null
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=127.0.0.1" \
+    -keyout "$WORK/tls.key" -out "$WORK/tls.csr" 2>/dev/null
+printf 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n' >"$WORK/tls.ext"
+openssl x509 -req -in "$WORK/tls.csr" -CA "$WORK/ca.pem" -CAkey "$WORK/ca.key" -CAcreateserial \
+    -days 1 -extfile "$WORK/tls.ext" -out "$WORK/tls.pem" 2>/dev/null
+TPORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+TURL="https://127.0.0.1:$TPORT"
+IMPORTIO_API_KEY="$KEY" "$BIN" emulator --listen "127.0.0.1:$TPORT" --api-key "$KEY" \
+    --tls-cert "$WORK/tls.pem" --tls-key "$WORK/tls.key" --dataset scale --extractors 2 \
+    --crawlruns 4 --result-bytes "$TLS_SIZE" >"$WORK/temu.log" 2>&1 &
+TEMU_PID=$!
+for _ in $(seq 100); do curl -sf --cacert "$WORK/ca.pem" "$TURL/users/current?_apikey=$KEY" >/dev/null && break; sleep 0.1; done
+TRUN=$(curl -sf --cacert "$WORK/ca.pem" "$TURL/crawlruns/?_apikey=$KEY" | python3 -c '
+import json,sys
+print(next(r["guid"] for r in json.load(sys.stdin) if r.get("state")=="FINISHED"))')
+TFILE_URL="$TURL/crawlruns/$TRUN/csv?_apikey=$KEY"
+TMNT="$WORK/tmnt"; mkdir -p "$TMNT"
+tmount_fresh() {
+    fusermount3 -u "$TMNT" 2>/dev/null || true
+    [ -n "${TMOUNT_PID:-}" ] && { kill "$TMOUNT_PID" 2>/dev/null || true; wait "$TMOUNT_PID" 2>/dev/null || true; }
+    rm -rf "$WORK/tcache"
+    IMPORTIO_API_KEY="$KEY" "$BIN" mount --foreground "$TMNT" --api-url "$TURL" \
+        --ca-cert "$WORK/ca.pem" --cache-dir "$WORK/tcache" --cache-size 4G \
+        --metadata-ttl 60s >"$WORK/tmount.log" 2>&1 &
+    TMOUNT_PID=$!
+    for _ in $(seq 100); do mountpoint -q "$TMNT" && break; sleep 0.1; done
+    mountpoint -q "$TMNT" || { cat "$WORK/tmount.log"; exit 1; }
+    stat "$TMNT/crawlruns/$TRUN/data.csv" >/dev/null
+}
+T_TLS_CURL=$(for _ in $(seq "$RUNS"); do timeit curl -sf --cacert "$WORK/ca.pem" -o /dev/null "$TFILE_URL"; done | best)
+T_TLS_COLD=999999
+for _ in $(seq "$RUNS"); do
+    tmount_fresh
+    t=$(timeit cat "$TMNT/crawlruns/$TRUN/data.csv"); T_TLS_COLD=$(printf '%s\n%s\n' "$T_TLS_COLD" "$t" | best)
+done
+cmp <(cat "$TMNT/crawlruns/$TRUN/data.csv") <(curl -sf --cacert "$WORK/ca.pem" "$TFILE_URL") \
+    || { echo "the TLS read differs from the API's bytes" >&2; exit 1; }
+e0=$(cpu_s "$TEMU_PID"); c=$(own_cpu curl -sf --cacert "$WORK/ca.pem" -o /dev/null "$TFILE_URL"); e1=$(cpu_s "$TEMU_PID")
+CPU_TLS_CURL="$(python3 -c "print($e1-$e0)") $c 0"
+tmount_fresh
+e0=$(cpu_s "$TEMU_PID"); m0=$(cpu_s "$TMOUNT_PID"); c=$(own_cpu cat "$TMNT/crawlruns/$TRUN/data.csv")
+e1=$(cpu_s "$TEMU_PID"); m1=$(cpu_s "$TMOUNT_PID")
+CPU_TLS_COLD="$(python3 -c "print($e1-$e0)") $c $(python3 -c "print($m1-$m0)")"
+fusermount3 -u "$TMNT" || true; kill "$TMOUNT_PID" "$TEMU_PID" 2>/dev/null || true
+wait "$TMOUNT_PID" "$TEMU_PID" 2>/dev/null || true
+TMOUNT_PID=; TEMU_PID=
+
 # The NFS backend: a fresh server and an empty cache for each cold read.
 NFS_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 NFS_FILE="nfs://127.0.0.1/importfs/crawlruns/$RUN/data.csv?nfsport=$NFS_PORT&mountport=$NFS_PORT"
@@ -211,7 +268,8 @@ kill "$NFS_PID"; wait "$NFS_PID" 2>/dev/null || true; NFS_PID=
 
 python3 - "$SIZE" "$CAP" "$T_CURL" "$T_COLD" "$T_DL" "$T_WARM" "$T_LOCAL" "$T_HEAD" "$T_TAIL" \
     "$T_CURL_CAP" "$T_COLD_CAP" "$T_LIST_CURL" "$T_LS" "$N" "$RSS_READ" "$RSS_CAP" "$RSS_LIST" \
-    "$RSS_EMU" "$WARM_MODE" "$T_DL_CAP" $CPU_CURL $CPU_COLD $CPU_DL "$T_NFS_COLD" "$T_NFS_WARM" <<'EOF'
+    "$RSS_EMU" "$WARM_MODE" "$T_DL_CAP" $CPU_CURL $CPU_COLD $CPU_DL "$T_NFS_COLD" "$T_NFS_WARM" \
+    "$TLS_SIZE" "$T_TLS_CURL" "$T_TLS_COLD" $CPU_TLS_CURL $CPU_TLS_COLD <<'EOF'
 import sys
 a = sys.argv[1:]
 size, cap = int(a[0]), int(a[1])
@@ -220,6 +278,9 @@ n, rss_read, rss_cap, rss_list, rss_emu = map(int, a[13:18])
 mode, dl_cap = a[18], float(a[19])
 cpu = [tuple(map(float, a[20 + 3 * i:23 + 3 * i])) for i in range(3)]
 nfs_cold, nfs_warm = map(float, a[29:31])
+tls_size = int(a[31])
+tls_curl, tls_cold = map(float, a[32:34])
+cpu_tls = [tuple(map(float, a[34 + 3 * i:37 + 3 * i])) for i in range(2)]
 mb = lambda t: size / t / 1e6
 print(f"curl of data.csv              {mb(curl):8.0f} MB/s")
 print(f"cold cat through the mount    {mb(cold):8.0f} MB/s   {curl/cold:5.2f} x curl (aim >= 0.90)")
@@ -231,6 +292,9 @@ print(f"first 4 KiB of a cold file    {head*1000:8.1f} ms     {100*head/dl:5.1f}
 print(f"last 4 KiB of a cold file     {tail*1000:8.1f} ms     {100*tail/dl:5.1f} % of its download (aim < 10)")
 print(f"warm cat through the mount    {mb(warm):8.0f} MB/s   {local/warm:5.2f} x local page-cache cat (aim >= 0.80), by {mode}")
 print(f"cat of a local copy (warm)    {mb(local):8.0f} MB/s")
+tmb = lambda t: tls_size / t / 1e6
+print(f"over TLS ({tls_size >> 20} MiB): curl --cacert {tmb(tls_curl):6.0f} MB/s")
+print(f"over TLS: cold cat            {tmb(tls_cold):8.0f} MB/s   {tls_curl/tls_cold:5.2f} x curl (aim >= 0.80)")
 print(f"cold nfs-cat, NFS backend     {mb(nfs_cold):8.0f} MB/s   {cold/nfs_cold:5.2f} x the FUSE cold cat")
 print(f"warm nfs-cat, NFS backend     {mb(nfs_warm):8.0f} MB/s   {warm/nfs_warm:5.2f} x the FUSE warm cat")
 print(f"ls -l of {n} runs           {ls:8.2f} s      {lcurl/ls:5.2f} x curl of the same pages ({lcurl:.2f} s)")
@@ -240,4 +304,7 @@ gib = size / 2**30
 print("CPU seconds per GiB            emulator   client   mount   (2 cores)")
 for name, (emu, client, mnt) in zip(["curl", "cold cat", "the mount's download"], cpu):
     print(f"  {name:28} {emu/gib:8.2f} {client/gib:8.2f} {mnt/gib:7.2f}")
+tgib = tls_size / 2**30
+for name, (emu, client, mnt) in zip(["curl over TLS", "cold cat over TLS"], cpu_tls):
+    print(f"  {name:28} {emu/tgib:8.2f} {client/tgib:8.2f} {mnt/tgib:7.2f}")
 EOF

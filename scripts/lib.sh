@@ -23,6 +23,7 @@ ensure_system() {
     ensure_pkg fusermount3 fuse3
     ensure_pkg rsync rsync
     ensure_pkg curl curl
+    ensure_pkg openssl openssl
     ensure_pkg sha256sum coreutils
     ensure_pkg vim vim
     ensure_pkg python3 python3
