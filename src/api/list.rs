@@ -86,6 +86,25 @@ impl Client {
         Ok(listing.all)
     }
 
+    /// The first page of the newest objects (`_sort=meta_created_at`,
+    /// `_sortDirection=DESC`): one call, what a poll for new runs asks.
+    pub(super) async fn newest<T: DeserializeOwned>(
+        &self,
+        op: Operation,
+        segments: &[&str],
+        n: u32,
+    ) -> Result<Vec<T>, Error> {
+        let n = n.to_string();
+        let query = [
+            ("_page", "1"),
+            ("_perpage", n.as_str()),
+            ("_sort", "meta_created_at"),
+            ("_sortDirection", "DESC"),
+        ];
+        let answer = self.call(op, segments, &query, None).await?;
+        self.decode_list(op, &answer.body)
+    }
+
     /// A page: a JSON array, or an object wrapping one. An element that is not
     /// an object of the expected shape is skipped, not fatal.
     fn decode_list<T: DeserializeOwned>(

@@ -246,6 +246,9 @@ pub struct Counters {
     pub meta_hits: AtomicU64,
     pub meta_misses: AtomicU64,
     pub stale_answers: AtomicU64,
+    /// Rounds of change detection (`poll.rs`); their API calls are counted
+    /// with every other call, by operation.
+    pub polls: AtomicU64,
 }
 
 #[cfg(test)]

@@ -160,6 +160,8 @@ pub(super) enum Handle {
     Writer(Arc<Writer>),
     /// A scratch file, read and written in place.
     Scratch(u64),
+    /// An open of `.importfs/events`.
+    Events(Arc<crate::fs::events::Subscription>),
 }
 
 /// The filesystem of one mount.
@@ -181,6 +183,22 @@ pub struct Fs {
     pub(super) mounted_at: SystemTime,
     pub(super) scratch: Mutex<ScratchStore>,
     pub(super) writers: Mutex<HashMap<Ino, usize>>,
+    /// The run events the poll sees (`.importfs/events`).
+    pub events: crate::fs::events::EventBus,
+    /// What the adapter does with kernel invalidations (FUSE's notifier).
+    pub(super) invalidator: Mutex<Option<InvalidateFn>>,
+}
+
+/// An adapter's way to make the kernel forget what changed.
+pub type InvalidateFn = Box<dyn Fn(Inval) + Send + Sync>;
+
+/// What the kernel may hold that a change makes stale (`poll.rs`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Inval {
+    /// Everything about an inode (a directory's listing, a file's pages).
+    Inode(Ino),
+    /// One name in a directory (a `latest` link's target).
+    Entry(Ino, OsString),
 }
 
 impl Fs {
@@ -208,6 +226,8 @@ impl Fs {
             mounted_at: SystemTime::now(),
             scratch: Mutex::new(Default::default()),
             writers: Mutex::new(HashMap::new()),
+            events: Default::default(),
+            invalidator: Mutex::new(None),
         })
     }
 
@@ -292,6 +312,12 @@ impl Fs {
             .collect())
     }
 
+    /// Whether `ino` is `.importfs/events`, a stream a blocking protocol
+    /// reads and NFS cannot (its READs must answer at once).
+    pub fn is_events(&self, ino: Ino) -> bool {
+        matches!(self.node(ino), Ok(Node::Events))
+    }
+
     /// How many entries an open directory listing holds.
     pub fn dir_len(&self, fh: u64) -> Option<u64> {
         match lock(&self.handles).get(&fh) {
@@ -374,6 +400,14 @@ impl Fs {
                     direct_io: true,
                 });
             }
+            Node::Events => {
+                let fh = self.new_handle(Handle::Events(self.events.subscribe()));
+                return Ok(Opened {
+                    fh,
+                    keep_cache: false,
+                    direct_io: true,
+                });
+            }
             _ => {}
         }
         if let Some(f) = Self::file_ref(&node) {
@@ -443,6 +477,7 @@ impl Fs {
                 return Some(Ok(lock(&self.scratch).read(*id, offset, size).into()))
             }
             Some(Handle::Writer(w)) => return Some(Ok(w.read(offset, size).into())),
+            Some(Handle::Events(sub)) => return sub.read_now(size as usize).map(|b| Ok(b.into())),
             _ => return Some(Err(FsError::new(libc::EBADF))),
         };
         let r = cf.read_now(offset, size, expected)?;
@@ -457,6 +492,10 @@ impl Fs {
                 .wait_readable(offset, size, expected)
                 .await
                 .inspect_err(|_| self.read_failed(&cf)),
+            Some(Handle::Events(sub)) => {
+                sub.wait().await;
+                Ok(())
+            }
             _ => Ok(()),
         }
     }

@@ -70,6 +70,9 @@ pub enum Node {
     Meta,
     Stats,
     Refresh,
+    /// `.importfs/events`: each open a subscription to the run events; size
+    /// 0, read as a stream (direct_io) that the page cache never hides.
+    Events,
     /// A scratch file (editor swap, backup, temporary) in an extractor's
     /// directory: local only, never sent to the API. Numbered, so that a file
     /// removed and created again under the same name is a new inode.
@@ -160,6 +163,12 @@ impl InodeTable {
         let ino = t.by_ino.len() as Ino;
         t.by_node.insert(node.clone(), ino);
         ino
+    }
+
+    /// The inode of `node`, if it has one already (for invalidating what
+    /// the kernel may hold of it: a node never handed out has nothing).
+    pub fn existing(&self, node: &Node) -> Option<Ino> {
+        super::cache::lock(&self.inner).by_node.get(node).copied()
     }
 
     pub fn node(&self, ino: Ino) -> Option<Node> {

@@ -17,6 +17,7 @@ pub mod core;
 pub mod counters;
 pub mod data;
 pub mod error;
+pub mod events;
 #[cfg(any(target_os = "linux", feature = "macfuse"))]
 pub mod fuse;
 pub mod inodes;
@@ -25,6 +26,7 @@ pub mod names;
 pub mod nfs;
 pub mod objects;
 pub mod outage;
+pub mod poll;
 pub mod runs;
 pub mod store;
 pub mod tree;

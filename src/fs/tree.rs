@@ -56,7 +56,11 @@ fn fixed_entries(dir: &Node) -> Vec<(&'static str, Node)> {
             ("reportruns", Node::ReportRunsTop),
             (".importfs", Node::Meta),
         ],
-        Node::Meta => vec![("stats", Node::Stats), ("refresh", Node::Refresh)],
+        Node::Meta => vec![
+            ("stats", Node::Stats),
+            ("refresh", Node::Refresh),
+            ("events", Node::Events),
+        ],
         _ => Vec::new(),
     }
 }
@@ -376,6 +380,7 @@ impl Fs {
             | Node::Reports
             | Node::ReportRunsTop
             | Node::Meta => (0, Expiry::Never),
+            Node::Events => (0, Expiry::At(std::time::Instant::now())),
             Node::Extractor(g) | Node::ExtractorRuns(g) => {
                 let (x, e) = self.extractor(g).await?;
                 mtime = x.meta.modified().unwrap_or(mtime);

@@ -39,6 +39,12 @@ impl Client {
         Ok(self.with_new_runs(runs, extractor_id).await)
     }
 
+    /// The newest `n` runs of the account, newest first: one call.
+    pub async fn newest_crawlruns(&self, n: u32) -> Result<Vec<Crawlrun>, Error> {
+        self.newest(Operation::ListCrawlruns, &["crawlruns", ""], n)
+            .await
+    }
+
     /// `listCrawlruns` with `extractorId=`, the answer filtered too.
     async fn crawlruns_by_filter(&self, id: &str) -> Result<Vec<Crawlrun>, Error> {
         let op = Operation::ListCrawlruns;

@@ -14,6 +14,12 @@ impl Client {
             .await
     }
 
+    /// The newest `n` report runs of the account, newest first: one call.
+    pub async fn newest_report_runs(&self, n: u32) -> Result<Vec<ReportRun>, Error> {
+        self.newest(Operation::ListReportRuns, &["reportruns", ""], n)
+            .await
+    }
+
     /// `getReportRun`.
     pub async fn get_report_run(&self, id: &str) -> Result<ReportRun, Error> {
         let op = Operation::GetReportRun;

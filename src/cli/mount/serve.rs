@@ -22,7 +22,9 @@ pub fn mount_foreground(
     ready: Option<std::sync::mpsc::Sender<()>>,
 ) -> Result<()> {
     let (rt, fs) = prepare(args, key)?;
-    let result = serve_kernel(args, fs, &rt, ready);
+    let result = serve_kernel(args, fs.clone(), &rt, ready);
+    // Readers of .importfs/events end, whatever ended the mount.
+    fs.events.close();
     rt.shutdown_timeout(Duration::from_secs(1));
     result?;
     tracing::info!("unmounted");
@@ -50,6 +52,9 @@ pub fn prepare(args: &MountArgs, key: ApiKey) -> Result<(tokio::runtime::Runtime
     if let Some(listener) = metrics {
         let _enter = rt.enter();
         crate::metrics::serve(listener, fs.clone())?;
+    }
+    if !s.poll_interval.is_zero() {
+        rt.spawn(crate::fs::poll::run(fs.clone(), s.poll_interval));
     }
     Ok((rt, fs))
 }

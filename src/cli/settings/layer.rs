@@ -18,8 +18,9 @@
 
 use super::dirs::default_log_file;
 use super::values::{
-    from_toml, parse_backend, parse_chunk_size, parse_duration, parse_metrics_addr, parse_proxy,
-    parse_size, parse_streams, parse_switch, Backend, ProxyUrl, Value,
+    from_toml, parse_backend, parse_chunk_size, parse_duration, parse_metrics_addr,
+    parse_poll_interval, parse_proxy, parse_size, parse_streams, parse_switch, Backend, ProxyUrl,
+    Value,
 };
 use crate::api::ClientConfig;
 use crate::fs::core::FsConfig;
@@ -269,6 +270,12 @@ settings! {
         #[arg(long, value_name = "ADDR", value_parser = parse_metrics_addr)]
         #[serde(deserialize_with = "from_toml::metrics_addr")]
         metrics_addr: SocketAddr,
+        /// How often the mount asks for new and changed runs, which become
+        /// events (.importfs/events, `importfs watch`) and show in listings at
+        /// once, e.g. 30s; at least 1s, 0 turns it off [default: 30s].
+        #[arg(long, value_name = "DURATION", value_parser = parse_poll_interval)]
+        #[serde(deserialize_with = "from_toml::duration")]
+        poll_interval: Duration = Duration::from_secs(30),
         /// How the mount reaches the kernel: fuse (the default on Linux), or
         /// nfs (a loopback NFSv3 server mounted with the OS's own NFS client,
         /// no kernel extension; the default on macOS).

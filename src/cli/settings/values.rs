@@ -49,6 +49,19 @@ impl Backend {
     }
 }
 
+/// A poll interval: `0` (off), or a duration of at least a second.
+pub fn parse_poll_interval(s: &str) -> Result<Duration, String> {
+    let d = if s.trim() == "0" {
+        Duration::ZERO
+    } else {
+        parse_duration(s)?
+    };
+    if !d.is_zero() && d < Duration::from_secs(1) {
+        return Err(format!("{s}: at least 1s (or 0 to turn polling off)"));
+    }
+    Ok(d)
+}
+
 /// `fuse` or `nfs`.
 pub fn parse_backend(s: &str) -> Result<Backend, String> {
     match s.trim().to_ascii_lowercase().as_str() {
