@@ -312,6 +312,12 @@ impl Fs {
             .collect())
     }
 
+    /// Whether `fh` reads a stream that waits for what has not happened yet
+    /// (`.importfs/events`), rather than for bytes on their way.
+    pub fn is_stream(&self, fh: u64) -> bool {
+        matches!(lock(&self.handles).get(&fh), Some(Handle::Events(_)))
+    }
+
     /// Whether `ino` is `.importfs/events`, a stream a blocking protocol
     /// reads and NFS cannot (its READs must answer at once).
     pub fn is_events(&self, ino: Ino) -> bool {

@@ -297,7 +297,7 @@ impl Filesystem for FuseFs {
 
     fn read(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         fh: FileHandle,
         offset: u64,
@@ -315,8 +315,13 @@ impl Filesystem for FuseFs {
         }
         let fs = self.fs.clone();
         let rt = self.rt.clone();
+        let reader = fs.is_stream(fh.0).then(|| req.pid());
         self.spawn(async move {
-            if let Err(e) = fs.wait_readable(fh.0, offset, size).await {
+            let waited = tokio::select! {
+                r = fs.wait_readable(fh.0, offset, size) => r,
+                _ = until_signalled(reader) => Err(crate::fs::FsError::new(libc::EINTR)),
+            };
+            if let Err(e) = waited {
                 return reply.error(t.err(e));
             }
             rt.spawn_blocking(move || {
@@ -657,5 +662,19 @@ impl Filesystem for FuseFs {
                 Err(e) => reply.error(t.err(e)),
             }
         });
+    }
+}
+
+/// Wait until the reader `tid` of a stream has a signal pending (see
+/// `platform::signal_pending`); forever for other reads (`None`).
+async fn until_signalled(tid: Option<u32>) {
+    let Some(tid) = tid else {
+        return std::future::pending().await;
+    };
+    loop {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        if crate::platform::signal_pending(tid) {
+            return;
+        }
     }
 }
