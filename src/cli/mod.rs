@@ -1,6 +1,6 @@
-//! The command line: `importfs mount | unmount | status | run | config |
-//! completions | demo | emulator`, plus the form mount(8) calls a helper with
-//! (`importfs SOURCE MOUNTPOINT -o OPTIONS`, see [`helper_form`]).
+//! The command line: `importfs mount | unmount | status | run | watch |
+//! config | completions | demo | emulator`, plus the form mount(8) calls a
+//! helper with (`importfs SOURCE MOUNTPOINT -o OPTIONS`, see [`helper_form`]).
 //!
 //! Subtle: mount(8) runs a helper with no PATH, so [`main`] sets the usual
 //! one before anything runs fusermount3 or this binary again; and the
@@ -23,6 +23,7 @@ pub mod run;
 pub mod serve;
 pub mod settings;
 pub mod signal;
+pub mod watch;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -51,6 +52,8 @@ pub enum Command {
     Cache(cache::CacheArgs),
     /// Start an extractor's run; optionally wait for it and download its data.
     Run(run::RunArgs),
+    /// Follow a mount's run events: print each one, or run a command for each.
+    Watch(watch::WatchArgs),
     /// Print the effective configuration and where each value comes from (the key redacted).
     Config(ConfigArgs),
     /// Print a shell completion script: `importfs completions bash > /etc/bash_completion.d/importfs`.
@@ -204,6 +207,7 @@ pub fn main() -> ExitCode {
         Command::Status(args) => manage::status(args),
         Command::Cache(args) => cache::run(args),
         Command::Run(args) => run::run(args),
+        Command::Watch(args) => watch::run(args),
         Command::Config(args) => config_command(args),
         Command::Completions(args) => completions(args),
         Command::Manpage(args) => manpage(args),

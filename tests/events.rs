@@ -1,0 +1,316 @@
+//! Run events over real mounts: runs started and ended through the
+//! emulator's hooks (as another user or a schedule would, no client
+//! involved) show as lines of `.importfs/events`, read with `cat`, and in
+//! listings at once; the poll costs the calls it should; an outage loses
+//! nothing; unmounting ends the readers.
+
+mod common;
+
+use common::*;
+use importfs::emulator::Config;
+use serde_json::{json, Value};
+use std::io::BufRead;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{channel, Receiver};
+use std::time::{Duration, Instant};
+
+/// `cat MOUNT/.importfs/events`, its lines as they come.
+struct Reader {
+    child: Child,
+    lines: Receiver<String>,
+}
+
+impl Reader {
+    fn start(m: &Mounted) -> Reader {
+        let mut child = Command::new("cat")
+            .arg(m.path(".importfs/events"))
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("cat");
+        let out = child.stdout.take().unwrap();
+        let (tx, lines) = channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        // The subscription starts at the open: give cat a moment to open.
+        std::thread::sleep(Duration::from_millis(300));
+        Reader { child, lines }
+    }
+
+    /// The next event, within `within`.
+    fn next(&self, within: Duration) -> Value {
+        let line = self
+            .lines
+            .recv_timeout(within)
+            .unwrap_or_else(|e| panic!("no event within {within:?}: {e}"));
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON: {line}: {e}"))
+    }
+
+    /// Events until one is `event` for run `id`, in order.
+    fn until(&self, event: &str, id: &str, within: Duration) -> Vec<Value> {
+        let deadline = Instant::now() + within;
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let e = self.next(left.max(Duration::from_millis(1)));
+            let done = e["event"] == event && e["id"] == id;
+            seen.push(e);
+            if done {
+                return seen;
+            }
+        }
+    }
+}
+
+impl Drop for Reader {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn first_extractor(emu: &Emu) -> String {
+    emu.get_json("/extractors/?_perpage=1")[0]["guid"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// Start a run of `g` through the emulator's hook, as a schedule would.
+fn start_run(emu: &Emu, g: &str) -> String {
+    let run = emu.hook(
+        reqwest::Method::POST,
+        "/_emulator/crawlruns",
+        Some(json!({"extractorId": g, "state": "STARTED"})),
+    );
+    run["guid"].as_str().unwrap().to_owned()
+}
+
+fn demo_with_runs_of(seconds: f64) -> Emu {
+    Emu::start(Config {
+        run_seconds: seconds,
+        ..Config::default()
+    })
+}
+
+#[test]
+fn a_run_started_elsewhere_is_started_then_finished_and_listed_at_once() {
+    if !fuse_or_skip() {
+        return;
+    }
+    let emu = demo_with_runs_of(1.5);
+    // A long metadata TTL: only the poll can make the new run show.
+    let m = Mounted::new(
+        &emu.url,
+        &["--poll-interval", "1s", "--metadata-ttl", "60s"],
+    );
+    let g = first_extractor(&emu);
+    let before = m.sh_ok(&format!("ls extractors/{g}/crawlruns"));
+    let _ = m.sh(&format!("readlink extractors/{g}/latest"));
+    let a = Reader::start(&m);
+    let b = Reader::start(&m);
+    let id = start_run(&emu, &g);
+    let seen = a.until("crawlrun.finished", &id, Duration::from_secs(10));
+    let mine: Vec<&Value> = seen.iter().filter(|e| e["id"] == id.as_str()).collect();
+    let kinds: Vec<&str> = mine.iter().map(|e| e["event"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["crawlrun.started", "crawlrun.finished"], "{seen:?}");
+    let e = mine[1];
+    assert_eq!(e["extractor"]["guid"], g.as_str());
+    assert_eq!(e["path"], format!("crawlruns/{id}"));
+    assert!(e["time"].as_str().unwrap().ends_with('Z'), "{e}");
+    assert!(m
+        .path(e["path"].as_str().unwrap())
+        .join("data.csv")
+        .exists());
+    // At once, not a TTL later.
+    let after = m.sh_ok(&format!("ls extractors/{g}/crawlruns"));
+    assert!(!before.contains(&id) && after.contains(&id), "{after}");
+    let latest = m.sh_ok(&format!("readlink extractors/{g}/latest"));
+    assert!(latest.trim().ends_with(&id), "{latest}");
+    // The second reader got the same events.
+    let seen_b = b.until("crawlrun.finished", &id, Duration::from_secs(5));
+    assert_eq!(seen_b.len(), seen.len(), "{seen_b:?}");
+}
+
+#[test]
+fn polling_costs_one_list_call_of_each_kind_a_round() {
+    if !fuse_or_skip() {
+        return;
+    }
+    let emu = demo_with_runs_of(1000.0);
+    let m = Mounted::new(&emu.url, &["--poll-interval", "1s"]);
+    std::thread::sleep(Duration::from_millis(1500));
+    emu.clear_requests();
+    std::thread::sleep(Duration::from_millis(4200));
+    let all = emu.requests();
+    let count = |op: &str| all.iter().filter(|r| r["operation"] == op).count();
+    let (runs, reports) = (count("listCrawlruns"), count("listReportRuns"));
+    assert!(
+        (3..=6).contains(&runs),
+        "{runs} crawl run lists in 4.2 s: {all:?}"
+    );
+    assert_eq!(runs, reports, "one of each a round");
+    for r in &all {
+        let q = r["query"].to_string();
+        assert!(
+            q.contains("_perpage") && q.contains("DESC"),
+            "one sorted page: {r}"
+        );
+    }
+    // A run that is not final is followed by one get a round, and only
+    // once it falls off the page (here it stays on it: no get).
+    assert_eq!(all.len(), runs + reports, "nothing else: {all:?}");
+    drop(m);
+}
+
+#[test]
+fn an_outage_invents_nothing_and_loses_nothing() {
+    if !fuse_or_skip() {
+        return;
+    }
+    let emu = demo_with_runs_of(1000.0);
+    let m = Mounted::new(&emu.url, &["--poll-interval", "1s"]);
+    let g = first_extractor(&emu);
+    std::thread::sleep(Duration::from_millis(1500));
+    let r = Reader::start(&m);
+    emu.set_faults(json!({"operation": "listCrawlruns", "error_rate": 1.0}));
+    let id = start_run(&emu, &g);
+    emu.hook(
+        reqwest::Method::POST,
+        &format!("/_emulator/crawlruns/{id}/finish"),
+        None,
+    );
+    assert!(
+        r.lines.recv_timeout(Duration::from_secs(4)).is_err(),
+        "nothing while the API is down"
+    );
+    emu.clear_faults();
+    let seen = r.until("crawlrun.finished", &id, Duration::from_secs(15));
+    let kinds: Vec<&str> = seen.iter().map(|e| e["event"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["crawlrun.started", "crawlrun.finished"], "{seen:?}");
+}
+
+#[test]
+fn unmounting_ends_the_readers_with_status_0() {
+    if !fuse_or_skip() {
+        return;
+    }
+    let emu = Emu::demo();
+    // SIGTERM to the mount.
+    let mut m = Mounted::new(&emu.url, &["--poll-interval", "1s"]);
+    let mut r = Reader::start(&m);
+    let pid = m.pid().unwrap() as i32;
+    // SAFETY: kill(2) on the mount process this test started.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let status = wait_exit(&mut r.child, Duration::from_secs(10));
+    assert!(status.success(), "cat ended with {status}");
+    m.unmount();
+    // `importfs unmount --lazy`.
+    let m = Mounted::new(&emu.url, &["--poll-interval", "1s"]);
+    let mut r = Reader::start(&m);
+    let out = Command::new(importfs_bin())
+        .args(["unmount", "--lazy"])
+        .arg(&m.mnt)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let status = wait_exit(&mut r.child, Duration::from_secs(10));
+    assert!(status.success(), "cat ended with {status}");
+}
+
+fn wait_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s;
+        }
+        assert!(Instant::now() < deadline, "still running after {within:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `importfs watch MOUNT ARGS`, its output discarded.
+fn watch(m: &Mounted, args: &[&str]) -> Child {
+    Command::new(importfs_bin())
+        .arg("watch")
+        .arg(&m.mnt)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("importfs watch")
+}
+
+#[test]
+fn watch_runs_its_command_for_its_extractor_only_and_ends_cleanly() {
+    if !fuse_or_skip() {
+        return;
+    }
+    let emu = demo_with_runs_of(1.0);
+    let m = Mounted::new(&emu.url, &["--poll-interval", "1s"]);
+    let gs = emu.get_json("/extractors/?_perpage=2");
+    let (g1, g2) = (
+        gs[0]["guid"].as_str().unwrap(),
+        gs[1]["guid"].as_str().unwrap(),
+    );
+    let out = m.dir.path().join("ran.txt");
+    let script = format!(
+        "printf '%s %s\\n' \"$IMPORTFS_EVENT\" \"$IMPORTFS_ID\" >> '{}'",
+        out.display()
+    );
+    let mut w = watch(
+        &m,
+        &[
+            "--extractor",
+            g1,
+            "--event",
+            "crawlrun.finished",
+            "--",
+            "sh",
+            "-c",
+            &script,
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let r1 = start_run(&emu, g1);
+    let r2 = start_run(&emu, g2);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(&out)
+        .unwrap_or_default()
+        .contains(&r1)
+    {
+        assert!(Instant::now() < deadline, "no command for {r1}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(2500));
+    let ran = std::fs::read_to_string(&out).unwrap();
+    assert_eq!(ran, format!("crawlrun.finished {r1}\n"), "never for {r2}");
+    // Ctrl-C ends it at once, though it is waiting for the next event.
+    // SAFETY: kill(2) on the watch this test started.
+    unsafe { libc::kill(w.id() as i32, libc::SIGINT) };
+    let status = wait_exit(&mut w, Duration::from_secs(5));
+    assert!(status.success(), "watch ended with {status}");
+    // An unmount ends it too.
+    let mut w = watch(&m, &[]);
+    std::thread::sleep(Duration::from_millis(500));
+    let un = Command::new(importfs_bin())
+        .args(["unmount", "--lazy"])
+        .arg(&m.mnt)
+        .output()
+        .unwrap();
+    assert!(
+        un.status.success(),
+        "{}",
+        String::from_utf8_lossy(&un.stderr)
+    );
+    let status = wait_exit(&mut w, Duration::from_secs(10));
+    assert!(status.success(), "watch ended with {status}");
+}
