@@ -266,6 +266,12 @@ impl MountCollector {
             "Expired metadata served because the API was failing",
             s.stale_answers,
         )?;
+        counter(
+            enc,
+            "polls",
+            "Rounds of change detection (--poll-interval); their API calls count by operation",
+            s.polls,
+        )?;
         Ok(())
     }
 

@@ -535,6 +535,8 @@ impl Fs {
             metadata_cache_hits: c.meta_hits.load(Ordering::Relaxed),
             metadata_cache_misses: c.meta_misses.load(Ordering::Relaxed),
             stale_answers: c.stale_answers.load(Ordering::Relaxed),
+            polls: c.polls.load(Ordering::Relaxed),
+            event_readers: self.events.subscribers() as u64,
             data_cache_hits: d.hits.load(Ordering::Relaxed),
             data_cache_hits_earlier_mounts: d.earlier_hits.load(Ordering::Relaxed),
             data_cache_corrupt: d.corrupt.load(Ordering::Relaxed),

@@ -137,6 +137,10 @@ pub struct MountStats {
     pub metadata_cache_hits: u64,
     pub metadata_cache_misses: u64,
     pub stale_answers: u64,
+    /// Rounds of change detection (`--poll-interval`).
+    pub polls: u64,
+    /// Open readers of `.importfs/events`.
+    pub event_readers: u64,
     pub data_cache_hits: u64,
     /// Result files found complete in the store, kept by an earlier mount.
     pub data_cache_hits_earlier_mounts: u64,
@@ -171,6 +175,8 @@ impl MountStats {
             ("metadata_cache_hits", self.metadata_cache_hits),
             ("metadata_cache_misses", self.metadata_cache_misses),
             ("stale_answers", self.stale_answers),
+            ("polls", self.polls),
+            ("event_readers", self.event_readers),
             ("data_cache_hits", self.data_cache_hits),
             (
                 "data_cache_hits_earlier_mounts",
