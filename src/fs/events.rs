@@ -165,17 +165,18 @@ impl EventBus {
         }
     }
 
+    /// End the reads of every subscription open now with EOF, and stay
+    /// open for later ones: what `importfs unmount` asks for (SIGUSR1), so
+    /// that readers let go of a mount that is about to go.
+    pub fn end_readers(&self) {
+        for sub in lock(&self.subs).drain(..).filter_map(|w| w.upgrade()) {
+            sub.close();
+        }
+    }
+
     /// Whether [`EventBus::close`] was called.
     pub fn is_closed(&self) -> bool {
         self.closed.load(std::sync::atomic::Ordering::SeqCst)
-    }
-
-    /// How many subscriptions are open now.
-    pub fn subscribers(&self) -> usize {
-        lock(&self.subs)
-            .iter()
-            .filter(|w| w.strong_count() > 0)
-            .count()
     }
 }
 

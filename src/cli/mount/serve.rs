@@ -56,6 +56,14 @@ pub fn prepare(args: &MountArgs, key: ApiKey) -> Result<(tokio::runtime::Runtime
     if !s.poll_interval.is_zero() {
         rt.spawn(crate::fs::poll::run(fs.clone(), s.poll_interval));
     }
+    let events = fs.clone();
+    rt.spawn(async move {
+        crate::cli::signal::on_user1(|| {
+            tracing::info!("asked to end the readers of .importfs/events");
+            events.events.end_readers();
+        })
+        .await
+    });
     Ok((rt, fs))
 }
 
