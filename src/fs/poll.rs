@@ -253,30 +253,32 @@ impl Fs {
     /// An extractor's name in the mount (its guid, which also works as a
     /// path, when the listing cannot be had).
     async fn extractor_name(&self, guid: &str) -> String {
-        let known = crate::fs::cache::lock(&self.extractor_names)
-            .name_of(guid)
-            .map(str::to_owned);
-        if let Some(n) = known {
-            return n;
-        }
-        let _ = self.extractor_list().await;
-        let listed = crate::fs::cache::lock(&self.extractor_names)
-            .name_of(guid)
-            .map(str::to_owned);
-        listed.unwrap_or_else(|| guid.to_owned())
+        self.name_in(&self.extractor_names, guid, self.extractor_list())
+            .await
     }
 
     async fn report_name(&self, guid: &str) -> String {
-        let known = crate::fs::cache::lock(&self.report_names)
-            .name_of(guid)
-            .map(str::to_owned);
-        if let Some(n) = known {
+        self.name_in(&self.report_names, guid, self.report_list())
+            .await
+    }
+
+    /// `guid`'s name in `names`, after one listing (`list`) if it has none
+    /// yet; the guid itself if it still has none.
+    async fn name_in<T>(
+        &self,
+        names: &std::sync::Mutex<crate::fs::names::NameTable>,
+        guid: &str,
+        list: impl std::future::Future<Output = T>,
+    ) -> String {
+        let known = || {
+            crate::fs::cache::lock(names)
+                .name_of(guid)
+                .map(str::to_owned)
+        };
+        if let Some(n) = known() {
             return n;
         }
-        let _ = self.report_list().await;
-        let listed = crate::fs::cache::lock(&self.report_names)
-            .name_of(guid)
-            .map(str::to_owned);
-        listed.unwrap_or_else(|| guid.to_owned())
+        let _ = list.await;
+        known().unwrap_or_else(|| guid.to_owned())
     }
 }
