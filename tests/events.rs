@@ -317,3 +317,45 @@ fn watch_runs_its_command_for_its_extractor_only_and_ends_cleanly() {
     let status = wait_exit(&mut w, Duration::from_secs(10));
     assert!(status.success(), "watch ended with {status}");
 }
+
+#[test]
+fn a_report_run_that_finishes_is_an_event_of_its_report() {
+    if !fuse_or_skip() {
+        return;
+    }
+    let emu = demo_with_runs_of(1000.0);
+    let m = Mounted::new(&emu.url, &["--poll-interval", "1s"]);
+    let rep = emu.get_json("/reports/?_perpage=1")[0]["guid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    std::thread::sleep(Duration::from_millis(1500));
+    let r = Reader::start(&m);
+    emu.hook(
+        reqwest::Method::POST,
+        &format!("/reports/{rep}/start?_apikey={KEY}"),
+        None,
+    );
+    let runs = emu.get_json("/reportruns/?_perpage=1000");
+    let id = runs
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["reportId"] == rep.as_str())
+        .max_by_key(|r| r["_meta"]["createdAt"].to_string())
+        .expect("the new report run")["guid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    emu.hook(
+        reqwest::Method::POST,
+        &format!("/_emulator/reportruns/{id}/finish"),
+        None,
+    );
+    let seen = r.until("reportrun.finished", &id, Duration::from_secs(10));
+    let e = seen.last().unwrap();
+    assert_eq!(e["report"]["guid"], rep.as_str(), "{e}");
+    assert!(e.get("extractor").is_none(), "{e}");
+    assert_eq!(e["path"], format!("reportruns/{id}"));
+    assert!(m.path(&format!("reportruns/{id}")).is_dir());
+}
