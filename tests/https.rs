@@ -304,21 +304,6 @@ fn it_works_through_a_connect_proxy_and_no_proxy_bypasses_it() {
     );
 }
 
-/// The processes whose command line names `what`, with their environment.
-fn processes_naming(what: &str) -> Vec<(u32, String, Vec<u8>)> {
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| {
-            let pid: u32 = e.file_name().to_str()?.parse().ok()?;
-            let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
-            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-            let env = std::fs::read(e.path().join("environ")).ok()?;
-            cmd.contains(what).then_some((pid, cmd, env))
-        })
-        .collect()
-}
-
 /// Unmounts on drop, on every path.
 struct Unmount(PathBuf);
 
@@ -359,12 +344,13 @@ fn no_process_importfs_starts_has_the_key_in_its_environment() {
     );
     assert!(std::fs::read(mnt.join("user.json")).is_ok());
     let procs = processes_naming(&mnt.to_string_lossy());
-    let names: Vec<&str> = procs.iter().map(|p| p.1.as_str()).collect();
+    let names: Vec<&str> = procs.iter().map(|p| p.cmdline.as_str()).collect();
     // The background mount and its watcher at least (fusermount3 too, when
     // it stays to auto-unmount).
     assert!(procs.len() >= 2, "{names:#?}");
-    for (pid, cmd, env) in &procs {
-        let env = String::from_utf8_lossy(env);
+    for p in &procs {
+        let (pid, cmd) = (p.pid, &p.cmdline);
+        let env = String::from_utf8_lossy(&p.environ);
         assert!(
             !env.contains(KEY),
             "pid {pid} ({cmd}) has the key in its environment"

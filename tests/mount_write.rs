@@ -12,20 +12,8 @@ use std::time::{Duration, Instant};
 
 /// A plainly named extractor of the demo account (name, guid), the `n`th.
 fn plain_extractor(emu: &Emu, n: usize) -> (String, String) {
-    let ext = emu.get_json("/extractors/?_perpage=1000");
-    let all = ext.as_array().unwrap().clone();
-    let plain: Vec<&Value> = all
-        .iter()
-        .filter(|e| {
-            let name = e["name"].as_str().unwrap_or("");
-            !name.is_empty()
-                && name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || " -_".contains(c))
-                && all.iter().filter(|o| o["name"] == e["name"]).count() == 1
-        })
-        .collect();
-    let e = plain[n % plain.len()];
+    let plain = plain_extractor_list(emu);
+    let e = &plain[n % plain.len()];
     (
         e["name"].as_str().unwrap().to_owned(),
         e["guid"].as_str().unwrap().to_owned(),

@@ -21,17 +21,8 @@ const PAST_IDLE: Duration = Duration::from_millis(4500);
 /// The guids of the demo's plainly named extractors, in the API's order (the
 /// ones tests/mount_write.rs picks by index).
 fn plain_extractors(emu: &Emu) -> Vec<String> {
-    let ext = emu.get_json("/extractors/?_perpage=1000");
-    let all = ext.as_array().unwrap();
-    all.iter()
-        .filter(|e| {
-            let name = e["name"].as_str().unwrap_or("");
-            !name.is_empty()
-                && name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || " -_".contains(c))
-                && all.iter().filter(|o| o["name"] == e["name"]).count() == 1
-        })
+    plain_extractor_list(emu)
+        .iter()
         .map(|e| e["guid"].as_str().unwrap().to_owned())
         .collect()
 }
@@ -519,19 +510,6 @@ fn every_extractor_is_listed_once_and_reachable_by_name_and_guid() {
     }
 }
 
-/// Every process whose command line names `what` (a background mount's
-/// child is not in our process tree: it runs in a session of its own).
-fn processes_naming(what: &str) -> Vec<String> {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    dir.flatten()
-        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
-        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
-        .filter(|c| c.contains(what))
-        .collect()
-}
-
 /// Whatever is mounted at `path`, as mountinfo says (without stat'ing it).
 fn mounted_at(path: &std::path::Path) -> Option<String> {
     let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
@@ -599,7 +577,10 @@ fn mount_backend_nfs_mounts_or_says_clearly_why_not() {
             assert!(known.iter().any(|k| said.contains(k)), "unclear: {said}");
         }
         assert!(mounted_at(&mnt).is_none(), "nothing left mounted");
-        let left = processes_naming(&mnt.to_string_lossy());
+        let left: Vec<String> = processes_naming(&mnt.to_string_lossy())
+            .into_iter()
+            .map(|p| p.cmdline)
+            .collect();
         assert!(left.is_empty(), "processes left: {left:?}");
     }
 }

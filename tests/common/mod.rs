@@ -636,3 +636,51 @@ pub fn api_urls(emu: &Emu, guid: &str) -> Vec<String> {
         .map(str::to_owned)
         .collect()
 }
+
+/// A process whose command line names something: its pid, its command line
+/// (NULs as spaces) and its environment block, as `/proc` has them.
+pub struct Process {
+    pub pid: u32,
+    pub cmdline: String,
+    pub environ: Vec<u8>,
+}
+
+/// Every process whose command line contains `what` (a background mount's
+/// processes are not in the test's process tree: they run in a session of
+/// their own).
+pub fn processes_naming(what: &str) -> Vec<Process> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| {
+            let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+            let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
+            let cmdline = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            let environ = std::fs::read(e.path().join("environ")).unwrap_or_default();
+            cmdline.contains(what).then_some(Process {
+                pid,
+                cmdline,
+                environ,
+            })
+        })
+        .collect()
+}
+
+/// The demo's plainly named extractors (ASCII letters, digits, space, `-`
+/// and `_`, a name no other has), in the API's order.
+pub fn plain_extractor_list(emu: &Emu) -> Vec<Value> {
+    let ext = emu.get_json("/extractors/?_perpage=1000");
+    let all = ext.as_array().unwrap().clone();
+    all.iter()
+        .filter(|e| {
+            let name = e["name"].as_str().unwrap_or("");
+            !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || " -_".contains(c))
+                && all.iter().filter(|o| o["name"] == e["name"]).count() == 1
+        })
+        .cloned()
+        .collect()
+}
