@@ -3,9 +3,9 @@
 //! The API key comes from `IMPORTIO_API_KEY` or `--api-key-file`, never from a
 //! plain flag, so it does not show in `ps`. A background mount re-runs this
 //! binary with `--foreground` in a new session ([`background`]), hands it the
-//! key through the environment (readable only by the same user), and returns
-//! only once the mount answers, or with the child's error; the foreground
-//! mount itself is [`serve`].
+//! key through a pipe on its stdin (never its argv or environment), and
+//! returns only once the mount answers, or with the child's error; the
+//! foreground mount itself is [`serve`], through FUSE or NFS (`--backend`).
 //!
 //! Subtle: the checks that can fail ([`checks`]) run here, before choosing
 //! between the two, so that their errors reach the terminal in both cases.
