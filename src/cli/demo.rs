@@ -53,6 +53,8 @@ pub fn run(args: DemoArgs) -> Result<()> {
     println!("  cat {m}/extractors/<name>/inputs");
     println!("  python3 -c 'import csv,sys; print(sum(1 for _ in csv.reader(open(sys.argv[1], encoding=\"utf-8-sig\"))))' {m}/crawlruns/<id>/data.csv");
     println!("  cat {m}/.importfs/stats");
+    println!("  cat {m}/.importfs/events    # then, elsewhere: touch {m}/extractors/<name>/start");
+    println!("  importfs watch {m} --event crawlrun.finished");
     println!();
     println!("Press Ctrl-C to unmount.");
     let margs = MountArgs {
@@ -60,6 +62,8 @@ pub fn run(args: DemoArgs) -> Result<()> {
         settings: Settings {
             api_url: emu.url(),
             metadata_ttl: Duration::from_secs(2),
+            // Runs finish in seconds here: look for them as often.
+            poll_interval: Duration::from_secs(2),
             cache_size: 1 << 30,
             ..Settings::default()
         },
