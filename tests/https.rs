@@ -304,19 +304,6 @@ fn it_works_through_a_connect_proxy_and_no_proxy_bypasses_it() {
     );
 }
 
-/// Unmounts on drop, on every path.
-struct Unmount(PathBuf);
-
-impl Drop for Unmount {
-    fn drop(&mut self) {
-        let _ = Command::new(importfs_bin())
-            .arg("unmount")
-            .arg(&self.0)
-            .output();
-        let _ = Command::new("fusermount3").arg("-uz").arg(&self.0).output();
-    }
-}
-
 #[test]
 fn no_process_importfs_starts_has_the_key_in_its_environment() {
     if !fuse_or_skip() {

@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -737,26 +737,6 @@ impl Drop for Done<'_> {
 
 const SECRET: &str = "KEY-zz9-plural-z-alpha-0451";
 const WRONG: &str = "WRONG-zz9-plural-z-beta-0452";
-
-/// Unmounts a background mount (not our child) on drop, on every path.
-struct Unmount(PathBuf);
-
-impl Drop for Unmount {
-    fn drop(&mut self) {
-        for _ in 0..50 {
-            if !is_fuse_mount(&self.0) {
-                return;
-            }
-            let _ = Command::new("fusermount3")
-                .arg("-u")
-                .arg(&self.0)
-                .stderr(Stdio::null())
-                .status();
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = Command::new("fusermount3").arg("-uz").arg(&self.0).status();
-    }
-}
 
 fn assert_no_key(what: &str, text: &[u8]) {
     for key in [SECRET, WRONG] {

@@ -684,3 +684,24 @@ pub fn plain_extractor_list(emu: &Emu) -> Vec<Value> {
         .cloned()
         .collect()
 }
+
+/// Unmounts a background mount (not our child) on drop, on every path:
+/// `fusermount3 -u` for up to 5 s, then a lazy unmount.
+pub struct Unmount(pub PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        for _ in 0..50 {
+            if !is_fuse_mount(&self.0) {
+                return;
+            }
+            let _ = Command::new("fusermount3")
+                .arg("-u")
+                .arg(&self.0)
+                .stderr(Stdio::null())
+                .status();
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = Command::new("fusermount3").arg("-uz").arg(&self.0).status();
+    }
+}
