@@ -308,6 +308,30 @@ impl MountCollector {
             "The most the data cache may hold (--cache-size)",
             s.data_cache_limit_bytes,
         )?;
+        counter(
+            enc,
+            "data_memory_files",
+            "Result files read through memory because the disk cache could not take them",
+            s.data_memory_files,
+        )?;
+        gauge(
+            enc,
+            "data_memory_bytes",
+            "Bytes that result files read through memory hold now",
+            s.data_memory_bytes,
+        )?;
+        gauge(
+            enc,
+            "data_memory_limit_bytes",
+            "The most result files read through memory may hold (--max-memory)",
+            s.data_memory_limit_bytes,
+        )?;
+        counter(
+            enc,
+            "data_cache_disk_full",
+            "Result files moved to memory because the cache's disk was full (ENOSPC, EDQUOT)",
+            s.data_cache_disk_full,
+        )?;
         let mut m = enc.encode_descriptor(
             "data_opens",
             "Opens of cached result files by how the kernel reads them: passthrough \

@@ -48,7 +48,7 @@ mod transport;
 
 pub use client::{redact_url, Client, FileRef};
 pub use config::{ClientConfig, USER_AGENT};
-pub use download::{RangeOutcome, Written};
+pub use download::{RangeOutcome, Sink, Written};
 pub use error::{ApiKey, Error};
 pub use models::{
     Crawlrun, CrawlrunFile, Credentials, Extractor, Inputs, InputsDialect, Report, ReportRun,

@@ -51,6 +51,21 @@ pub struct LoggedRequest {
     /// logged): lets a test prove a redirected download reached the files
     /// listener without the key.
     pub had_apikey: bool,
+    /// The Range header as received, if any: lets a test count the bytes
+    /// a reader cost.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub range: Option<String>,
+}
+
+/// What the request log keeps of a request, as received.
+pub(crate) struct Seen<'a> {
+    pub method: &'a Method,
+    pub path: &'a str,
+    pub raw_query: &'a str,
+    /// The Range header, if any.
+    pub range: Option<&'a str>,
+    pub operation: &'static str,
+    pub listener: &'static str,
 }
 
 /// Shared state of a running emulator.
@@ -113,25 +128,19 @@ impl App {
 
     /// Trace a request (method, path, status, operation) and add it to the
     /// request log, both without the key.
-    pub fn log_request(
-        &self,
-        method: &Method,
-        path: &str,
-        raw_query: &str,
-        status: u16,
-        operation: &str,
-        listener: &str,
-    ) {
-        let path = self.redact(path);
+    pub(crate) fn log_request(&self, seen: &Seen<'_>, status: u16) {
+        let path = self.redact(seen.path);
+        let (method, operation, listener) = (seen.method, seen.operation, seen.listener);
         tracing::info!(%method, %path, status, operation, listener, "request");
         self.record(LoggedRequest {
             method: method.to_string(),
             path,
-            query: self.redact_query(raw_query),
-            had_apikey: raw_query.split('&').any(|p| pair_name(p) == "_apikey"),
+            query: self.redact_query(seen.raw_query),
+            had_apikey: seen.raw_query.split('&').any(|p| pair_name(p) == "_apikey"),
             status,
             operation: operation.to_owned(),
             listener: listener.to_owned(),
+            range: seen.range.map(str::to_owned),
         });
     }
 

@@ -126,7 +126,8 @@
 //! - `GET /_emulator/requests` — the request log, a JSON array of
 //!   `{"method","path","query","status","operation","listener"}` (`query`
 //!   without `_apikey`, `status` 0 for a dropped connection, `listener` is
-//!   `"api"` or `"files"`); `DELETE` clears it. The log keeps the last 100 000.
+//!   `"api"` or `"files"`), plus `"range"` (the Range header as received)
+//!   when the request had one; `DELETE` clears it. The log keeps the last 100 000.
 //! - `POST /_emulator/extractors` `{"name": .., "inputs": [..], "fields": [..],
 //!   "guid": ..}` (`fields` and `guid` optional; a `guid` already taken is a
 //!   409) → 200 with the new Extractor. The name is stored as given: `/`,

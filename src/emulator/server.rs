@@ -31,7 +31,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::app::App;
+use super::app::{App, Seen};
 use super::conn::{Conn, KillableListener};
 use super::faults::Decision;
 use super::hooks;
@@ -86,35 +86,23 @@ async fn serve(listener: KillableListener, router: Router, stop: CancellationTok
     }
 }
 
-/// What the request log keeps of a request.
-struct Seen<'a> {
-    method: &'a Method,
-    path: &'a str,
-    raw_query: &'a str,
-    operation: &'static str,
-    listener: &'static str,
-}
-
 impl<'a> Seen<'a> {
     fn of(parts: &'a Parts, operation: &'static str, listener: &'static str) -> Seen<'a> {
         Seen {
             method: &parts.method,
             path: parts.uri.path(),
             raw_query: parts.uri.query().unwrap_or(""),
+            range: parts
+                .headers
+                .get(axum::http::header::RANGE)
+                .and_then(|v| v.to_str().ok()),
             operation,
             listener,
         }
     }
 
     fn log(&self, app: &App, status: u16) {
-        app.log_request(
-            self.method,
-            self.path,
-            self.raw_query,
-            status,
-            self.operation,
-            self.listener,
-        );
+        app.log_request(self, status);
     }
 }
 

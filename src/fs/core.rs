@@ -30,7 +30,7 @@ use crate::fs::buffers::{slice_at, ScratchStore, Writer};
 use crate::fs::cache::{lock, Expiry, KeyLocks};
 use crate::fs::cache::{Caches, Counters, FetchKey};
 use crate::fs::counters::MountStats;
-use crate::fs::data::{CachedFile, DataCache, FetchPlan, FileBytes};
+use crate::fs::data::{CachedFile, DataCache, DataHandle, FetchPlan, FileBytes};
 use crate::fs::inodes::{Ino, InodeTable, Kind, Node};
 use crate::fs::names::NameTable;
 use crate::fs::outage::Outage;
@@ -69,6 +69,10 @@ pub struct FsConfig {
     pub cache_size: u64,
     /// How result files are fetched: chunk size and parallel ranged GETs.
     pub fetch: FetchPlan,
+    /// What result files read through memory (those the disk cache cannot
+    /// take) may hold together. Default 256 MiB: eight readers streaming
+    /// at once each keep four 8 MiB chunks, which is full speed.
+    pub max_memory: u64,
     /// Refuse every change (EROFS). Default off.
     pub read_only: bool,
     /// Let `rmdir` archive an extractor or delete a report. Default off: a
@@ -89,6 +93,7 @@ impl Default for FsConfig {
             cache_dir: default_cache_dir(),
             cache_size: 4 << 30,
             fetch: FetchPlan::default(),
+            max_memory: 256 << 20,
             read_only: false,
             allow_delete: false,
             // SAFETY: getuid/getgid have no preconditions and cannot fail.
@@ -153,8 +158,8 @@ pub struct Opened {
 #[derive(Clone)]
 pub(super) enum Handle {
     Bytes(Arc<[u8]>),
-    /// A result file and the size it was opened with.
-    Data(Arc<CachedFile>, u64),
+    /// An open result file (a reader of it).
+    Data(Arc<DataHandle>),
     Dir(Arc<Vec<DirEntry>>),
     /// A file opened for writing whose content is sent on close.
     Writer(Arc<Writer>),
@@ -206,6 +211,7 @@ impl Fs {
         let data = Arc::new(DataCache::new(
             &cfg.cache_dir,
             cfg.cache_size,
+            cfg.max_memory,
             cfg.fetch,
             client.clone(),
         )?);
@@ -360,7 +366,7 @@ impl Fs {
     /// open: the kernel then reads it itself and read() is never called.
     pub fn backing_file(&self, fh: u64) -> Option<Arc<CachedFile>> {
         match lock(&self.handles).get(&fh) {
-            Some(Handle::Data(cf, _)) if cf.complete_size().is_some() => Some(cf.clone()),
+            Some(Handle::Data(h)) if h.file().complete_size().is_some() => Some(h.file().clone()),
             _ => None,
         }
     }
@@ -451,8 +457,8 @@ impl Fs {
             }
             _ => (false, false),
         };
-        let cf = self.data.get(&f, Some(size), finished).await?;
-        let fh = self.new_handle(Handle::Data(cf, size));
+        let h = self.data.open(&f, size, finished).await?;
+        let fh = self.new_handle(Handle::Data(Arc::new(h)));
         Ok(Opened {
             fh,
             keep_cache: immutable,
@@ -476,9 +482,9 @@ impl Fs {
     /// The answer to a read if it needs no waiting: every open but a result
     /// file whose bytes at `offset` are still downloading.
     pub fn read_now(&self, fh: u64, offset: u64, size: u32) -> Option<Result<FileBytes, FsError>> {
-        let (cf, expected) = match lock(&self.handles).get(&fh) {
+        let h = match lock(&self.handles).get(&fh) {
             Some(Handle::Bytes(b)) => return Some(Ok(slice_at(b, offset, size).into())),
-            Some(Handle::Data(cf, expected)) => (cf.clone(), *expected),
+            Some(Handle::Data(h)) => h.clone(),
             Some(Handle::Scratch(id)) => {
                 return Some(Ok(lock(&self.scratch).read(*id, offset, size).into()))
             }
@@ -486,18 +492,18 @@ impl Fs {
             Some(Handle::Events(sub)) => return sub.read_now(size as usize).map(|b| Ok(b.into())),
             _ => return Some(Err(FsError::new(libc::EBADF))),
         };
-        let r = cf.read_now(offset, size, expected)?;
-        Some(r.inspect_err(|_| self.read_failed(&cf)))
+        let r = h.read_now(offset, size)?;
+        Some(r.inspect_err(|_| self.read_failed(h.file())))
     }
 
     /// Wait until [`Fs::read_now`] of the same range has an answer.
     pub async fn wait_readable(&self, fh: u64, offset: u64, size: u32) -> Result<(), FsError> {
         let handle = lock(&self.handles).get(&fh).cloned();
         match handle {
-            Some(Handle::Data(cf, expected)) => cf
-                .wait_readable(offset, size, expected)
+            Some(Handle::Data(h)) => h
+                .wait_readable(offset, size)
                 .await
-                .inspect_err(|_| self.read_failed(&cf)),
+                .inspect_err(|_| self.read_failed(h.file())),
             Some(Handle::Events(sub)) => {
                 sub.wait().await;
                 Ok(())
@@ -531,6 +537,7 @@ impl Fs {
         let c = &self.counters;
         let d = &self.data.stats;
         let (limit, used) = self.data.usage();
+        let (mem_limit, mem_used) = self.data.memory_usage();
         MountStats {
             metadata_cache_hits: c.meta_hits.load(Ordering::Relaxed),
             metadata_cache_misses: c.meta_misses.load(Ordering::Relaxed),
@@ -554,6 +561,10 @@ impl Fs {
             inodes: self.inodes.len() as u64,
             data_cache_bytes: used,
             data_cache_limit_bytes: limit,
+            data_memory_files: d.memory_files.load(Ordering::Relaxed),
+            data_memory_bytes: mem_used,
+            data_memory_limit_bytes: mem_limit,
+            data_cache_disk_full: d.disk_full.load(Ordering::Relaxed),
             api: self.client.stats(),
             fuse: self.fuse.snapshot(),
         }

@@ -163,6 +163,13 @@ pub struct MountStats {
     /// Bytes the result cache holds now, and its bound (`--cache-size`).
     pub data_cache_bytes: u64,
     pub data_cache_limit_bytes: u64,
+    /// Result files read through memory (the disk cache could not take
+    /// them), and what they hold now, within its bound (`--max-memory`).
+    pub data_memory_files: u64,
+    pub data_memory_bytes: u64,
+    pub data_memory_limit_bytes: u64,
+    /// Result files moved to memory because the cache's disk was full.
+    pub data_cache_disk_full: u64,
     pub api: crate::api::Stats,
     pub fuse: FuseStats,
 }
@@ -197,6 +204,10 @@ impl MountStats {
             ("inodes", self.inodes),
             ("data_cache_bytes", self.data_cache_bytes),
             ("data_cache_limit_bytes", self.data_cache_limit_bytes),
+            ("data_memory_files", self.data_memory_files),
+            ("data_memory_bytes", self.data_memory_bytes),
+            ("data_memory_limit_bytes", self.data_memory_limit_bytes),
+            ("data_cache_disk_full", self.data_cache_disk_full),
         ] {
             let _ = writeln!(s, "{k} {v}");
         }

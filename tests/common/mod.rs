@@ -252,6 +252,11 @@ impl Mounted {
         Mounted::build(url, extra, key, env, None)
     }
 
+    /// Like [`Mounted::new`], with its cache directory at `cache`.
+    pub fn with_cache(url: &str, extra: &[&str], cache: &Path) -> Mounted {
+        Mounted::build(url, extra, KEY, &[], Some(cache.to_path_buf()))
+    }
+
     /// Like [`Mounted::with_key`], with the cache directory of `other`.
     pub fn sharing_cache(url: &str, extra: &[&str], key: &str, other: &Mounted) -> Mounted {
         Mounted::build(url, extra, key, &[], Some(other.cache.clone()))

@@ -58,11 +58,20 @@ use std::time::Duration;
 use tokio::time::{timeout, timeout_at, Instant};
 pub use written::Written;
 
-/// Where a download writes, and the record of what it wrote (if kept).
+/// Where the bytes of a download go.
 #[derive(Clone, Copy)]
-struct Target<'a> {
-    out: &'a std::fs::File,
-    written: Option<&'a Arc<Written>>,
+pub enum Sink<'a> {
+    /// Written into this file at their offsets, with the record of what
+    /// was written (if kept).
+    File {
+        out: &'a std::fs::File,
+        written: Option<&'a Arc<Written>>,
+    },
+    /// Handed to this function as they arrive, in order and contiguous: the
+    /// file offset of the first byte, and the bytes as received (shared,
+    /// not copied). Only ranged downloads take it: a whole-file download
+    /// may have to compare resent bytes with those it holds.
+    Memory(&'a (dyn Fn(u64, &[bytes::Bytes]) + Send + Sync)),
 }
 
 /// How one attempt ended, when it did not fail.
@@ -141,8 +150,8 @@ impl Client {
         progress: &(dyn Fn(u64) + Send + Sync),
         written: Option<&Arc<Written>>,
     ) -> Result<u64, Error> {
-        let target = Target { out, written };
-        let result = self.fetch(f, target, progress, 0, None, None).await;
+        let sink = Sink::File { out, written };
+        let result = self.fetch(f, sink, progress, 0, None, None).await;
         let op = f.operation();
         let result = match result {
             Ok(Attempt::Complete(total)) => progress::set_len(out, total)
@@ -161,7 +170,8 @@ impl Client {
     }
 
     /// Download bytes `start..end` of a result file of `size` bytes into
-    /// `out` at their offsets, with `Range: bytes=START-(END-1)`, calling
+    /// `sink` (a file, at their offsets, or memory), with
+    /// `Range: bytes=START-(END-1)`, calling
     /// `progress` with the offset reached (contiguous from `start`). A cut
     /// answer is resumed from the first missing byte; every answer's
     /// `Content-Range` must give the same total `size`, or the call fails
@@ -169,13 +179,13 @@ impl Client {
     /// range with the whole file (200) or compressed gives
     /// [`RangeOutcome::Unsupported`] at once, before any byte is written:
     /// the caller then fetches the file whole with [`Client::download`].
-    /// `written`, if given, records the CRC32 of the bytes written.
+    /// A file sink's `written`, if given, records the CRC32 of the bytes
+    /// written.
     pub async fn download_range(
         &self,
         f: &FileRef,
-        out: &std::fs::File,
+        sink: Sink<'_>,
         progress: &(dyn Fn(u64) + Send + Sync),
-        written: Option<&Arc<Written>>,
         (start, end): (u64, u64),
         size: u64,
     ) -> Result<RangeOutcome, Error> {
@@ -186,9 +196,8 @@ impl Client {
                 detail: format!("the range {start}..{end} of a {size}-byte file"),
             });
         }
-        let target = Target { out, written };
         let result = self
-            .fetch(f, target, progress, start, Some(end), Some(size))
+            .fetch(f, sink, progress, start, Some(end), Some(size))
             .await
             .map(|attempt| match attempt {
                 Attempt::Complete(_) => RangeOutcome::Done,
@@ -218,7 +227,7 @@ impl Client {
     async fn fetch(
         &self,
         f: &FileRef,
-        Target { out, written }: Target<'_>,
+        sink: Sink<'_>,
         progress: &(dyn Fn(u64) + Send + Sync),
         from: u64,
         limit: Option<u64>,
@@ -231,10 +240,18 @@ impl Client {
         let inner = &self.inner;
         let _in_flight = inner.counters.download_started();
         let (_download_slot, stall_deadline) = self.download_slot(op).await?;
-        let out = Arc::new(out.try_clone().map_err(|source| Error::Io { op, source })?);
+        let (out, written) = match sink {
+            Sink::File { out, written } => (
+                progress::Out::File(Arc::new(
+                    out.try_clone().map_err(|source| Error::Io { op, source })?,
+                )),
+                written.cloned(),
+            ),
+            Sink::Memory(keep) => (progress::Out::Memory(keep), None),
+        };
         let mut state = Progress {
             out,
-            written: written.cloned(),
+            written,
             report: progress,
             have: from,
             limit,

@@ -20,11 +20,18 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 
-/// What a download has so far, across attempts.
-pub(super) struct Progress<'a> {
+/// Where the bytes go.
+pub(super) enum Out<'a> {
     /// The file, shared with the blocking threads that write into it (its
     /// own descriptor, a dup of the caller's).
-    pub(super) out: Arc<std::fs::File>,
+    File(Arc<std::fs::File>),
+    /// The caller's memory (see `Sink::Memory`).
+    Memory(&'a (dyn Fn(u64, &[Bytes]) + Send + Sync)),
+}
+
+/// What a download has so far, across attempts.
+pub(super) struct Progress<'a> {
+    pub(super) out: Out<'a>,
     /// The checksums of what was written, when the caller keeps them.
     pub(super) written: Option<Arc<Written>>,
     pub(super) report: &'a (dyn Fn(u64) + Send + Sync),
@@ -100,19 +107,24 @@ impl Progress<'_> {
             }
         }
         let parts = slices_within(data, at, (self.have, end));
-        let (out, offset, written) = (self.out.clone(), self.have, self.written.clone());
-        blocking_io(op, move || {
-            let mut slices: Vec<std::io::IoSlice<'_>> =
-                parts.iter().map(|p| std::io::IoSlice::new(p)).collect();
-            write_all_vectored_at(&out, &mut slices, offset)?;
-            // The bytes are still in the CPU's cache: their checksum now
-            // costs far less than reading the file back later.
-            if let Some(w) = written {
-                w.add(offset, &parts);
+        match &self.out {
+            Out::File(out) => {
+                let (out, offset, written) = (out.clone(), self.have, self.written.clone());
+                blocking_io(op, move || {
+                    let mut slices: Vec<std::io::IoSlice<'_>> =
+                        parts.iter().map(|p| std::io::IoSlice::new(p)).collect();
+                    write_all_vectored_at(&out, &mut slices, offset)?;
+                    // The bytes are still in the CPU's cache: their checksum
+                    // now costs far less than reading the file back later.
+                    if let Some(w) = written {
+                        w.add(offset, &parts);
+                    }
+                    Ok(())
+                })
+                .await?;
             }
-            Ok(())
-        })
-        .await?;
+            Out::Memory(keep) => keep(self.have, &parts),
+        }
         client.inner.counters.bytes(end - self.have);
         self.have = end;
         self.stall_deadline = Instant::now() + client.inner.cfg.call_deadline;
@@ -134,7 +146,20 @@ impl Progress<'_> {
         upto: u64,
     ) -> Result<(), Error> {
         let parts: Vec<Bytes> = slices_within(data, at, (at, upto));
-        let out = self.out.clone();
+        if parts.is_empty() {
+            return Ok(());
+        }
+        let out = match &self.out {
+            Out::File(out) => out.clone(),
+            // Bytes handed over are not ours to compare: an answer that
+            // repeats them is refused (ranged calls never ask for them).
+            Out::Memory(_) => {
+                return Err(Error::Protocol {
+                    op,
+                    detail: format!("an answer from offset {at} repeated bytes already received"),
+                })
+            }
+        };
         let same = blocking_io(op, move || {
             use std::os::unix::fs::FileExt;
             let mut pos = at;

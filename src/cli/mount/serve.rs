@@ -48,6 +48,7 @@ pub fn prepare(args: &MountArgs, key: ApiKey) -> Result<(tokio::runtime::Runtime
     // the key check and long before anything is mounted.
     let metrics = s.metrics_addr.map(crate::metrics::bind).transpose()?;
     rt.block_on(check_account(&client, &s.api_url))?;
+    crate::platform::tune_allocator();
     let fs = Arc::new(Fs::new(fs_config(s), client).context("cannot create the cache directory")?);
     if let Some(listener) = metrics {
         let _enter = rt.enter();
@@ -144,6 +145,7 @@ fn fs_config(s: &Settings) -> FsConfig {
         metadata_ttl: s.metadata_ttl,
         cache_dir: s.cache_dir.clone(),
         cache_size: s.cache_size,
+        max_memory: s.max_memory,
         fetch: FetchPlan {
             chunk_size: s.download_chunk_size,
             streams: s.download_streams,

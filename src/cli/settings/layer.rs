@@ -240,6 +240,12 @@ settings! {
         #[arg(long, value_name = "SIZE", value_parser = parse_size)]
         #[serde(deserialize_with = "from_toml::size")]
         cache_size: u64 = FsConfig::default().cache_size,
+        /// The most that result files read through memory may hold together,
+        /// e.g. 64M, 1G: files that do not fit the disk cache (larger than
+        /// --cache-size, or the disk is full) are streamed through it [default: 256M].
+        #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+        #[serde(deserialize_with = "from_toml::size")]
+        max_memory: u64 = FsConfig::default().max_memory,
         /// Bytes per ranged GET of a result file, 64K to 1G [default: 8M].
         #[arg(long, value_name = "SIZE", value_parser = parse_chunk_size)]
         #[serde(deserialize_with = "from_toml::chunk_size")]

@@ -1,28 +1,50 @@
-//! One result file in the cache: which of its bytes are present, how its
-//! download ends, and reading it.
+//! One result file in the cache: which of its bytes are present and where
+//! (the cache file, or memory), how its download ends, who reads it, and
+//! reading it.
 //!
 //! What is subtle:
 //! - The state (bytes held at the start of each segment, or the prefix of a
 //!   file fetched whole, and how the download ended) is published on a
 //!   `watch` channel; a read waits until its range is present, so within a
 //!   chunk bytes are readable as they land.
-//! - A read is a check and a copy ([`CachedFile::read_now`]) or a wait
-//!   ([`CachedFile::wait_readable`]): the adapter checks on its FUSE
+//! - A read is a check and a copy ([`DataHandle::read_now`]) or a wait
+//!   ([`DataHandle::wait_readable`]): the adapter checks on its FUSE
 //!   thread, and only a reader ahead of the download waits on the runtime;
 //!   the copy never runs on an async worker.
+//! - Each open is a reader with its own position and read-ahead window
+//!   (see `ReadPos`): the scheduler fetches what readers will want next,
+//!   and stops fetching what nobody asked for once the last one closes.
+//! - A segment's held bytes are in the cache file or in memory (`Seg::mem`),
+//!   never both; memory ones may be dropped again (their `have` falls to
+//!   0), so a reader that saw a byte present and then finds it gone asks
+//!   for it again rather than reading a hole.
 //! - A download that ends at another size than the file was opened with
 //!   fails every read with EIO: a file never silently shrinks or grows.
 
 use super::mapped::{read_at_uninit, Mapped};
+use super::memory::MemBytes;
 use super::FileBytes;
 use crate::api::{FileRef, Written};
 use crate::fs::cache::lock;
 use crate::fs::FsError;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{watch, Notify};
+
+/// The most a reader's read-ahead window grows to. Default 64 MiB: twice
+/// what four streams of 8 MiB chunks have in flight, so a sequential
+/// reader keeps every stream busy at full speed, while a reader that stops
+/// early (a `head`, pandas' `nrows=`) has cost at most this much more than
+/// it read. A file no larger than this is also completed in the background
+/// once opened (on disk), since that is cheap and serves the next open.
+pub const READ_AHEAD_MAX: u64 = 64 << 20;
+
+/// How far a read may land from where the last one ended and still count
+/// as sequential: the kernel has up to two 1 MiB read-ahead requests in
+/// flight, which may arrive in either order.
+const SEQ_SLACK: u64 = 4 << 20;
 
 /// How much of a range can be read now.
 enum Ready {
@@ -36,7 +58,8 @@ enum Ready {
 /// Which bytes of a cache file are present.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Fill {
-    /// Fetched whole, in one stream: this many leading bytes.
+    /// Fetched whole, in one stream, into the cache file: this many leading
+    /// bytes.
     Prefix(u64),
     /// Fetched in segments (chunks, some split where a reader wanted a byte
     /// far into one), by start offset, covering the file: `have` bytes of
@@ -48,6 +71,14 @@ pub(super) enum Fill {
 pub(super) struct Seg {
     pub(super) end: u64,
     pub(super) have: u64,
+    /// Its held bytes are in memory, not in the cache file.
+    pub(super) mem: bool,
+}
+
+impl Seg {
+    pub(super) fn new(end: u64, mem: bool) -> Seg {
+        Seg { end, have: 0, mem }
+    }
 }
 
 impl Fill {
@@ -66,14 +97,22 @@ impl Fill {
             }
         }
     }
+
+    /// The bytes held in the cache file (not in memory).
+    pub(super) fn on_disk(&self) -> u64 {
+        match self {
+            Fill::Prefix(p) => *p,
+            Fill::Chunks { segs } => segs.values().filter(|s| !s.mem).map(|s| s.have).sum(),
+        }
+    }
 }
 
 /// How far one download has come.
 #[derive(Debug, Clone)]
 pub(super) enum End {
-    /// Still arriving.
+    /// Not complete (bytes may be arriving, or wait for a reader to ask).
     Running,
-    /// The whole file, of this exact size, is in the file.
+    /// The whole file, of this exact size, is in the cache file.
     Done { size: u64 },
     /// The download failed; nothing more will arrive. Every read gets this.
     Failed(FsError),
@@ -85,11 +124,53 @@ pub(super) struct State {
     pub(super) end: End,
 }
 
-/// What readers ask of the scheduler.
+/// Where one reader (an open) reads, for read-ahead.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct ReadPos {
+    /// Where its reads have got to (the end of the furthest of its latest
+    /// sequential run).
+    pub(super) cursor: u64,
+    /// Where its current sequential run began.
+    seq_from: u64,
+    /// It has read at all.
+    started: bool,
+    /// The chunk its window reached when the scheduler was last woken.
+    kicked: u64,
+}
+
+impl ReadPos {
+    /// How far past its cursor to fetch ahead: twice what it has read in
+    /// one sequential run, so the window doubles as the run goes on (one
+    /// chunk, two, four...), up to [`READ_AHEAD_MAX`]. A first read or a
+    /// jump has none: it fetches its own chunk only.
+    pub(super) fn window(&self) -> u64 {
+        (2 * (self.cursor - self.seq_from)).min(READ_AHEAD_MAX)
+    }
+
+    /// A read of `offset..end`.
+    fn moved(&mut self, offset: u64, end: u64) {
+        let sequential =
+            self.started && offset + SEQ_SLACK >= self.cursor && offset <= self.cursor + SEQ_SLACK;
+        if sequential {
+            self.cursor = self.cursor.max(end);
+        } else {
+            self.seq_from = offset;
+            self.cursor = end;
+        }
+        self.started = true;
+    }
+}
+
+/// What readers ask of the scheduler, and who reads.
 #[derive(Default)]
 pub(super) struct Wants {
     /// Offsets readers are waiting for, oldest first.
     pub(super) offsets: VecDeque<u64>,
+    /// The open readers, by id.
+    pub(super) readers: HashMap<u64, ReadPos>,
+    next_reader: u64,
+    /// A task is fetching the file (or ready to, when readers ask).
+    pub(super) fetching: bool,
 }
 
 /// One result file in the cache.
@@ -101,18 +182,58 @@ pub struct CachedFile {
     pub(super) path: Mutex<PathBuf>,
     /// In the store: outlives this mount, so it is not deleted on drop.
     pub(super) kept: AtomicBool,
-    pub(super) file: std::fs::File,
+    /// The cache file; `None` for a file read through memory only.
+    pub(super) file: Option<std::fs::File>,
     pub(super) state: watch::Sender<State>,
     pub(super) wants: Mutex<Wants>,
-    /// Where the latest read ended: where read-ahead continues.
-    pub(super) cursor: AtomicU64,
-    /// Wakes the scheduler when a reader waits for a chunk.
+    /// Wakes the scheduler when a reader waits for a chunk, moves its
+    /// window into a new one, or closes.
     pub(super) kick: Notify,
     /// The checksum of the bytes the download wrote, for keeping the file.
     pub(super) written: Arc<Written>,
+    /// The bytes of segments held in memory.
+    pub(super) mem: Mutex<MemBytes>,
+    /// New fetches go to memory: the file does not fit the disk cache.
+    pub(super) in_memory: AtomicBool,
+    /// A finished run's file: kept for later mounts once complete.
+    pub(super) finished: bool,
+    /// The chunk size, for waking the scheduler once a chunk.
+    pub(super) chunk: u64,
+    /// The size a HEAD gave, if any.
+    pub(super) size_hint: Option<u64>,
 }
 
 impl CachedFile {
+    /// A file in `state`, with its cache file (if on disk) at `path`.
+    pub(super) fn new(
+        fref: FileRef,
+        file: Option<(std::fs::File, PathBuf)>,
+        state: State,
+        finished: bool,
+        chunk: u64,
+    ) -> CachedFile {
+        let in_memory = file.is_none();
+        let (file, path) = match file {
+            Some((f, p)) => (Some(f), p),
+            None => (None, PathBuf::new()),
+        };
+        CachedFile {
+            fref,
+            path: Mutex::new(path),
+            kept: AtomicBool::new(false),
+            file,
+            state: watch::Sender::new(state),
+            wants: Mutex::new(Wants::default()),
+            kick: Notify::new(),
+            written: Arc::default(),
+            mem: Mutex::default(),
+            in_memory: AtomicBool::new(in_memory),
+            finished,
+            chunk: chunk.max(1),
+            size_hint: None,
+        }
+    }
+
     /// Wait for the download to end and return the exact size.
     pub async fn size(&self) -> Result<u64, FsError> {
         let mut rx = self.state.subscribe();
@@ -140,28 +261,39 @@ impl CachedFile {
         matches!(self.state.borrow().end, End::Failed(_))
     }
 
-    /// Read `len` bytes at `offset`, waiting only until they have arrived.
+    /// Whether new fetches of this file go to memory.
+    pub(super) fn in_memory(&self) -> bool {
+        self.in_memory.load(Ordering::Relaxed)
+    }
+
+    /// Whether a task should be fetching it: not complete, not failed.
+    fn needs_fetching(&self) -> bool {
+        matches!(self.state.borrow().end, End::Running)
+    }
+
+    /// Register a reader; `true` when no task is fetching the file and the
+    /// caller must start one.
+    pub(super) fn add_reader(&self) -> (u64, bool) {
+        let mut w = lock(&self.wants);
+        let id = w.next_reader;
+        w.next_reader += 1;
+        w.readers.insert(id, ReadPos::default());
+        let start = !w.fetching && self.needs_fetching();
+        if start {
+            w.fetching = true;
+        }
+        (id, start)
+    }
+
+    /// Read `len` bytes at `offset` for `reader`, waiting only until they
+    /// have arrived.
     ///
     /// `expected` is the size the file was opened with (what `stat` said): a
     /// download that ends at another size fails every read with EIO rather
     /// than letting a reader see a file that silently shrank or grew.
-    ///
-    /// The copy out of the cache file runs on the caller's thread; on an
-    /// async worker, [`CachedFile::wait_readable`] then
-    /// [`CachedFile::read_now`] on a blocking thread is the way.
-    pub async fn read(&self, offset: u64, len: u32, expected: u64) -> Result<FileBytes, FsError> {
-        loop {
-            if let Some(r) = self.read_now(offset, len, expected) {
-                return r;
-            }
-            self.wait_readable(offset, len, expected).await?;
-        }
-    }
-
-    /// The bytes at `offset` if they are all here (or the read's error),
-    /// without waiting: `None` when some have yet to arrive.
-    pub fn read_now(
+    fn read_now(
         &self,
+        reader: u64,
         offset: u64,
         len: u32,
         expected: u64,
@@ -174,21 +306,28 @@ impl CachedFile {
                 // scheduler that saw the cursor first would read ahead from
                 // here from the start of the chunk, and the reader would
                 // wait for all of it.
-                self.ask(at, end);
+                self.ask(reader, at, offset, end);
                 return None;
             }
             Err(e) => return Some(Err(e)),
         };
-        self.cursor.store(end, Ordering::Relaxed);
+        self.moved(reader, offset, end);
         if ready <= offset {
             return Some(Ok(FileBytes::from(Vec::new())));
         }
-        Some(self.copy_out(offset, (ready - offset) as usize))
+        // None: memory bytes dropped since the check; the wait asks again.
+        self.copy_out(offset, ready - offset)
     }
 
     /// Wait until [`CachedFile::read_now`] of the same range has an answer,
     /// asking the scheduler for the first missing byte.
-    pub async fn wait_readable(&self, offset: u64, len: u32, expected: u64) -> Result<(), FsError> {
+    async fn wait_readable(
+        &self,
+        reader: u64,
+        offset: u64,
+        len: u32,
+        expected: u64,
+    ) -> Result<(), FsError> {
         let end = offset.saturating_add(len as u64).min(expected);
         let mut rx = self.state.subscribe();
         let mut asked = None;
@@ -198,7 +337,7 @@ impl CachedFile {
                 Ready::Upto(_) => return Ok(()),
                 Ready::Missing(at) if asked != Some(at) => {
                     asked = Some(at);
-                    self.ask(at, end);
+                    self.ask(reader, at, offset, end);
                 }
                 Ready::Missing(_) => {}
             }
@@ -209,20 +348,39 @@ impl CachedFile {
     }
 
     /// A reader waits for the byte at `at` (none to ask for in a file
-    /// fetched whole) and will read on from `end`. The want is queued and
-    /// the cursor moved under one lock, under which the scheduler reads
-    /// both: it never reads ahead from the new cursor (from the start of
-    /// the reader's chunk) before it has the want. Asking twice for one
-    /// byte is harmless: the scheduler skips a want whose bytes are already
-    /// being fetched.
-    fn ask(&self, at: Option<u64>, end: u64) {
+    /// fetched whole) and reads `offset..end`. The want is queued and the
+    /// reader's position moved under one lock, under which the scheduler
+    /// reads both: it never reads ahead from the new position (from the
+    /// start of the reader's chunk) before it has the want. Asking twice
+    /// for one byte is harmless: the scheduler skips a want whose bytes are
+    /// already being fetched.
+    fn ask(&self, reader: u64, at: Option<u64>, offset: u64, end: u64) {
         let mut wants = lock(&self.wants);
         if let Some(at) = at {
             wants.offsets.push_back(at);
         }
-        self.cursor.store(end, Ordering::Relaxed);
+        if let Some(pos) = wants.readers.get_mut(&reader) {
+            pos.moved(offset, end);
+        }
         drop(wants);
         if at.is_some() {
+            self.kick.notify_one();
+        }
+    }
+
+    /// A reader read `offset..end`: move its position, and wake the
+    /// scheduler when its window has reached a new chunk.
+    fn moved(&self, reader: u64, offset: u64, end: u64) {
+        let mut wants = lock(&self.wants);
+        let Some(pos) = wants.readers.get_mut(&reader) else {
+            return;
+        };
+        pos.moved(offset, end);
+        let reach = (pos.cursor + pos.window()) / self.chunk;
+        let kick = reach != pos.kicked;
+        pos.kicked = reach;
+        drop(wants);
+        if kick {
             self.kick.notify_one();
         }
     }
@@ -245,23 +403,66 @@ impl CachedFile {
         }
     }
 
-    /// `len` present bytes at `offset`: mapped when the kernel lets us (no
-    /// copy in user space), else read.
-    fn copy_out(&self, offset: u64, len: usize) -> Result<FileBytes, FsError> {
-        match Mapped::new(&self.file, offset, len) {
+    /// `len` present bytes at `offset`; `None` if memory bytes among them
+    /// were dropped since they were seen.
+    fn copy_out(&self, offset: u64, len: u64) -> Option<Result<FileBytes, FsError>> {
+        // Where each part lies, read from the state and let go of before
+        // the memory store is locked (see memory.rs on lock order).
+        let parts: Vec<(u64, u64, bool)> = match &self.state.borrow().fill {
+            Fill::Chunks { segs } => {
+                let first = segs.range(..=offset).next_back().map_or(0, |(s, _)| *s);
+                segs.range(first..offset + len)
+                    .map(|(&s, seg)| (s, seg.end, seg.mem))
+                    .collect()
+            }
+            Fill::Prefix(_) => Vec::new(),
+        };
+        if !parts.iter().any(|p| p.2) {
+            return Some(self.copy_disk(offset, len as usize));
+        }
+        let mut out = Vec::with_capacity(len as usize);
+        let end = offset + len;
+        for (seg, seg_end, mem) in parts {
+            let (from, to) = (offset.max(seg), end.min(seg_end));
+            if mem {
+                let whole = from == offset && to == end;
+                match lock(&self.mem).read(seg, from, to - from, &mut out, whole)? {
+                    Some(shared) => return Some(Ok(FileBytes::shared(shared))),
+                    None => continue,
+                }
+            }
+            let disk = match self.copy_disk(from, (to - from) as usize) {
+                Ok(b) => b,
+                Err(e) => return Some(Err(e)),
+            };
+            out.extend_from_slice(&disk);
+        }
+        Some(Ok(FileBytes::from(out)))
+    }
+
+    /// `len` bytes of the cache file at `offset`: mapped when the kernel
+    /// lets us (no copy in user space), else read.
+    fn copy_disk(&self, offset: u64, len: usize) -> Result<FileBytes, FsError> {
+        let Some(file) = &self.file else {
+            return Err(FsError::with(
+                libc::EIO,
+                "no cache file for bytes said to be on disk",
+            ));
+        };
+        match Mapped::new(file, offset, len) {
             Ok(m) => Ok(FileBytes::mapped(m)),
             Err(e) => {
                 tracing::debug!(error = %e, "mmap of the cache file failed: reading it");
-                read_at_uninit(&self.file, offset, len)
+                read_at_uninit(file, offset, len)
                     .map(FileBytes::from)
                     .map_err(|e| FsError::io("reading the cache file", e))
             }
         }
     }
 
-    /// The cache file, for passthrough opens of complete files.
-    pub fn file(&self) -> &std::fs::File {
-        &self.file
+    /// The cache file of a complete file, for passthrough opens.
+    pub fn file(&self) -> Option<&std::fs::File> {
+        self.file.as_ref()
     }
 
     /// Record that the bytes of the segment at `start` are present up to
@@ -280,6 +481,28 @@ impl CachedFile {
         });
     }
 
+    /// Keep bytes received for the memory segment at `seg` (see
+    /// [`MemBytes::put`]) and publish what it holds.
+    pub(super) fn landed_in_memory(&self, seg: u64, end: u64, at: u64, parts: &[bytes::Bytes]) {
+        let held = lock(&self.mem).put(seg, end, at, parts);
+        self.landed(seg, seg + held);
+    }
+
+    /// Forget the memory bytes of the segment at `seg`: absent again.
+    pub(super) fn drop_memory(&self, seg: u64) {
+        self.state.send_if_modified(|s| match &mut s.fill {
+            Fill::Chunks { segs } => match segs.get_mut(&seg) {
+                Some(sg) if sg.mem && sg.have > 0 => {
+                    sg.have = 0;
+                    true
+                }
+                _ => false,
+            },
+            Fill::Prefix(_) => false,
+        });
+        lock(&self.mem).remove(seg);
+    }
+
     /// Record that the first `upto` bytes are present (a whole-file fetch).
     pub(super) fn landed_prefix(&self, upto: u64) {
         self.state.send_if_modified(|s| match &mut s.fill {
@@ -294,9 +517,67 @@ impl CachedFile {
 
 impl Drop for CachedFile {
     fn drop(&mut self) {
-        if !self.kept.load(Ordering::Relaxed) {
+        if self.file.is_some() && !self.kept.load(Ordering::Relaxed) {
             let _ = std::fs::remove_file(&*lock(&self.path));
         }
+    }
+}
+
+/// One open of a result file: a reader of its [`CachedFile`], with the
+/// size it was opened with. Dropping it (the last clone of a handle)
+/// closes the reader, which lets the scheduler stop fetching ahead.
+pub struct DataHandle {
+    cf: Arc<CachedFile>,
+    reader: u64,
+    expected: u64,
+}
+
+impl DataHandle {
+    pub(super) fn new(cf: Arc<CachedFile>, reader: u64, expected: u64) -> DataHandle {
+        DataHandle {
+            cf,
+            reader,
+            expected,
+        }
+    }
+
+    /// The file it reads.
+    pub fn file(&self) -> &Arc<CachedFile> {
+        &self.cf
+    }
+
+    /// The bytes at `offset` if they are all here (or the read's error),
+    /// without waiting: `None` when some have yet to arrive.
+    ///
+    /// The copy runs on the caller's thread; on an async worker,
+    /// [`DataHandle::wait_readable`] then this on a blocking thread is the
+    /// way.
+    pub fn read_now(&self, offset: u64, len: u32) -> Option<Result<FileBytes, FsError>> {
+        self.cf.read_now(self.reader, offset, len, self.expected)
+    }
+
+    /// Wait until [`DataHandle::read_now`] of the same range has an answer.
+    pub async fn wait_readable(&self, offset: u64, len: u32) -> Result<(), FsError> {
+        self.cf
+            .wait_readable(self.reader, offset, len, self.expected)
+            .await
+    }
+
+    /// Read `len` bytes at `offset`, waiting for them.
+    pub async fn read(&self, offset: u64, len: u32) -> Result<FileBytes, FsError> {
+        loop {
+            if let Some(r) = self.read_now(offset, len) {
+                return r;
+            }
+            self.wait_readable(offset, len).await?;
+        }
+    }
+}
+
+impl Drop for DataHandle {
+    fn drop(&mut self) {
+        lock(&self.cf.wants).readers.remove(&self.reader);
+        self.cf.kick.notify_one();
     }
 }
 
@@ -308,7 +589,16 @@ mod tests {
         Fill::Chunks {
             segs: list
                 .iter()
-                .map(|&(start, end, have)| (start, Seg { end, have }))
+                .map(|&(start, end, have)| {
+                    (
+                        start,
+                        Seg {
+                            end,
+                            have,
+                            mem: false,
+                        },
+                    )
+                })
                 .collect(),
         }
     }

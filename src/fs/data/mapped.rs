@@ -1,5 +1,6 @@
-//! Bytes handed to the kernel for a read of a result file: owned, or a
-//! short-lived mapping of the cache file (see [`Mapped`]).
+//! Bytes handed to the kernel for a read of a result file: owned, a
+//! short-lived mapping of the cache file (see [`Mapped`]), or bytes held
+//! by the memory path as received.
 
 /// Bytes read from a file of the mount: owned, or a mapping of the cache file.
 pub struct FileBytes(Bytes);
@@ -7,11 +8,17 @@ pub struct FileBytes(Bytes);
 enum Bytes {
     Owned(Vec<u8>),
     Mapped(Mapped),
+    /// Bytes as received, held by the memory path.
+    Shared(bytes::Bytes),
 }
 
 impl FileBytes {
     pub(super) fn mapped(m: Mapped) -> FileBytes {
         FileBytes(Bytes::Mapped(m))
+    }
+
+    pub(super) fn shared(b: bytes::Bytes) -> FileBytes {
+        FileBytes(Bytes::Shared(b))
     }
 }
 
@@ -27,6 +34,7 @@ impl std::ops::Deref for FileBytes {
         match &self.0 {
             Bytes::Owned(v) => v,
             Bytes::Mapped(m) => m.bytes(),
+            Bytes::Shared(b) => b,
         }
     }
 }

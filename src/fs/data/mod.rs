@@ -1,64 +1,82 @@
-//! The on-disk result cache: each result file is downloaded once, into a file
-//! under the cache directory, and served from there.
+//! The result cache: each result file is fetched as it is read, into a
+//! file under the cache directory when it fits, else through a bounded
+//! window of memory, and served from there.
+//!
+//! Three paths, chosen per file:
+//! - **kept**: a finished run's file complete in the store (an earlier
+//!   mount's, checksum verified), read straight from disk or passed
+//!   through to the kernel;
+//! - **disk**: fetched into this mount's folder, chunk by chunk as readers
+//!   need them, kept in the store once every byte is there;
+//! - **memory**: fetched into memory (see `memory.rs`) when the file cannot
+//!   be cached on disk: larger than `--cache-size`, more than the cache can
+//!   take without pushing out files in use, or once the disk is full.
 //!
 //! What is subtle here:
-//! - **Chunks, in parallel, the needed one first.** A file whose size is
-//!   known (a HEAD said it) and larger than one chunk is fetched as ranged
-//!   GETs of `chunk_size` bytes, up to `streams` at once, each written at its
-//!   offset. Which chunk comes next is decided by one scheduler task per
-//!   file: a chunk a reader is waiting for goes first (taking the place of a
-//!   speculative one, which is dropped and later resumed from its last byte
-//!   when every stream is busy); otherwise the next absent chunk from where
-//!   the last read ended, wrapping round, so a sequential reader finds the
-//!   chunks ahead of it already arriving and a `tail` does not wait for the
-//!   head. A reader far into a chunk (absent, or read ahead from its start
-//!   and not yet near the reader) splits it where it reads, so it waits for
-//!   its own bytes, not for the rest of the chunk before them. The whole
-//!   file is fetched once opened, as before: it is then in the cache for
-//!   the next open (and for passthrough).
-//! - **Readers wait for their bytes only.** The state of a file (bytes held
-//!   at the start of each chunk, or the contiguous prefix of a file fetched
-//!   whole) is published on a `watch` channel; a read waits until its range
-//!   is present. Within a chunk, bytes are readable as they land.
+//! - **Fetch what is read.** A file of known size larger than one chunk is
+//!   fetched as ranged GETs of `chunk_size` bytes, up to `streams` at once.
+//!   One scheduler task per file (fetch.rs) decides what comes next: a
+//!   chunk a reader waits for first (taking the place of a speculative one,
+//!   which is dropped and later resumed from its last byte), then each
+//!   reader's read-ahead window, which grows as it reads sequentially (see
+//!   `ReadPos::window`). A reader far into a chunk splits it where it reads,
+//!   so it waits for its own bytes only. When the last reader closes,
+//!   fetches nobody asked for stop; the bytes held stay for the next open.
+//!   A file no larger than one window is completed in the background.
+//! - **Readers wait for their bytes only.** The state of a file is
+//!   published on a `watch` channel; a read waits until its range is
+//!   present. Within a chunk, bytes are readable as they land.
 //! - **Fallback.** A file of unknown size, a small one, or a server that
 //!   answers a range with the whole file (200) or compressed, is fetched as
 //!   one stream from the start, exactly as `Client::download` does (resume,
 //!   gzip, the size check). A refused range is remembered for the mount.
 //! - **Never short, never wrong.** Every ranged answer must give the size
 //!   the file was opened with; a chunk that fails after its retries fails
-//!   the whole file, and every read of it gets EIO.
-//! - **Eviction.** Entries are kept in least-recently-used order and evicted
-//!   when the total passes `--cache-size`, but never while a handle holds
-//!   them (an `Arc` count above one), so an open file is never cut from under
-//!   its reader; when the last such handle closes, eviction runs again.
-//!   Background work never holds a file back: keeping a finished download
-//!   for later mounts works on its own descriptor, and a file evicted
-//!   meanwhile is removed from the store again. A failed download leaves
-//!   the cache at once, so the next open starts afresh instead of serving a
-//!   broken file.
+//!   the whole file, and every read of it gets EIO. Only a file whose every
+//!   byte is on disk is complete, and only a complete one is kept.
+//! - **The bound holds at every moment.** Disk is reserved chunk by chunk
+//!   before each ranged GET (a whole-file fetch reserves its size), making
+//!   room by evicting least recently used files nobody has open. When no
+//!   room can be made (the rest is in use), the file goes on through
+//!   memory. A reader that stops early leaves only what it fetched counted.
+//! - **A full disk is not an error.** ENOSPC or EDQUOT while caching moves
+//!   the file to memory (one warning, a counter), and new files go that way
+//!   until the disk has room again.
+//! - **Background work never holds a file back:** keeping a finished
+//!   download for later mounts works on its own descriptor, and a file
+//!   evicted meanwhile is removed from the store again. A failed download
+//!   leaves the cache at once, so the next open starts afresh instead of
+//!   serving a broken file.
 
-use crate::api::{Client, FileRef, RangeOutcome};
+use crate::api::{Client, FileRef};
 use crate::fs::cache::lock;
 use crate::fs::names::FileName;
 use crate::fs::store::{self, Store};
 use crate::fs::FsError;
 use crate::platform::lock::OwnedDir;
-pub use file::CachedFile;
-use file::{End, Fill, Seg, State, Wants};
+use fetch::FetchEnd;
+pub use file::{CachedFile, DataHandle, READ_AHEAD_MAX};
+use file::{End, Fill, Seg, State};
 pub use mapped::FileBytes;
+use memory::MemBudget;
 
 mod fetch;
 mod file;
 mod mapped;
+mod memory;
 use lru::LruCache;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use tokio::sync::{watch, Notify};
 
 /// The folders of mounts are `mount-<pid>` under the cache directory.
 const MOUNT_DIR_PREFIX: &str = "mount-";
+
+/// Once the disk was found full, a file goes to disk again only when the
+/// disk has this much room besides it: a disk at the brink would fail the
+/// next write all over again.
+const DISK_FULL_MARGIN: u64 = 64 << 20;
 
 /// How result files are fetched.
 #[derive(Debug, Clone, Copy)]
@@ -99,11 +117,16 @@ pub struct DataStats {
     /// Stored files read whole to check their checksum before first use
     /// (the others were provably unchanged since a check).
     pub checksum_reads: AtomicU64,
+    /// Files read through memory, from their open or from the moment the
+    /// disk cache could not take them.
+    pub memory_files: AtomicU64,
+    /// Files moved to memory because the disk was full (ENOSPC, EDQUOT).
+    pub disk_full: AtomicU64,
 }
 
 struct Inner {
-    /// Every file of this mount, with the bytes counted for it (its size,
-    /// or what was reserved for it while it downloads).
+    /// Every file of this mount, with the bytes of disk counted for it
+    /// (its size once complete; what was reserved for it before).
     files: LruCache<FileRef, (Arc<CachedFile>, u64)>,
     total: u64,
     next_id: u64,
@@ -115,6 +138,16 @@ impl Inner {
         if let Some((_, counted)) = self.files.pop(f) {
             self.total = self.total.saturating_sub(counted);
         }
+    }
+
+    /// The bytes counted for files someone has open (or a task fetches):
+    /// eviction cannot free them.
+    fn pinned(&self) -> u64 {
+        self.files
+            .iter()
+            .filter(|(_, (cf, _))| Arc::strong_count(cf) > 1)
+            .map(|(_, (_, n))| n)
+            .sum()
     }
 }
 
@@ -130,6 +163,11 @@ pub struct DataCache {
     inner: Mutex<Inner>,
     /// The server answered a range with the whole file: ask no more.
     ranges_refused: AtomicBool,
+    /// What memory-path files may hold together (`--max-memory`).
+    memory: MemBudget,
+    /// A write to the cache found the disk full, and it has not had room
+    /// since: new files go through memory.
+    disk_full: AtomicBool,
     pub stats: DataStats,
 }
 
@@ -137,10 +175,12 @@ impl DataCache {
     /// A cache in a fresh private directory under `parent` (removed on
     /// drop), with the store of `account` beside it. A `parent` owned by
     /// another user or writable by others is refused: files planted there
-    /// would be served as the account's.
+    /// would be served as the account's. Memory-path files together hold
+    /// at most `max_memory` bytes.
     pub fn new(
         parent: &Path,
         max_bytes: u64,
+        max_memory: u64,
         plan: FetchPlan,
         client: Client,
     ) -> std::io::Result<DataCache> {
@@ -172,15 +212,35 @@ impl DataCache {
                 next_id: 0,
             }),
             ranges_refused: AtomicBool::new(false),
+            memory: MemBudget::new(max_memory),
+            disk_full: AtomicBool::new(false),
             stats: DataStats::default(),
         })
     }
 
-    /// The cached file for `f`: this mount's, else (for a file of a
-    /// `finished` run) a verified one an earlier mount kept, else a new
-    /// download. `size` is the size a HEAD gave, if any: only a file of
-    /// known size is fetched in ranged chunks. A finished run's file is kept
-    /// in the store once complete; any other is deleted with the mount.
+    /// Open `f` (of `size` bytes, what `stat` said) for reading: this
+    /// mount's cached file, else (for a file of a `finished` run) a
+    /// verified one an earlier mount kept, else a new one, fetched as it
+    /// is read. A finished run's file is kept in the store once complete;
+    /// any other is deleted with the mount.
+    pub async fn open(
+        self: &Arc<Self>,
+        f: &FileRef,
+        size: u64,
+        finished: bool,
+    ) -> Result<DataHandle, FsError> {
+        let cf = self.get(f, Some(size), finished).await?;
+        let (reader, start) = cf.add_reader();
+        if start {
+            self.spawn_fetch(cf.clone());
+        }
+        Ok(DataHandle::new(cf, reader, size))
+    }
+
+    /// The cached file for `f`, as [`DataCache::open`] finds or makes it,
+    /// without a reader: `size` is the size a HEAD gave, if any (only a
+    /// file of known size is fetched in ranged chunks). A file fetched
+    /// whole is fetched at once; a chunked one when a reader asks.
     pub async fn get(
         self: &Arc<Self>,
         f: &FileRef,
@@ -259,20 +319,19 @@ impl DataCache {
         .ok()
         .flatten()?;
         let (file, data, size) = found;
-        let cf = Arc::new(CachedFile {
-            fref: f.clone(),
-            path: Mutex::new(data),
-            kept: AtomicBool::new(true),
-            file,
-            state: watch::Sender::new(State {
-                fill: Fill::Prefix(size),
-                end: End::Done { size },
-            }),
-            wants: Mutex::new(Wants::default()),
-            cursor: AtomicU64::new(0),
-            kick: Notify::new(),
-            written: Arc::default(),
-        });
+        let state = State {
+            fill: Fill::Prefix(size),
+            end: End::Done { size },
+        };
+        let cf = CachedFile::new(
+            f.clone(),
+            Some((file, data)),
+            state,
+            true,
+            self.plan.chunk_size,
+        );
+        cf.kept.store(true, Ordering::Relaxed);
+        let cf = Arc::new(cf);
         {
             let mut inner = lock(&self.inner);
             // Another open got there first: use its entry.
@@ -286,9 +345,10 @@ impl DataCache {
         Some(cf)
     }
 
-    /// Start downloading `f` into this mount's folder. The part file is
-    /// made under the cache's lock, so that two opens can never start two
-    /// downloads of one file; it is one metadata syscall.
+    /// A new entry for `f`: on disk (the part file is made under the
+    /// cache's lock, so that two opens can never start two downloads of
+    /// one file; it is one metadata syscall), or in memory when it cannot
+    /// be cached on disk. A file fetched whole starts downloading now.
     fn start(
         self: &Arc<Self>,
         f: &FileRef,
@@ -301,59 +361,76 @@ impl DataCache {
         }
         inner.forget(f);
         self.stats.misses.fetch_add(1, Ordering::Relaxed);
-        inner.next_id += 1;
-        let path = self.dir.path().join(format!("{}.part", inner.next_id));
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&path)
-            .map_err(|e| FsError::io("creating a cache file", e))?;
         let chunk = self.plan.chunk_size;
-        let fill = match size {
-            Some(size) if size > chunk && !self.ranges_refused.load(Ordering::Relaxed) => {
-                Fill::Chunks {
-                    segs: (0..size.div_ceil(chunk))
-                        .map(|i| {
-                            let end = ((i + 1) * chunk).min(size);
-                            (i * chunk, Seg { end, have: 0 })
-                        })
-                        .collect(),
+        let ranges = !self.ranges_refused.load(Ordering::Relaxed);
+        // The memory path needs ranges and a size; a file that would not
+        // fit beside the files in use goes there from its open.
+        let memory = size.filter(|&size| {
+            ranges
+                && (size > self.max_bytes.saturating_sub(inner.pinned()) || self.disk_is_full(size))
+        });
+        let disk = match memory {
+            Some(_) => None,
+            None => {
+                inner.next_id += 1;
+                let path = self.dir.path().join(format!("{}.part", inner.next_id));
+                match std::fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create_new(true)
+                    .open(&path)
+                {
+                    Ok(file) => Some((file, path)),
+                    Err(e) if is_disk_full(&e) && ranges && size.is_some() => {
+                        self.note_disk_full(f);
+                        None
+                    }
+                    Err(e) => return Err(FsError::io("creating a cache file", e)),
                 }
             }
+        };
+        let in_memory = disk.is_none();
+        let fill = match size {
+            Some(size) if in_memory || (size > chunk && ranges) => Fill::Chunks {
+                segs: (0..size.div_ceil(chunk).max(1))
+                    .map(|i| (i * chunk, Seg::new(((i + 1) * chunk).min(size), in_memory)))
+                    .collect(),
+            },
             _ => Fill::Prefix(0),
         };
-        let cf = Arc::new(CachedFile {
-            fref: f.clone(),
-            path: Mutex::new(path),
-            kept: AtomicBool::new(false),
-            file,
-            state: watch::Sender::new(State {
-                fill,
-                end: End::Running,
-            }),
-            wants: Mutex::new(Wants::default()),
-            cursor: AtomicU64::new(0),
-            kick: Notify::new(),
-            written: Arc::default(),
-        });
-        // The bytes a download will need are counted, and room made for
-        // them, before the first one is written: the cache stays within its
-        // bound while files stream in, not only once they are complete.
-        let reserved = size.unwrap_or(0);
+        let whole = matches!(fill, Fill::Prefix(_));
+        let state = State {
+            fill,
+            end: End::Running,
+        };
+        let mut cf = CachedFile::new(f.clone(), disk, state, finished, chunk);
+        cf.size_hint = size;
+        // Marked before any open can see it: a reader must not start a
+        // second fetch of a file fetched whole.
+        lock(&cf.wants).fetching = whole;
+        let cf = Arc::new(cf);
+        if in_memory {
+            self.stats.memory_files.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(file = ?f, ?size, "reading through memory: it does not fit the disk cache");
+        }
+        // A file fetched whole has its size reserved before the first byte
+        // is written; a chunked one reserves each chunk before its fetch.
+        let reserved = if whole { size.unwrap_or(0) } else { 0 };
         inner.files.put(f.clone(), (cf.clone(), reserved));
         inner.total += reserved;
-        self.evict(&mut inner);
+        self.evict(&mut inner, self.max_bytes);
         drop(inner);
-
-        self.spawn_download(cf.clone(), finished);
+        if whole {
+            self.spawn_fetch(cf.clone());
+        }
         Ok(cf)
     }
 
-    /// Download `cf` in the background; once complete, account for it and
-    /// (for a finished run) keep it; on failure, fail its readers and drop
-    /// it, so the next open starts afresh.
-    fn spawn_download(self: &Arc<Self>, task_cf: Arc<CachedFile>, finished: bool) {
+    /// Fetch `cf` in the background. Once complete, account for it and
+    /// (for a finished run) keep it; once stopped (no reader left), count
+    /// only what it holds; on failure, fail its readers and drop it, so
+    /// the next open starts afresh.
+    fn spawn_fetch(self: &Arc<Self>, task_cf: Arc<CachedFile>) {
         let this = self.clone();
         self.stats.in_flight.fetch_add(1, Ordering::Relaxed);
         tokio::spawn(async move {
@@ -361,18 +438,25 @@ impl DataCache {
             let result = this.fetch(&task_cf).await;
             this.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
             match result {
-                Ok(size) => {
+                Ok(Some(size)) => {
                     task_cf.state.send_modify(|s| s.end = End::Done { size });
                     this.stats.bytes_cached.fetch_add(size, Ordering::Relaxed);
                     // The task lets go of the file before keeping it: only
                     // readers hold a file back from eviction, never this
                     // background work.
+                    let finished = task_cf.finished;
                     let weak = Arc::downgrade(&task_cf);
                     drop(task_cf);
                     this.account(&fref, size);
                     if finished {
                         this.keep(weak, size).await;
                     }
+                }
+                Ok(None) => {
+                    let on_disk = task_cf.state.borrow().fill.on_disk();
+                    let weak = Arc::downgrade(&task_cf);
+                    drop(task_cf);
+                    this.settle(&weak, on_disk);
                 }
                 Err(e) => {
                     tracing::warn!(file = ?fref, error = %e, "download failed");
@@ -397,7 +481,7 @@ impl DataCache {
     /// meanwhile: then what was stored is removed again.
     async fn keep(self: &Arc<Self>, weak: std::sync::Weak<CachedFile>, size: u64) {
         let Some((file, part, fref, crc)) = weak.upgrade().and_then(|cf| {
-            let file = cf.file.try_clone().ok()?;
+            let file = cf.file.as_ref()?.try_clone().ok()?;
             let part = lock(&cf.path).clone();
             Some((file, part, cf.fref.clone(), cf.written.whole(size)))
         }) else {
@@ -457,43 +541,102 @@ impl DataCache {
         current
     }
 
-    /// Fetch every byte of `cf`: in chunks when its size is known, else (or
-    /// when the server refuses ranges) whole. Returns the exact size.
-    async fn fetch(&self, cf: &Arc<CachedFile>) -> Result<u64, crate::api::Error> {
-        let chunked = match &cf.state.borrow().fill {
-            Fill::Chunks { segs } => segs.values().next_back().map(|s| s.end),
-            Fill::Prefix(_) => None,
-        };
-        if let Some(size) = chunked {
-            match self.fetch_chunks(cf, size).await? {
-                RangeOutcome::Done => {
-                    // Ranges were written at their offsets; the length is
-                    // set once, off the async workers (ext4 may block).
-                    let file = cf.clone();
-                    tokio::task::spawn_blocking(move || file.file.set_len(size))
+    /// Fetch `cf`: in chunks when its size is known, else (or when the
+    /// server refuses ranges) whole. `Some` with the exact size once every
+    /// byte is in the cache file; `None` when the fetch stopped first (no
+    /// reader left, or the file is read through memory).
+    async fn fetch(&self, cf: &Arc<CachedFile>) -> Result<Option<u64>, crate::api::Error> {
+        let op = cf.fref.operation();
+        loop {
+            let chunked = match &cf.state.borrow().fill {
+                Fill::Chunks { segs } => segs.values().next_back().map(|s| s.end),
+                Fill::Prefix(_) => None,
+            };
+            if let Some(size) = chunked {
+                match self.fetch_chunks(cf, size).await? {
+                    FetchEnd::Done => {
+                        // Ranges were written at their offsets; the length
+                        // is set once, off the async workers (ext4 may block).
+                        let file = cf.clone();
+                        tokio::task::spawn_blocking(move || match &file.file {
+                            Some(f) => f.set_len(size),
+                            None => Ok(()),
+                        })
                         .await
                         .map_err(std::io::Error::other)
                         .and_then(|r| r)
-                        .map_err(|source| crate::api::Error::Io {
-                            op: cf.fref.operation(),
-                            source,
-                        })?;
-                    return Ok(size);
-                }
-                RangeOutcome::Unsupported => {
-                    tracing::info!(
-                        file = ?cf.fref,
-                        "the server does not serve ranges: fetching files whole from now on"
-                    );
-                    self.ranges_refused.store(true, Ordering::Relaxed);
-                    cf.state.send_modify(|s| s.fill = Fill::Prefix(0));
+                        .map_err(|source| crate::api::Error::Io { op, source })?;
+                        return Ok(Some(size));
+                    }
+                    FetchEnd::Stopped => return Ok(None),
+                    FetchEnd::RangesRefused => {
+                        tracing::info!(
+                            file = ?cf.fref,
+                            "the server does not serve ranges: fetching files whole from now on"
+                        );
+                        self.ranges_refused.store(true, Ordering::Relaxed);
+                        if !self
+                            .reserve_disk(cf, size.saturating_sub(cf.state.borrow().fill.on_disk()))
+                        {
+                            return Err(crate::api::Error::Protocol {
+                                op,
+                                detail: "the server does not serve ranges of this file, \
+                                         and it does not fit the disk cache"
+                                    .into(),
+                            });
+                        }
+                        cf.state.send_modify(|s| s.fill = Fill::Prefix(0));
+                    }
                 }
             }
+            let Some(file) = &cf.file else {
+                return Err(crate::api::Error::Protocol {
+                    op,
+                    detail: "a file read through memory cannot be fetched whole".into(),
+                });
+            };
+            let report = |have: u64| cf.landed_prefix(have);
+            match self
+                .client
+                .download(&cf.fref, file, &report, Some(&cf.written))
+                .await
+            {
+                Ok(size) => return Ok(Some(size)),
+                // The disk is full: what is held stays on disk, the rest
+                // comes in ranges through memory (if the server has them).
+                Err(e)
+                    if is_disk_full_error(&e) && !self.ranges_refused.load(Ordering::Relaxed) =>
+                {
+                    let Some(size) = cf.size_hint else {
+                        return Err(e);
+                    };
+                    self.note_disk_full(&cf.fref);
+                    cf.in_memory.store(true, Ordering::Relaxed);
+                    cf.state.send_modify(|s| {
+                        let have = match s.fill {
+                            Fill::Prefix(p) => p.min(size),
+                            _ => 0,
+                        };
+                        let mut segs = std::collections::BTreeMap::new();
+                        if have > 0 {
+                            segs.insert(
+                                0,
+                                Seg {
+                                    end: have,
+                                    have,
+                                    mem: false,
+                                },
+                            );
+                        }
+                        if have < size {
+                            segs.insert(have, Seg::new(size, true));
+                        }
+                        s.fill = Fill::Chunks { segs };
+                    });
+                }
+                Err(e) => return Err(e),
+            }
         }
-        let report = |have: u64| cf.landed_prefix(have);
-        self.client
-            .download(&cf.fref, &cf.file, &report, Some(&cf.written))
-            .await
     }
 
     /// The size of `f` if it is fully in the cache, without any API call.
@@ -517,24 +660,113 @@ impl DataCache {
             let reserved = std::mem::replace(&mut entry.1, size);
             inner.total = inner.total.saturating_sub(reserved) + size;
         }
-        self.evict(&mut inner);
+        self.evict(&mut inner, self.max_bytes);
+    }
+
+    /// A fetch stopped with `on_disk` bytes in the cache file: count those
+    /// only (what was reserved for the rest is free again).
+    fn settle(&self, weak: &std::sync::Weak<CachedFile>, on_disk: u64) {
+        let mut inner = lock(&self.inner);
+        let Some(cf) = weak.upgrade() else {
+            return;
+        };
+        if let Some(entry) = inner.files.peek_mut(&cf.fref) {
+            if Arc::ptr_eq(&entry.0, &cf) {
+                let reserved = std::mem::replace(&mut entry.1, on_disk);
+                inner.total = inner.total.saturating_sub(reserved) + on_disk;
+            }
+        }
+        drop(cf);
+        self.evict(&mut inner, self.max_bytes);
+    }
+
+    /// Count `n` more bytes of disk for `cf` before they are fetched,
+    /// evicting files nobody has open to make room; `false` when there is
+    /// none to be made (files in use fill the bound), the disk is known to
+    /// be full, or `cf` is no longer this mount's entry.
+    fn reserve_disk(&self, cf: &Arc<CachedFile>, n: u64) -> bool {
+        if self.disk_is_full(n) {
+            return false;
+        }
+        let mut inner = lock(&self.inner);
+        let ours = inner
+            .files
+            .peek(&cf.fref)
+            .is_some_and(|(c, _)| Arc::ptr_eq(c, cf));
+        if !ours || n > self.max_bytes {
+            return false;
+        }
+        self.evict(&mut inner, self.max_bytes - n);
+        if inner.total + n > self.max_bytes {
+            return false;
+        }
+        inner.total += n;
+        if let Some(entry) = inner.files.peek_mut(&cf.fref) {
+            entry.1 += n;
+        }
+        true
+    }
+
+    /// `cf` goes on through memory: the disk cache cannot take it.
+    fn to_memory(&self, cf: &CachedFile, why: &str) {
+        if !cf.in_memory.swap(true, Ordering::Relaxed) {
+            self.stats.memory_files.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(file = ?cf.fref, "reading through memory from here on: {why}");
+        }
+    }
+
+    /// A write into the cache found the disk full: one warning until the
+    /// disk has room again, and a count of the files it moved to memory.
+    fn note_disk_full(&self, f: &FileRef) {
+        self.stats.disk_full.fetch_add(1, Ordering::Relaxed);
+        if !self.disk_full.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                dir = %self.dir.path().display(),
+                file = ?f,
+                "the cache's disk is full: reading result files through memory until it has room"
+            );
+        }
+    }
+
+    /// Whether the disk was found full and still has no room for `n` more
+    /// bytes (and a margin); the first look that finds room clears it.
+    fn disk_is_full(&self, n: u64) -> bool {
+        if !self.disk_full.load(Ordering::Relaxed) {
+            return false;
+        }
+        match free_bytes(self.dir.path()) {
+            Some(free) if free >= n.saturating_add(DISK_FULL_MARGIN) => {
+                if self.disk_full.swap(false, Ordering::Relaxed) {
+                    tracing::info!("the cache's disk has room again: caching result files on it");
+                }
+                false
+            }
+            _ => true,
+        }
     }
 
     /// Evict what the bound calls for now: a reader that held files back
     /// has let go.
     pub fn trim(&self) {
-        self.evict(&mut lock(&self.inner));
+        self.evict(&mut lock(&self.inner), self.max_bytes);
     }
 
-    /// Evict least recently used files until the total is within the bound.
-    fn evict(&self, inner: &mut Inner) {
+    /// What memory-path files hold now, and their budget.
+    pub fn memory_usage(&self) -> (u64, u64) {
+        (self.memory.limit(), self.memory.used())
+    }
+
+    /// Evict least recently used files nobody has open until the total is
+    /// within `target`.
+    fn evict(&self, inner: &mut Inner, target: u64) {
         let mut skipped = Vec::new();
-        while inner.total > self.max_bytes {
+        while inner.total > target {
             let Some((k, (cf, sz))) = inner.files.pop_lru() else {
                 break;
             };
-            // Files being read or downloaded stay: a reader holds their Arc.
-            if Arc::strong_count(&cf) > 1 || cf.complete_size().is_none() {
+            // Files being read or fetched stay: a reader or the fetch holds
+            // their Arc.
+            if Arc::strong_count(&cf) > 1 {
                 skipped.push((k, (cf, sz)));
                 continue;
             }
@@ -542,7 +774,9 @@ impl DataCache {
             self.stats.evictions.fetch_add(1, Ordering::Relaxed);
             if cf.kept.load(Ordering::Relaxed) {
                 // Gone from the store too, unless another mount uses it.
-                store::remove_unused(&lock(&cf.path), Some(&cf.file));
+                if let Some(file) = &cf.file {
+                    store::remove_unused(&lock(&cf.path), Some(file));
+                }
             }
         }
         // Put the files in use back, as the least recently used.
@@ -551,6 +785,29 @@ impl DataCache {
             inner.files.demote(&k);
         }
     }
+}
+
+/// Whether an I/O error says the disk (or the user's quota) is full.
+fn is_disk_full(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT))
+}
+
+/// Whether a download failed on a full disk.
+fn is_disk_full_error(e: &crate::api::Error) -> bool {
+    matches!(e, crate::api::Error::Io { source, .. } if is_disk_full(source))
+}
+
+/// The bytes an unprivileged user may still write on the filesystem of
+/// `dir` (statvfs(3)).
+fn free_bytes(dir: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid C string and a zeroed struct the call fills.
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return None;
+    }
+    Some((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
 }
 
 fn set_private(dir: &Path) -> std::io::Result<()> {

@@ -71,7 +71,7 @@ impl Passthrough {
         if self.enabled.load(Ordering::Relaxed) && !b.cached_by_ino.contains_key(&ino) {
             if let Some(id) = fs
                 .backing_file(o.fh)
-                .and_then(|cf| self.backing_id(&mut b, ino, &reply, cf.file()))
+                .and_then(|cf| self.backing_id(&mut b, ino, &reply, cf.file()?))
             {
                 b.fh_ino.insert(o.fh, ino);
                 fs.note_data_open(true, false);
