@@ -110,22 +110,6 @@ pub fn user_allow_other() -> bool {
         .unwrap_or(false)
 }
 
-/// Make glibc's malloc hand large blocks (128 KiB and up: the socket
-/// buffers whose slices the memory path holds) back to the kernel when
-/// they are freed. By default glibc raises its mmap threshold to the
-/// largest block freed so far (up to 32 MiB), after which such blocks come
-/// from arenas that keep what was freed: four memory-path readers under a
-/// 64 MiB `--max-memory` then left the mount 111 MB larger; with the
-/// threshold fixed, 49 MB, and the same reads ran faster (mallopt(3),
-/// M_MMAP_THRESHOLD: setting it disables the dynamic adjustment).
-pub fn tune_allocator() {
-    #[cfg(target_env = "gnu")]
-    // SAFETY: mallopt only sets a tunable of the allocator.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
-    }
-}
-
 /// Ask the kernel for 1 MiB read-ahead on this mount (root only; quietly
 /// skipped otherwise): 1 MiB FUSE reads stream a cold file much faster
 /// (PERFORMANCE.md). The mount may take a moment to answer `stat`, so this

@@ -120,10 +120,6 @@ pub fn user_allow_other() -> bool {
 /// macOS has no per-mount read-ahead knob: nothing to do.
 pub fn raise_read_ahead(_mountpoint: &Path) {}
 
-/// Nothing to tune: macOS's malloc returns large freed blocks to the
-/// kernel itself (malloc(3), "large" allocations are mapped apart).
-pub fn tune_allocator() {}
-
 /// May this user mount with allow_other? macFUSE's mount helper decides,
 /// and its refusal reaches the user as the mount's error.
 pub fn check_allow_other() -> Result<(), String> {

@@ -10,7 +10,7 @@
 //!   live process holds, never by PID;
 //! - whether FUSE can be used here, with the fix for each OS ([`check_fuse`]);
 //! - tuning only Linux has: 1 MiB read-ahead on the mount, `MAP_POPULATE`,
-//!   two FUSE threads (fuser allows one elsewhere), glibc's mmap threshold;
+//!   two FUSE threads (fuser allows one elsewhere);
 //! - how the OS's NFS client mounts the NFS backend ([`nfs`]);
 //! - the page size, from `sysconf` (16 KiB on Apple Silicon, not 4 KiB);
 //! - where caches and logs go by default: the XDG places on Linux,
@@ -39,8 +39,8 @@ compile_error!("importfs runs on Linux and macOS");
 
 pub use mounts::MountEntry;
 pub use os::{
-    check_allow_other, check_fuse, fuse_flavour, raise_read_ahead, signal_pending, tune_allocator,
-    unmount, user_allow_other, CACHE_HOME, FUSE_THREADS, MAP_POPULATE, NFS_BY_DEFAULT, STATE_HOME,
+    check_allow_other, check_fuse, fuse_flavour, raise_read_ahead, signal_pending, unmount,
+    user_allow_other, CACHE_HOME, FUSE_THREADS, MAP_POPULATE, NFS_BY_DEFAULT, STATE_HOME,
     UNMOUNT_TOOL,
 };
 

@@ -48,7 +48,6 @@ pub fn prepare(args: &MountArgs, key: ApiKey) -> Result<(tokio::runtime::Runtime
     // the key check and long before anything is mounted.
     let metrics = s.metrics_addr.map(crate::metrics::bind).transpose()?;
     rt.block_on(check_account(&client, &s.api_url))?;
-    crate::platform::tune_allocator();
     let fs = Arc::new(Fs::new(fs_config(s), client).context("cannot create the cache directory")?);
     if let Some(listener) = metrics {
         let _enter = rt.enter();

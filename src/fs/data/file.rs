@@ -425,11 +425,12 @@ impl CachedFile {
         for (seg, seg_end, mem) in parts {
             let (from, to) = (offset.max(seg), end.min(seg_end));
             if mem {
-                let whole = from == offset && to == end;
-                match lock(&self.mem).read(seg, from, to - from, &mut out, whole)? {
-                    Some(shared) => return Some(Ok(FileBytes::shared(shared))),
-                    None => continue,
+                let slice = lock(&self.mem).read(seg, from, to - from)?;
+                if from == offset && to == end {
+                    return Some(Ok(FileBytes::shared(slice)));
                 }
+                out.extend_from_slice(slice.bytes());
+                continue;
             }
             let disk = match self.copy_disk(from, (to - from) as usize) {
                 Ok(b) => b,

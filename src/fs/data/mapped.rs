@@ -1,6 +1,6 @@
 //! Bytes handed to the kernel for a read of a result file: owned, a
 //! short-lived mapping of the cache file (see [`Mapped`]), or bytes held
-//! by the memory path as received.
+//! by the memory path.
 
 /// Bytes read from a file of the mount: owned, or a mapping of the cache file.
 pub struct FileBytes(Bytes);
@@ -8,8 +8,8 @@ pub struct FileBytes(Bytes);
 enum Bytes {
     Owned(Vec<u8>),
     Mapped(Mapped),
-    /// Bytes as received, held by the memory path.
-    Shared(bytes::Bytes),
+    /// Bytes held by the memory path, in their segment's buffer.
+    Shared(super::memory::MemSlice),
 }
 
 impl FileBytes {
@@ -17,7 +17,7 @@ impl FileBytes {
         FileBytes(Bytes::Mapped(m))
     }
 
-    pub(super) fn shared(b: bytes::Bytes) -> FileBytes {
+    pub(super) fn shared(b: super::memory::MemSlice) -> FileBytes {
         FileBytes(Bytes::Shared(b))
     }
 }
@@ -34,7 +34,7 @@ impl std::ops::Deref for FileBytes {
         match &self.0 {
             Bytes::Owned(v) => v,
             Bytes::Mapped(m) => m.bytes(),
-            Bytes::Shared(b) => b,
+            Bytes::Shared(b) => b.bytes(),
         }
     }
 }

@@ -5,9 +5,9 @@
 //! `--cache-size`, or more than the cache can take without pushing out
 //! files in use, or once the disk is full. Its segments are fetched by the
 //! same scheduler as on disk (the reader's bytes first, ranges checked,
-//! cut answers resumed), but the bytes stay as they came off the socket
-//! (`Bytes`, shared, never copied) until a reader copies them into its
-//! reply, as mountpoint-s3 streams through memory.
+//! cut answers resumed), but the bytes go into a buffer of the segment's
+//! own (see [`MemBuf`]), from which replies are sent without a further
+//! copy, as mountpoint-s3 streams through memory.
 //!
 //! What is subtle:
 //! - **The budget is shared fairly.** Each file's scheduler keeps what its
@@ -88,12 +88,83 @@ impl MemBudget {
     }
 }
 
-/// The bytes one segment holds, from its start, as received.
-#[derive(Default)]
+/// One segment's bytes, in an anonymous mapping of its own: its pages go
+/// back to the kernel when it is dropped, whatever the allocator does.
+/// Holding the socket's buffers instead left glibc's arenas fragmented:
+/// four readers under a 64 MiB budget grew the mount by 111 MB; and fixing
+/// glibc's mmap threshold instead cost every disk-path read too (a cold
+/// 512 MiB cat went from 0.44 s to 0.62 s). The one copy into it is what
+/// the disk path's write costs.
+///
+/// Bytes are written once each, past the held length, under the store's
+/// lock; readers read only below it, so writes and reads never overlap.
+pub(super) struct MemBuf {
+    base: *mut u8,
+    cap: usize,
+}
+
+// SAFETY: the mapping is owned by this value; writes go past the held
+// length only (under the store's lock) and reads below it.
+unsafe impl Send for MemBuf {}
+unsafe impl Sync for MemBuf {}
+
+impl MemBuf {
+    fn new(cap: usize) -> Option<MemBuf> {
+        // SAFETY: a fresh private anonymous mapping; nothing else refers
+        // to its range.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                cap.max(1),
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANON | crate::platform::MAP_POPULATE,
+                -1,
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            tracing::warn!(bytes = cap, error = %std::io::Error::last_os_error(), "no memory for a segment");
+            return None;
+        }
+        Some(MemBuf {
+            base: base.cast(),
+            cap: cap.max(1),
+        })
+    }
+
+    /// The bytes `from..to`, written before.
+    pub(super) fn bytes(&self, from: usize, to: usize) -> &[u8] {
+        assert!(from <= to && to <= self.cap);
+        // SAFETY: within the mapping; the caller read `to` as held, and
+        // held bytes are never written again.
+        unsafe { std::slice::from_raw_parts(self.base.add(from), to - from) }
+    }
+}
+
+impl Drop for MemBuf {
+    fn drop(&mut self) {
+        // SAFETY: unmapping exactly the mapping made in `new`.
+        unsafe { libc::munmap(self.base.cast(), self.cap) };
+    }
+}
+
+/// Bytes of a memory segment handed to a reader: the segment's buffer
+/// stays mapped until the reply is sent, even if the segment is dropped.
+pub struct MemSlice {
+    buf: std::sync::Arc<MemBuf>,
+    from: usize,
+    to: usize,
+}
+
+impl MemSlice {
+    pub(super) fn bytes(&self) -> &[u8] {
+        self.buf.bytes(self.from, self.to)
+    }
+}
+
+/// What one segment holds, from its start.
 struct Held {
-    parts: Vec<Bytes>,
-    /// Offset (from the segment's start) of each part.
-    starts: Vec<u64>,
+    buf: std::sync::Arc<MemBuf>,
     len: u64,
 }
 
@@ -108,7 +179,18 @@ impl MemBytes {
     /// `parts`, starting at file offset `at`, as far as they extend what it
     /// holds contiguously. Returns how many bytes it holds now.
     pub(super) fn put(&mut self, seg: u64, end: u64, at: u64, parts: &[Bytes]) -> u64 {
-        let held = self.segs.entry(seg).or_default();
+        let held = match self.segs.entry(seg) {
+            std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::btree_map::Entry::Vacant(v) => {
+                match MemBuf::new((end - seg) as usize) {
+                    Some(buf) => v.insert(Held {
+                        buf: std::sync::Arc::new(buf),
+                        len: 0,
+                    }),
+                    None => return 0,
+                }
+            }
+        };
         let mut pos = at;
         for p in parts {
             let (from, to) = (pos, pos + p.len() as u64);
@@ -119,10 +201,19 @@ impl MemBytes {
             if to <= next || from > next || next >= end {
                 continue;
             }
-            let part = p.slice((next - from) as usize..(to.min(end) - from) as usize);
-            held.starts.push(held.len);
+            let part = &p[(next - from) as usize..(to.min(end) - from) as usize];
+            // SAFETY: `held.len + part.len() <= end - seg`, the buffer's
+            // size; these bytes are past the held length, which no reader
+            // reads, and the store's lock (our `&mut self`) keeps writers
+            // apart.
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    part.as_ptr(),
+                    held.buf.base.add(held.len as usize),
+                    part.len(),
+                );
+            }
             held.len += part.len() as u64;
-            held.parts.push(part);
         }
         held.len
     }
@@ -133,39 +224,18 @@ impl MemBytes {
     }
 
     /// Bytes `off..off + len` of the segment at `seg`, if it holds them
-    /// all: with `share`, one shared slice when they lie in one received
-    /// part; else appended to `out`.
-    pub(super) fn read(
-        &self,
-        seg: u64,
-        off: u64,
-        len: u64,
-        out: &mut Vec<u8>,
-        share: bool,
-    ) -> Option<Option<Bytes>> {
+    /// all.
+    pub(super) fn read(&self, seg: u64, off: u64, len: u64) -> Option<MemSlice> {
         let held = self.segs.get(&seg)?;
         let (from, to) = (off - seg, off - seg + len);
         if to > held.len {
             return None;
         }
-        let mut i = held.starts.partition_point(|&s| s <= from) - 1;
-        let first = held.starts[i];
-        if share && to <= first + held.parts[i].len() as u64 {
-            let p = &held.parts[i];
-            return Some(Some(
-                p.slice((from - first) as usize..(to - first) as usize),
-            ));
-        }
-        let mut pos = from;
-        while pos < to {
-            let (start, p) = (held.starts[i], &held.parts[i]);
-            let a = (pos - start) as usize;
-            let b = ((to - start) as usize).min(p.len());
-            out.extend_from_slice(&p[a..b]);
-            pos = start + b as u64;
-            i += 1;
-        }
-        Some(None)
+        Some(MemSlice {
+            buf: held.buf.clone(),
+            from: from as usize,
+            to: to as usize,
+        })
     }
 }
 
@@ -175,6 +245,10 @@ mod tests {
 
     fn b(s: &str) -> Bytes {
         Bytes::copy_from_slice(s.as_bytes())
+    }
+
+    fn read(m: &MemBytes, seg: u64, off: u64, len: u64) -> Option<Vec<u8>> {
+        m.read(seg, off, len).map(|s| s.bytes().to_vec())
     }
 
     #[test]
@@ -188,19 +262,16 @@ mod tests {
         assert_eq!(m.put(100, 110, 108, &[b("ij")]), 6);
         // Past the end: cut.
         assert_eq!(m.put(100, 110, 106, &[b("ghijkl")]), 10);
-        let mut out = Vec::new();
-        assert_eq!(m.read(100, 100, 10, &mut out, true), Some(None));
-        assert_eq!(out, b"abcdefghij");
-        // Within one part: shared, not copied.
-        let mut out = Vec::new();
-        assert_eq!(m.read(100, 101, 2, &mut out, true), Some(Some(b("bc"))));
-        assert_eq!(m.read(100, 101, 2, &mut out, false), Some(None));
-        assert_eq!(out, b"bc");
+        assert_eq!(read(&m, 100, 100, 10).unwrap(), b"abcdefghij");
+        assert_eq!(read(&m, 100, 101, 2).unwrap(), b"bc");
+        // A slice outlives the segment's removal.
+        let kept = m.read(100, 104, 3).unwrap();
+        m.remove(100);
+        assert_eq!(kept.bytes(), b"efg");
+        assert!(read(&m, 100, 100, 1).is_none());
         // Not all held.
         let mut m2 = MemBytes::default();
         m2.put(0, 10, 0, &[b("xy")]);
-        assert_eq!(m2.read(0, 1, 2, &mut Vec::new(), false), None);
-        m.remove(100);
-        assert_eq!(m.read(100, 100, 1, &mut Vec::new(), false), None);
+        assert!(read(&m2, 0, 1, 2).is_none());
     }
 }
