@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Measure, side by side in one run, what a user feels, as ratios:
 #   - curl of a 1 GiB data.csv from the emulator (the network-side ceiling)
-#   - a cold `cat` of it through the mount, against curl and against the
-#     mount's own download of it (open, then wait for the download to end)
+#   - a cold `cat` of it through the mount, against curl
 #   - the same under a per-connection bandwidth cap (--conn-bytes-per-sec as
-#     a runtime fault): one curl stream against the mount's parallel ranges,
-#     and the cold cat against the mount's own download there
-#   - the first and the last 4 KiB of a cold file, against its full download
+#     a runtime fault): one curl stream against the mount's parallel ranges
+#   - the same cold cat on the memory path (a mount whose disk cache cannot
+#     take the file, --cache-size 1M), uncapped and capped, against the disk
+#     path's; and the mount's peak RSS while eight readers stream eight
+#     different files through memory (default --max-memory 256M)
+#   - the first and the last 4 KiB of a cold file, against its cold cat
+#     (the mount fetches what is read: there is no download apart from it)
 #   - a warm `cat` (and whether passthrough or the page cache served it)
 #     against `cat` of a local copy in the page cache
 #   - `ls -l` of 10,000 runs, against curl of the same list pages
@@ -82,12 +85,13 @@ PY
 cap() { curl -sf -X POST "$URL/_emulator/faults" -d "{\"operation\":\"getCrawlrunFile\",\"bytes_per_sec\":$CAP}" >/dev/null; }
 uncap() { curl -sf -X DELETE "$URL/_emulator/faults" >/dev/null; }
 
+# mount_fresh [CACHE_SIZE]: a new mount with an empty cache (default 4G).
 mount_fresh() {
     fusermount3 -u "$MNT" 2>/dev/null || true
     [ -n "${MOUNT_PID:-}" ] && { kill "$MOUNT_PID" 2>/dev/null || true; wait "$MOUNT_PID" 2>/dev/null || true; }
     rm -rf "$WORK/cache"
     IMPORTIO_API_KEY="$KEY" "$BIN" mount --foreground "$MNT" --api-url "$URL" \
-        --cache-dir "$WORK/cache" --cache-size 4G --metadata-ttl 60s >"$WORK/mount.log" 2>&1 &
+        --cache-dir "$WORK/cache" --cache-size "${1:-4G}" --metadata-ttl 60s >"$WORK/mount.log" 2>&1 &
     MOUNT_PID=$!
     for _ in $(seq 100); do mountpoint -q "$MNT" && break; sleep 0.1; done
     mountpoint -q "$MNT" || { cat "$WORK/mount.log"; exit 1; }
@@ -109,22 +113,11 @@ print(time.perf_counter() - t0)
 PY
 }
 
-# The mount's own download: open the file, wait until nothing is in flight.
-download_alone() {
-    local t0 t1
-    t0=$(now)
-    exec 3<"$FILE"
-    until [ "$(stat_of download.bytes)" -ge "$SIZE" ]; do sleep 0.002; done
-    t1=$(now)
-    exec 3<&-
-    python3 -c "print($t1-$t0)"
-}
-
 echo "importfs bench: data.csv of $SIZE bytes, best of $RUNS, cap $CAP B/s a connection"
 
 T_CURL=$(for _ in $(seq "$RUNS"); do timeit curl -sf -o /dev/null "$FILE_URL"; done | best)
 
-T_COLD=999999; T_WARM=999999; T_DL=999999; T_HEAD=999999; T_TAIL=999999
+T_COLD=999999; T_WARM=999999; T_HEAD=999999; T_TAIL=999999
 for _ in $(seq "$RUNS"); do
     mount_fresh
     t=$(timeit cat "$FILE"); T_COLD=$(printf '%s\n%s\n' "$T_COLD" "$t" | best)
@@ -134,8 +127,6 @@ for _ in $(seq "$RUNS"); do
         t=$(timeit cat "$FILE"); T_WARM=$(printf '%s\n%s\n' "$T_WARM" "$t" | best)
     done
     PT=$(( $(stat_of passthrough_opens) - pt0 )); KC=$(( $(stat_of keep_cache_opens) - kc0 ))
-    mount_fresh
-    t=$(download_alone); T_DL=$(printf '%s\n%s\n' "$T_DL" "$t" | best)
     mount_fresh
     t=$(first_bytes head); T_HEAD=$(printf '%s\n%s\n' "$T_HEAD" "$t" | best)
     mount_fresh
@@ -160,10 +151,34 @@ for _ in $(seq "$CAP_RUNS"); do
     mount_fresh
     t=$(timeit cat "$FILE"); T_COLD_CAP=$(printf '%s\n%s\n' "$T_COLD_CAP" "$t" | best)
     RSS_CAP=$(rss_kb "$MOUNT_PID")
-    mount_fresh
-    t=$(download_alone); T_DL_CAP=$(printf '%s\n%s\n' "${T_DL_CAP:-999999}" "$t" | best)
+done
+# The memory path under the cap: the disk cache (1M) cannot take the file.
+T_MEM_CAP=999999
+for _ in $(seq "$CAP_RUNS"); do
+    mount_fresh 1M
+    t=$(timeit cat "$FILE"); T_MEM_CAP=$(printf '%s\n%s\n' "$T_MEM_CAP" "$t" | best)
 done
 uncap
+
+# The memory path uncapped, its bytes checked once.
+T_MEM=999999
+for _ in $(seq "$RUNS"); do
+    mount_fresh 1M
+    t=$(timeit cat "$FILE"); T_MEM=$(printf '%s\n%s\n' "$T_MEM" "$t" | best)
+done
+cmp <(cat "$FILE") <(curl -sf "$FILE_URL") || { echo "the memory path's read differs from the API's bytes" >&2; exit 1; }
+[ "$(stat_of data_memory_files)" -ge 1 ] || { echo "the memory path was not taken" >&2; exit 1; }
+# Eight readers streaming eight different files through memory at once.
+mount_fresh 1M
+EIGHT=$(curl -sf "$URL/crawlruns/?_apikey=$KEY&_perpage=50" | python3 -c '
+import json,sys
+print(" ".join([r["guid"] for r in json.load(sys.stdin) if r.get("state")=="FINISHED"][:8]))')
+for r in $EIGHT; do stat "$MNT/crawlruns/$r/data.csv" >/dev/null; done
+PIDS=""
+for r in $EIGHT; do cat "$MNT/crawlruns/$r/data.csv" >/dev/null & PIDS="$PIDS $!"; done
+# shellcheck disable=SC2086
+wait $PIDS
+RSS_MEM8=$(rss_kb "$MOUNT_PID")
 
 # ls -l of 10,000 runs: a fresh mount (nothing cached) against curl of the same pages.
 PAGES=$(( (10000 + 999) / 1000 ))
@@ -187,10 +202,10 @@ mount_fresh
 e0=$(cpu_s "$EMU_PID"); m0=$(cpu_s "$MOUNT_PID"); c=$(own_cpu cat "$FILE")
 e1=$(cpu_s "$EMU_PID"); m1=$(cpu_s "$MOUNT_PID")
 CPU_COLD="$(python3 -c "print($e1-$e0)") $c $(python3 -c "print($m1-$m0)")"
-mount_fresh
-e0=$(cpu_s "$EMU_PID"); m0=$(cpu_s "$MOUNT_PID"); download_alone >/dev/null
+mount_fresh 1M
+e0=$(cpu_s "$EMU_PID"); m0=$(cpu_s "$MOUNT_PID"); c=$(own_cpu cat "$FILE")
 e1=$(cpu_s "$EMU_PID"); m1=$(cpu_s "$MOUNT_PID")
-CPU_DL="$(python3 -c "print($e1-$e0)") 0 $(python3 -c "print($m1-$m0)")"
+CPU_MEM="$(python3 -c "print($e1-$e0)") $c $(python3 -c "print($m1-$m0)")"
 
 # TLS: a second emulator serving HTTPS, its CA and certificate made now.
 TLS_SIZE=$(( SIZE < 536870912 ? SIZE : 536870912 ))
@@ -271,30 +286,32 @@ done
     || { echo "the NFS read differs from the API's bytes" >&2; exit 1; }
 kill "$NFS_PID"; wait "$NFS_PID" 2>/dev/null || true; NFS_PID=
 
-python3 - "$SIZE" "$CAP" "$T_CURL" "$T_COLD" "$T_DL" "$T_WARM" "$T_LOCAL" "$T_HEAD" "$T_TAIL" \
+python3 - "$SIZE" "$CAP" "$T_CURL" "$T_COLD" "$T_MEM" "$T_WARM" "$T_LOCAL" "$T_HEAD" "$T_TAIL" \
     "$T_CURL_CAP" "$T_COLD_CAP" "$T_LIST_CURL" "$T_LS" "$N" "$RSS_READ" "$RSS_CAP" "$RSS_LIST" \
-    "$RSS_EMU" "$WARM_MODE" "$T_DL_CAP" $CPU_CURL $CPU_COLD $CPU_DL "$T_NFS_COLD" "$T_NFS_WARM" \
-    "$TLS_SIZE" "$T_TLS_CURL" "$T_TLS_COLD" $CPU_TLS_CURL $CPU_TLS_COLD <<'EOF'
+    "$RSS_EMU" "$WARM_MODE" "$T_MEM_CAP" $CPU_CURL $CPU_COLD $CPU_MEM "$T_NFS_COLD" "$T_NFS_WARM" \
+    "$TLS_SIZE" "$T_TLS_CURL" "$T_TLS_COLD" $CPU_TLS_CURL $CPU_TLS_COLD "$RSS_MEM8" <<'EOF'
 import sys
 a = sys.argv[1:]
 size, cap = int(a[0]), int(a[1])
-curl, cold, dl, warm, local, head, tail, curl_cap, cold_cap, lcurl, ls = map(float, a[2:13])
+curl, cold, mem, warm, local, head, tail, curl_cap, cold_cap, lcurl, ls = map(float, a[2:13])
 n, rss_read, rss_cap, rss_list, rss_emu = map(int, a[13:18])
-mode, dl_cap = a[18], float(a[19])
+mode, mem_cap = a[18], float(a[19])
 cpu = [tuple(map(float, a[20 + 3 * i:23 + 3 * i])) for i in range(3)]
 nfs_cold, nfs_warm = map(float, a[29:31])
 tls_size = int(a[31])
 tls_curl, tls_cold = map(float, a[32:34])
 cpu_tls = [tuple(map(float, a[34 + 3 * i:37 + 3 * i])) for i in range(2)]
+rss_mem8 = int(a[40])
 mb = lambda t: size / t / 1e6
 print(f"curl of data.csv              {mb(curl):8.0f} MB/s")
 print(f"cold cat through the mount    {mb(cold):8.0f} MB/s   {curl/cold:5.2f} x curl (aim >= 0.90)")
-print(f"the mount's own download      {mb(dl):8.0f} MB/s   cold cat takes {cold/dl:5.2f} x its time (aim <= 1.10)")
 print(f"under a {cap/1e6:.0f} MB/s cap: curl  {mb(curl_cap):8.0f} MB/s")
 print(f"under the cap: cold cat       {mb(cold_cap):8.0f} MB/s   {curl_cap/cold_cap:5.2f} x curl (aim >= 2)")
-print(f"under the cap: own download   {mb(dl_cap):8.0f} MB/s   cold cat takes {cold_cap/dl_cap:5.2f} x its time (aim <= 1.10)")
-print(f"first 4 KiB of a cold file    {head*1000:8.1f} ms     {100*head/dl:5.1f} % of its download (aim < 10)")
-print(f"last 4 KiB of a cold file     {tail*1000:8.1f} ms     {100*tail/dl:5.1f} % of its download (aim < 10)")
+print(f"memory path: cold cat         {mb(mem):8.0f} MB/s   {cold/mem:5.2f} x the disk path's (aim >= 0.80)")
+print(f"memory path under the cap     {mb(mem_cap):8.0f} MB/s   {cold_cap/mem_cap:5.2f} x the disk path's (aim >= 0.80)")
+print(f"memory path, 8 readers of 8 files: peak RSS {rss_mem8/1024:.1f} MiB (aim <= 256 + 64)")
+print(f"first 4 KiB of a cold file    {head*1000:8.1f} ms     {100*head/cold:5.1f} % of its cold cat (aim < 10)")
+print(f"last 4 KiB of a cold file     {tail*1000:8.1f} ms     {100*tail/cold:5.1f} % of its cold cat (aim < 10)")
 print(f"warm cat through the mount    {mb(warm):8.0f} MB/s   {local/warm:5.2f} x local page-cache cat (aim >= 0.80), by {mode}")
 print(f"cat of a local copy (warm)    {mb(local):8.0f} MB/s")
 tmb = lambda t: tls_size / t / 1e6
@@ -307,7 +324,7 @@ print(f"peak RSS of the mount         {rss_read/1024:8.1f} MiB streaming, {rss_c
 print(f"peak RSS of the emulator      {rss_emu/1024:8.1f} MiB")
 gib = size / 2**30
 print("CPU seconds per GiB            emulator   client   mount   (2 cores)")
-for name, (emu, client, mnt) in zip(["curl", "cold cat", "the mount's download"], cpu):
+for name, (emu, client, mnt) in zip(["curl", "cold cat", "cold cat, memory path"], cpu):
     print(f"  {name:28} {emu/gib:8.2f} {client/gib:8.2f} {mnt/gib:7.2f}")
 tgib = tls_size / 2**30
 for name, (emu, client, mnt) in zip(["curl over TLS", "cold cat over TLS"], cpu_tls):

@@ -12,14 +12,6 @@
 //!   refuses it); an ordinary open of an immutable file does.
 //! - Passthrough needs CAP_SYS_ADMIN: the first refusal turns it off for
 //!   the mount, and reads are served by `read` from then on.
-//! - An inode once read the ordinary way with FOPEN_KEEP_CACHE (a cold
-//!   read, during its download) keeps being opened that way: its pages
-//!   are in the kernel's page cache, and serve the next `cat` at
-//!   page-cache speed with no request at all. Switching it to passthrough
-//!   made the kernel drop those pages first: the first re-read of a
-//!   512 MiB file spent 57-69 ms in that open and ran at 0.65x a local
-//!   page-cache `cat` (scripts/bench-peers.sh). Files never read that way
-//!   (kept by an earlier mount) are passed through.
 
 use crate::fs::cache::lock;
 use crate::fs::core::{Fs, Opened};
@@ -43,9 +35,6 @@ struct Backing {
     fh_ino: HashMap<u64, u64>,
     cached_by_ino: HashMap<u64, usize>,
     fh_cached: HashMap<u64, u64>,
-    /// Inodes opened the ordinary way with FOPEN_KEEP_CACHE: the kernel
-    /// holds their pages.
-    warm: std::collections::HashSet<u64>,
 }
 
 impl Backing {
@@ -75,13 +64,11 @@ impl Passthrough {
         self.enabled.store(true, Ordering::Relaxed);
     }
 
-    /// Answer an open: by passthrough when it is a complete result file,
-    /// the inode has no ordinary handle open and its pages are not already
-    /// in the page cache, else the ordinary way.
+    /// Answer an open: by passthrough when it is a complete result file and
+    /// the inode has no ordinary handle open, else the ordinary way.
     pub fn reply_open(&self, fs: &Fs, ino: u64, o: Opened, reply: ReplyOpen) {
         let mut b = lock(&self.backing);
-        let warm = o.keep_cache && b.warm.contains(&ino);
-        if self.enabled.load(Ordering::Relaxed) && !warm && !b.cached_by_ino.contains_key(&ino) {
+        if self.enabled.load(Ordering::Relaxed) && !b.cached_by_ino.contains_key(&ino) {
             if let Some(id) = fs
                 .backing_file(o.fh)
                 .and_then(|cf| self.backing_id(&mut b, ino, &reply, cf.file()?))
@@ -94,9 +81,6 @@ impl Passthrough {
         if fs.is_data_handle(o.fh) {
             b.fh_cached.insert(o.fh, ino);
             *b.cached_by_ino.entry(ino).or_default() += 1;
-            if o.keep_cache {
-                b.warm.insert(ino);
-            }
             fs.note_data_open(false, o.keep_cache);
         }
         drop(b);
