@@ -86,6 +86,16 @@ fn disk_usage(dir: &Path) -> u64 {
     total
 }
 
+/// The ranges `path` cost once the mount is idle, checked to be at most
+/// 16 MiB in all (`what` names the reader in the message).
+fn peek_cost(emu: &Emu, m: &Mounted, path: &str, what: &str) -> Vec<(u64, u64)> {
+    wait_idle(m);
+    let asked = ranges_asked(emu, path);
+    let total: u64 = asked.iter().map(|(a, b)| b - a).sum();
+    assert!(total <= 16 * MIB, "{what} fetched {total} bytes: {asked:?}");
+    asked
+}
+
 /// Wait (10 s at most) until the mount has no download running: what it
 /// fetched is then all it will fetch.
 fn wait_idle(m: &Mounted) {
@@ -158,26 +168,14 @@ fn a_peek_at_a_big_file_fetches_only_around_it() {
     emu.clear_requests();
     let head = m.sh_ok(&format!("head -c 4096 {} | sha256sum", file(0)));
     assert!(head.starts_with(&sha256_bytes(&emu_range(&emu, &api(0), 0, 4096))));
-    wait_idle(&m);
-    let asked = ranges_asked(&emu, &api(0));
-    let total: u64 = asked.iter().map(|(a, b)| b - a).sum();
-    assert!(
-        total <= 16 * MIB,
-        "head -c 4096 fetched {total} bytes: {asked:?}"
-    );
+    peek_cost(&emu, &m, &api(0), "head -c 4096");
 
     // tail: the last bytes, not the head, nor the file.
     emu.clear_requests();
     let tail = m.sh_ok(&format!("tail -c 4096 {} | sha256sum", file(1)));
     let want = emu_range(&emu, &api(1), GIB - 4096, 4096);
     assert!(tail.starts_with(&sha256_bytes(&want)), "tail");
-    wait_idle(&m);
-    let asked = ranges_asked(&emu, &api(1));
-    let total: u64 = asked.iter().map(|(a, b)| b - a).sum();
-    assert!(
-        total <= 16 * MIB,
-        "tail -c 4096 fetched {total} bytes: {asked:?}"
-    );
+    peek_cost(&emu, &m, &api(1), "tail -c 4096");
 
     // dd into the middle: only around it.
     emu.clear_requests();
@@ -188,13 +186,7 @@ fn a_peek_at_a_big_file_fetches_only_around_it() {
         mid / 4096
     ));
     assert!(dd.starts_with(&sha256_bytes(&emu_range(&emu, &api(2), mid, 4096))));
-    wait_idle(&m);
-    let asked = ranges_asked(&emu, &api(2));
-    let total: u64 = asked.iter().map(|(a, b)| b - a).sum();
-    assert!(
-        total <= 16 * MIB,
-        "dd skip= fetched {total} bytes: {asked:?}"
-    );
+    let asked = peek_cost(&emu, &m, &api(2), "dd skip=");
     for (a, b) in &asked {
         assert!(
             *a + 16 * MIB >= mid && *b <= mid + 16 * MIB,

@@ -69,9 +69,8 @@ pub struct FsConfig {
     pub cache_size: u64,
     /// How result files are fetched: chunk size and parallel ranged GETs.
     pub fetch: FetchPlan,
-    /// What result files read through memory (those the disk cache cannot
-    /// take) may hold together. Default 256 MiB: eight readers streaming
-    /// at once each keep four 8 MiB chunks, which is full speed.
+    /// What files read through memory may hold together. Default 256 MiB:
+    /// eight readers streaming at once each keep four 8 MiB chunks.
     pub max_memory: u64,
     /// Refuse every change (EROFS). Default off.
     pub read_only: bool,
@@ -513,8 +512,7 @@ impl Fs {
     }
 
     /// A result file failed a read: the size we had may be the server's
-    /// mistake (a HEAD that disagrees with the download), so the next open
-    /// asks again.
+    /// mistake (a HEAD the download contradicts); the next open asks again.
     fn read_failed(&self, cf: &CachedFile) {
         self.caches.sizes.remove(&cf.fref);
     }
@@ -536,8 +534,7 @@ impl Fs {
     pub fn snapshot(&self) -> MountStats {
         let c = &self.counters;
         let d = &self.data.stats;
-        let (limit, used) = self.data.usage();
-        let (mem_limit, mem_used) = self.data.memory_usage();
+        let ((limit, used), (mem_limit, mem_used)) = (self.data.usage(), self.data.memory_usage());
         MountStats {
             metadata_cache_hits: c.meta_hits.load(Ordering::Relaxed),
             metadata_cache_misses: c.meta_misses.load(Ordering::Relaxed),

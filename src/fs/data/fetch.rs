@@ -30,6 +30,8 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use tokio::task::JoinSet;
 
+mod budget;
+
 /// What the scheduler knows of one segment.
 #[derive(Clone, Copy, PartialEq)]
 enum Chunk {
@@ -57,10 +59,6 @@ const SPLIT_ALIGN: u64 = 64 << 10;
 /// `max_readahead` (1 MiB), which start before the next chunk does, so a
 /// sequential reader never overtakes the fetch ahead of it; a jump does.
 const OVERTAKE_MIN: u64 = 2 << 20;
-/// Memory bytes this far behind a reader are still wanted: the kernel's
-/// read-ahead requests may arrive out of order.
-const KEEP_BEHIND: u64 = 4 << 20;
-
 /// How one ranged GET ended.
 type Fetched = Result<RangeOutcome, crate::api::Error>;
 type Fetches = JoinSet<Fetched>;
@@ -488,98 +486,6 @@ impl Scheduler<'_> {
         }
     }
 
-    /// This file's memory, counted.
-    fn mem_total(&self) -> u64 {
-        self.mem.values().sum()
-    }
-
-    /// Count `len` bytes of memory for the segment at `seg`.
-    fn count_mem(&mut self, seg: u64, len: u64) {
-        self.cache.memory.take(len, self.mem.is_empty());
-        self.mem.insert(seg, len);
-    }
-
-    /// Make room for `len` more bytes of memory within this file's share
-    /// and the whole budget, dropping segments no reader wants; whether it
-    /// fits now. Others over their share are told to trim.
-    fn make_room(&mut self, len: u64) -> bool {
-        loop {
-            let budget = &self.cache.memory;
-            let share = budget.share(self.mem.is_empty());
-            let mine = self.mem_total() + len <= share;
-            if mine && budget.fits(len) {
-                return true;
-            }
-            if mine {
-                budget.pressure.notify_waiters();
-            }
-            if !self.drop_unwanted() {
-                return false;
-            }
-        }
-    }
-
-    /// Keep this file's memory within its share, as files come and go.
-    fn trim_memory(&mut self) {
-        while !self.mem.is_empty() && self.mem_total() > self.cache.memory.share(false) {
-            if !self.drop_unwanted() {
-                break;
-            }
-        }
-    }
-
-    /// Drop the memory segment no reader wants that lies furthest from
-    /// every reader (not one being fetched); whether there was one.
-    fn drop_unwanted(&mut self) -> bool {
-        let distance = |seg: u64, end: u64| {
-            self.readers
-                .iter()
-                .map(|r| {
-                    let (lo, hi) = (r.cursor.saturating_sub(KEEP_BEHIND), r.cursor + r.window());
-                    if end <= lo {
-                        lo - end + 1
-                    } else if seg >= hi.max(r.cursor + 1) {
-                        seg - hi + 1
-                    } else {
-                        0
-                    }
-                })
-                .min()
-                .unwrap_or(u64::MAX)
-        };
-        let victim = self
-            .mem
-            .iter()
-            .filter(|(s, _)| !matches!(self.chunks.get(s), Some(Chunk::Fetching { .. })))
-            .map(|(&s, &len)| (distance(s, s + len), s))
-            .filter(|(d, _)| *d > 0)
-            .max();
-        let Some((_, seg)) = victim else {
-            return false;
-        };
-        self.drop_mem(seg);
-        true
-    }
-
-    /// Give back the memory of the segment at `seg`: absent again.
-    fn drop_mem(&mut self, seg: u64) {
-        self.cf.drop_memory(seg);
-        if let Some(len) = self.mem.remove(&seg) {
-            self.cache.memory.give(len, self.mem.is_empty());
-        }
-        if self.chunks.insert(seg, Chunk::Absent) == Some(Chunk::Present) {
-            self.remaining += 1;
-        }
-    }
-
-    /// Give back all memory (the fetch ends, or nobody reads).
-    fn release_memory(&mut self) {
-        let segs: Vec<u64> = self.mem.keys().copied().collect();
-        for seg in segs {
-            self.drop_mem(seg);
-        }
-    }
-
     /// A fetch ended: `Some` with the outcome of the whole file when it
     /// ends the file (ranges refused, or a chunk failed for good).
     async fn joined(
@@ -614,7 +520,7 @@ impl Scheduler<'_> {
             }
             Ok(Ok(RangeOutcome::Unsupported)) => Ok(FetchEnd::RangesRefused),
             // The disk is full: this segment and the rest go to memory.
-            Ok(Err(e)) if super::is_disk_full_error(&e) => {
+            Ok(Err(e)) if super::room::is_disk_full_error(&e) => {
                 self.cache.note_disk_full(&self.cf.fref);
                 self.cache.to_memory(self.cf, "the disk is full");
                 self.chunks.insert(seg, Chunk::Absent);

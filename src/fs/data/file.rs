@@ -7,8 +7,8 @@
 //!   file fetched whole, and how the download ended) is published on a
 //!   `watch` channel; a read waits until its range is present, so within a
 //!   chunk bytes are readable as they land.
-//! - A read is a check and a copy ([`DataHandle::read_now`]) or a wait
-//!   ([`DataHandle::wait_readable`]): the adapter checks on its FUSE
+//! - A read is a check and a copy ([`CachedFile::read_now`]) or a wait
+//!   ([`CachedFile::wait_readable`]): the adapter checks on its FUSE
 //!   thread, and only a reader ahead of the download waits on the runtime;
 //!   the copy never runs on an async worker.
 //! - Each open is a reader with its own position and read-ahead window
@@ -291,7 +291,7 @@ impl CachedFile {
     /// `expected` is the size the file was opened with (what `stat` said): a
     /// download that ends at another size fails every read with EIO rather
     /// than letting a reader see a file that silently shrank or grew.
-    fn read_now(
+    pub(super) fn read_now(
         &self,
         reader: u64,
         offset: u64,
@@ -321,7 +321,7 @@ impl CachedFile {
 
     /// Wait until [`CachedFile::read_now`] of the same range has an answer,
     /// asking the scheduler for the first missing byte.
-    async fn wait_readable(
+    pub(super) async fn wait_readable(
         &self,
         reader: u64,
         offset: u64,
@@ -521,64 +521,6 @@ impl Drop for CachedFile {
         if self.file.is_some() && !self.kept.load(Ordering::Relaxed) {
             let _ = std::fs::remove_file(&*lock(&self.path));
         }
-    }
-}
-
-/// One open of a result file: a reader of its [`CachedFile`], with the
-/// size it was opened with. Dropping it (the last clone of a handle)
-/// closes the reader, which lets the scheduler stop fetching ahead.
-pub struct DataHandle {
-    cf: Arc<CachedFile>,
-    reader: u64,
-    expected: u64,
-}
-
-impl DataHandle {
-    pub(super) fn new(cf: Arc<CachedFile>, reader: u64, expected: u64) -> DataHandle {
-        DataHandle {
-            cf,
-            reader,
-            expected,
-        }
-    }
-
-    /// The file it reads.
-    pub fn file(&self) -> &Arc<CachedFile> {
-        &self.cf
-    }
-
-    /// The bytes at `offset` if they are all here (or the read's error),
-    /// without waiting: `None` when some have yet to arrive.
-    ///
-    /// The copy runs on the caller's thread; on an async worker,
-    /// [`DataHandle::wait_readable`] then this on a blocking thread is the
-    /// way.
-    pub fn read_now(&self, offset: u64, len: u32) -> Option<Result<FileBytes, FsError>> {
-        self.cf.read_now(self.reader, offset, len, self.expected)
-    }
-
-    /// Wait until [`DataHandle::read_now`] of the same range has an answer.
-    pub async fn wait_readable(&self, offset: u64, len: u32) -> Result<(), FsError> {
-        self.cf
-            .wait_readable(self.reader, offset, len, self.expected)
-            .await
-    }
-
-    /// Read `len` bytes at `offset`, waiting for them.
-    pub async fn read(&self, offset: u64, len: u32) -> Result<FileBytes, FsError> {
-        loop {
-            if let Some(r) = self.read_now(offset, len) {
-                return r;
-            }
-            self.wait_readable(offset, len).await?;
-        }
-    }
-}
-
-impl Drop for DataHandle {
-    fn drop(&mut self) {
-        lock(&self.cf.wants).readers.remove(&self.reader);
-        self.cf.kick.notify_one();
     }
 }
 

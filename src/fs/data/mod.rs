@@ -50,20 +50,23 @@
 
 use crate::api::{Client, FileRef};
 use crate::fs::cache::lock;
-use crate::fs::names::FileName;
 use crate::fs::store::{self, Store};
 use crate::fs::FsError;
 use crate::platform::lock::OwnedDir;
 use fetch::FetchEnd;
-pub use file::{CachedFile, DataHandle, READ_AHEAD_MAX};
+pub use file::{CachedFile, READ_AHEAD_MAX};
 use file::{End, Fill, Seg, State};
+pub use handle::DataHandle;
 pub use mapped::FileBytes;
 use memory::MemBudget;
 
 mod fetch;
 mod file;
+mod handle;
+mod keep;
 mod mapped;
 mod memory;
+mod room;
 use lru::LruCache;
 
 use std::path::Path;
@@ -277,74 +280,6 @@ impl DataCache {
         self.store.size_of(f)
     }
 
-    /// A complete file an earlier mount kept, once its size and checksum
-    /// hold (read once, off the async workers). A wrong one is deleted.
-    async fn from_store(
-        self: &Arc<Self>,
-        f: &FileRef,
-        size: Option<u64>,
-    ) -> Option<Arc<CachedFile>> {
-        let this = self.clone();
-        let key = f.clone();
-        let found = tokio::task::spawn_blocking(move || {
-            let (file, data, meta) = this.store.lookup(&key)?;
-            let right_size = size.is_none_or(|s| s == meta.size);
-            let seen = store::identity(&file);
-            let verified = store::verify(&file, &meta);
-            if verified != store::Verified::Unchanged {
-                this.stats.checksum_reads.fetch_add(1, Ordering::Relaxed);
-            }
-            match verified {
-                store::Verified::Unchanged if right_size => return Some((file, data, meta.size)),
-                store::Verified::Read if right_size => {
-                    // Read and good: later mounts need not read it again.
-                    if let Some(seen) = seen {
-                        this.store.stamp(&key, &file, seen);
-                    }
-                    return Some((file, data, meta.size));
-                }
-                _ => {}
-            }
-            this.stats.corrupt.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(
-                run = key.run_id(),
-                file = key.file_name(),
-                "a kept result file does not match its checksum or size: downloading it again"
-            );
-            drop(file);
-            store::remove(&data, &data.with_extension("meta"));
-            None
-        })
-        .await
-        .ok()
-        .flatten()?;
-        let (file, data, size) = found;
-        let state = State {
-            fill: Fill::Prefix(size),
-            end: End::Done { size },
-        };
-        let cf = CachedFile::new(
-            f.clone(),
-            Some((file, data)),
-            state,
-            true,
-            self.plan.chunk_size,
-        );
-        cf.kept.store(true, Ordering::Relaxed);
-        let cf = Arc::new(cf);
-        {
-            let mut inner = lock(&self.inner);
-            // Another open got there first: use its entry.
-            if let Some(other) = self.hit(&mut inner, f) {
-                return Some(other);
-            }
-            inner.files.put(f.clone(), (cf.clone(), 0));
-        }
-        self.stats.earlier_hits.fetch_add(1, Ordering::Relaxed);
-        self.account(f, size);
-        Some(cf)
-    }
-
     /// A new entry for `f`: on disk (the part file is made under the
     /// cache's lock, so that two opens can never start two downloads of
     /// one file; it is one metadata syscall), or in memory when it cannot
@@ -381,7 +316,7 @@ impl DataCache {
                     .open(&path)
                 {
                     Ok(file) => Some((file, path)),
-                    Err(e) if is_disk_full(&e) && ranges && size.is_some() => {
+                    Err(e) if room::is_disk_full(&e) && ranges && size.is_some() => {
                         self.note_disk_full(f);
                         None
                     }
@@ -474,73 +409,6 @@ impl DataCache {
         });
     }
 
-    /// Move a complete download of a finished run into the store, with the
-    /// checksum its download recorded (or, if that record is not whole, one
-    /// computed by reading the file, off the async workers). It works on
-    /// its own descriptor of the file, so the entry may be evicted
-    /// meanwhile: then what was stored is removed again.
-    async fn keep(self: &Arc<Self>, weak: std::sync::Weak<CachedFile>, size: u64) {
-        let Some((file, part, fref, crc)) = weak.upgrade().and_then(|cf| {
-            let file = cf.file.as_ref()?.try_clone().ok()?;
-            let part = lock(&cf.path).clone();
-            Some((file, part, cf.fref.clone(), cf.written.whole(size)))
-        }) else {
-            return;
-        };
-        let this = self.clone();
-        let kept = tokio::task::spawn_blocking(move || {
-            let data = this.store.persist(&fref, &part, &file, size, crc);
-            let data = match data {
-                Ok(data) => data,
-                // Evicted (and its part file deleted) while being kept.
-                Err(_) if weak.strong_count() == 0 => return None,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot keep a result file for later mounts");
-                    return None;
-                }
-            };
-            if !this.install(&weak, &data) {
-                store::remove_unused(&data, Some(&file));
-                return None;
-            }
-            // The bound holds for the whole folder, other mounts' files too.
-            this.store.prune(this.max_bytes);
-            Some((store::identity(&file)?, file, fref))
-        })
-        .await;
-        if let Ok(Some((seen, file, fref))) = kept {
-            // The checksum was made from these very bytes; once the margin
-            // has passed with the file unchanged, stamp it so the next mount
-            // serves it without reading it first.
-            let this = self.clone();
-            tokio::spawn(async move {
-                let wait = store::CHECK_MARGIN_S as u64 + 1;
-                tokio::time::sleep(std::time::Duration::from_secs(wait)).await;
-                let _ =
-                    tokio::task::spawn_blocking(move || this.store.stamp(&fref, &file, seen)).await;
-            });
-        }
-    }
-
-    /// Point the entry `weak` at its stored copy `data`, if it is still
-    /// this mount's entry (not evicted while it was being stored).
-    fn install(&self, weak: &std::sync::Weak<CachedFile>, data: &Path) -> bool {
-        let inner = lock(&self.inner);
-        let Some(cf) = weak.upgrade() else {
-            return false;
-        };
-        let current = inner
-            .files
-            .peek(&cf.fref)
-            .is_some_and(|(c, _)| Arc::ptr_eq(c, &cf));
-        if current {
-            *lock(&cf.path) = data.to_path_buf();
-            cf.kept.store(true, Ordering::Relaxed);
-        }
-        drop(inner);
-        current
-    }
-
     /// Fetch `cf`: in chunks when its size is known, else (or when the
     /// server refuses ranges) whole. `Some` with the exact size once every
     /// byte is in the cache file; `None` when the fetch stopped first (no
@@ -605,34 +473,13 @@ impl DataCache {
                 // The disk is full: what is held stays on disk, the rest
                 // comes in ranges through memory (if the server has them).
                 Err(e)
-                    if is_disk_full_error(&e) && !self.ranges_refused.load(Ordering::Relaxed) =>
+                    if room::is_disk_full_error(&e)
+                        && !self.ranges_refused.load(Ordering::Relaxed) =>
                 {
                     let Some(size) = cf.size_hint else {
                         return Err(e);
                     };
-                    self.note_disk_full(&cf.fref);
-                    cf.in_memory.store(true, Ordering::Relaxed);
-                    cf.state.send_modify(|s| {
-                        let have = match s.fill {
-                            Fill::Prefix(p) => p.min(size),
-                            _ => 0,
-                        };
-                        let mut segs = std::collections::BTreeMap::new();
-                        if have > 0 {
-                            segs.insert(
-                                0,
-                                Seg {
-                                    end: have,
-                                    have,
-                                    mem: false,
-                                },
-                            );
-                        }
-                        if have < size {
-                            segs.insert(have, Seg::new(size, true));
-                        }
-                        s.fill = Fill::Chunks { segs };
-                    });
+                    self.whole_to_memory(cf, size);
                 }
                 Err(e) => return Err(e),
             }
@@ -652,99 +499,6 @@ impl DataCache {
         (self.max_bytes, lock(&self.inner).total)
     }
 
-    /// Record a finished download's size (it replaces what was reserved
-    /// for it) and evict old files past the bound.
-    fn account(&self, f: &FileRef, size: u64) {
-        let mut inner = lock(&self.inner);
-        if let Some(entry) = inner.files.peek_mut(f) {
-            let reserved = std::mem::replace(&mut entry.1, size);
-            inner.total = inner.total.saturating_sub(reserved) + size;
-        }
-        self.evict(&mut inner, self.max_bytes);
-    }
-
-    /// A fetch stopped with `on_disk` bytes in the cache file: count those
-    /// only (what was reserved for the rest is free again).
-    fn settle(&self, weak: &std::sync::Weak<CachedFile>, on_disk: u64) {
-        let mut inner = lock(&self.inner);
-        let Some(cf) = weak.upgrade() else {
-            return;
-        };
-        if let Some(entry) = inner.files.peek_mut(&cf.fref) {
-            if Arc::ptr_eq(&entry.0, &cf) {
-                let reserved = std::mem::replace(&mut entry.1, on_disk);
-                inner.total = inner.total.saturating_sub(reserved) + on_disk;
-            }
-        }
-        drop(cf);
-        self.evict(&mut inner, self.max_bytes);
-    }
-
-    /// Count `n` more bytes of disk for `cf` before they are fetched,
-    /// evicting files nobody has open to make room; `false` when there is
-    /// none to be made (files in use fill the bound), the disk is known to
-    /// be full, or `cf` is no longer this mount's entry.
-    fn reserve_disk(&self, cf: &Arc<CachedFile>, n: u64) -> bool {
-        if self.disk_is_full(n) {
-            return false;
-        }
-        let mut inner = lock(&self.inner);
-        let ours = inner
-            .files
-            .peek(&cf.fref)
-            .is_some_and(|(c, _)| Arc::ptr_eq(c, cf));
-        if !ours || n > self.max_bytes {
-            return false;
-        }
-        self.evict(&mut inner, self.max_bytes - n);
-        if inner.total + n > self.max_bytes {
-            return false;
-        }
-        inner.total += n;
-        if let Some(entry) = inner.files.peek_mut(&cf.fref) {
-            entry.1 += n;
-        }
-        true
-    }
-
-    /// `cf` goes on through memory: the disk cache cannot take it.
-    fn to_memory(&self, cf: &CachedFile, why: &str) {
-        if !cf.in_memory.swap(true, Ordering::Relaxed) {
-            self.stats.memory_files.fetch_add(1, Ordering::Relaxed);
-            tracing::info!(file = ?cf.fref, "reading through memory from here on: {why}");
-        }
-    }
-
-    /// A write into the cache found the disk full: one warning until the
-    /// disk has room again, and a count of the files it moved to memory.
-    fn note_disk_full(&self, f: &FileRef) {
-        self.stats.disk_full.fetch_add(1, Ordering::Relaxed);
-        if !self.disk_full.swap(true, Ordering::Relaxed) {
-            tracing::warn!(
-                dir = %self.dir.path().display(),
-                file = ?f,
-                "the cache's disk is full: reading result files through memory until it has room"
-            );
-        }
-    }
-
-    /// Whether the disk was found full and still has no room for `n` more
-    /// bytes (and a margin); the first look that finds room clears it.
-    fn disk_is_full(&self, n: u64) -> bool {
-        if !self.disk_full.load(Ordering::Relaxed) {
-            return false;
-        }
-        match free_bytes(self.dir.path()) {
-            Some(free) if free >= n.saturating_add(DISK_FULL_MARGIN) => {
-                if self.disk_full.swap(false, Ordering::Relaxed) {
-                    tracing::info!("the cache's disk has room again: caching result files on it");
-                }
-                false
-            }
-            _ => true,
-        }
-    }
-
     /// Evict what the bound calls for now: a reader that held files back
     /// has let go.
     pub fn trim(&self) {
@@ -755,59 +509,6 @@ impl DataCache {
     pub fn memory_usage(&self) -> (u64, u64) {
         (self.memory.limit(), self.memory.used())
     }
-
-    /// Evict least recently used files nobody has open until the total is
-    /// within `target`.
-    fn evict(&self, inner: &mut Inner, target: u64) {
-        let mut skipped = Vec::new();
-        while inner.total > target {
-            let Some((k, (cf, sz))) = inner.files.pop_lru() else {
-                break;
-            };
-            // Files being read or fetched stay: a reader or the fetch holds
-            // their Arc.
-            if Arc::strong_count(&cf) > 1 {
-                skipped.push((k, (cf, sz)));
-                continue;
-            }
-            inner.total -= sz;
-            self.stats.evictions.fetch_add(1, Ordering::Relaxed);
-            if cf.kept.load(Ordering::Relaxed) {
-                // Gone from the store too, unless another mount uses it.
-                if let Some(file) = &cf.file {
-                    store::remove_unused(&lock(&cf.path), Some(file));
-                }
-            }
-        }
-        // Put the files in use back, as the least recently used.
-        for (k, v) in skipped.into_iter().rev() {
-            inner.files.push(k.clone(), v);
-            inner.files.demote(&k);
-        }
-    }
-}
-
-/// Whether an I/O error says the disk (or the user's quota) is full.
-fn is_disk_full(e: &std::io::Error) -> bool {
-    matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT))
-}
-
-/// Whether a download failed on a full disk.
-fn is_disk_full_error(e: &crate::api::Error) -> bool {
-    matches!(e, crate::api::Error::Io { source, .. } if is_disk_full(source))
-}
-
-/// The bytes an unprivileged user may still write on the filesystem of
-/// `dir` (statvfs(3)).
-fn free_bytes(dir: &Path) -> Option<u64> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
-    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: a valid C string and a zeroed struct the call fills.
-    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
-        return None;
-    }
-    Some((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
 }
 
 fn set_private(dir: &Path) -> std::io::Result<()> {
