@@ -449,3 +449,49 @@ fn a_partly_read_file_is_not_kept_as_whole() {
     assert_eq!(m.stat("data_cache_hits_earlier_mounts"), 1);
     assert!(ranges_asked(&emu, &format!("/crawlruns/{id}/csv")).is_empty());
 }
+
+#[test]
+fn the_memory_path_gives_exact_bytes_through_faults_or_eio() {
+    if !fuse_or_skip() {
+        return;
+    }
+    // 4.5 MB files over a 1 MiB disk cache: all through memory, in 256 KiB
+    // ranges, while the server cuts answers and fails some with 500s.
+    let size = 4_500_000u64;
+    let emu = Emu::start(scale_account(size, None));
+    let flags = [
+        "--cache-size",
+        "1M",
+        "--download-chunk-size",
+        "256K",
+        "--api-deadline",
+        "20s",
+    ];
+    let m = Mounted::new(&emu.url, &flags);
+    let runs = emu.finished_runs();
+    let truths: Vec<Vec<u8>> = runs[..3]
+        .iter()
+        .map(|id| emu.get_bytes(&format!("/crawlruns/{id}/csv")))
+        .collect();
+    emu.set_faults(serde_json::json!({
+        "operation": "getCrawlrunFile",
+        "truncate_rate": 0.3,
+        "error_rate": 0.1
+    }));
+    for (id, truth) in runs[..3].iter().zip(&truths) {
+        let got = std::fs::read(m.path(&format!("crawlruns/{id}/data.csv"))).unwrap();
+        assert!(
+            got == *truth,
+            "run {id}: {} bytes, not the truth",
+            got.len()
+        );
+    }
+    assert!(m.stat("data_memory_files") >= 3);
+    // A server that fails every range: EIO, never short or wrong bytes.
+    let m2 = Mounted::new(&emu.url, &["--cache-size", "1M", "--api-deadline", "2s"]);
+    emu.set_faults(serde_json::json!({"operation": "getCrawlrunFile", "error_rate": 1.0}));
+    let r = std::fs::read(m2.path(&format!("crawlruns/{}/data.csv", runs[3])));
+    let e = r.expect_err("a file whose ranges all fail is not read");
+    assert_eq!(e.raw_os_error(), Some(libc::EIO), "{e}");
+    emu.clear_faults();
+}
