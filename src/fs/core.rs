@@ -203,6 +203,8 @@ pub enum Inval {
     Inode(Ino),
     /// One name in a directory (a `latest` link's target).
     Entry(Ino, OsString),
+    /// A file's pages from an offset, this many bytes (0: to its end).
+    Pages(Ino, u64, u64),
 }
 
 impl Fs {
@@ -378,6 +380,12 @@ impl Fs {
         } else if keep_cache {
             d.keep_cache_opens.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// Whether `fh` reads a result file fetched into the disk cache (not
+    /// through memory): once complete, later opens can pass it through.
+    pub fn fetches_to_disk(&self, fh: u64) -> bool {
+        matches!(lock(&self.handles).get(&fh), Some(Handle::Data(h)) if h.file().on_disk())
     }
 
     /// Is this handle an open result file?

@@ -234,7 +234,7 @@ impl Fs {
 
     /// Hand the kernel's adapter what it should forget (inode 0: never
     /// handed out, nothing to forget).
-    fn invalidate_all(&self, what: &[Inval]) {
+    pub fn invalidate_all(&self, what: &[Inval]) {
         let guard = crate::fs::cache::lock(&self.invalidator);
         let Some(f) = guard.as_ref() else { return };
         for w in what {

@@ -137,6 +137,9 @@ fn notifier_thread(notifier: fuser::Notifier) -> crate::fs::core::InvalidateFn {
             let _ = match inval {
                 Inval::Inode(ino) => notifier.inval_inode(fuser::INodeNo(ino), 0, 0),
                 Inval::Entry(parent, name) => notifier.inval_entry(fuser::INodeNo(parent), &name),
+                Inval::Pages(ino, off, len) => {
+                    notifier.inval_inode(fuser::INodeNo(ino), off as i64, len as i64)
+                }
             };
         }
     });

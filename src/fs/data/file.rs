@@ -261,6 +261,11 @@ impl CachedFile {
         matches!(self.state.borrow().end, End::Failed(_))
     }
 
+    /// Whether it is fetched into a cache file (not through memory).
+    pub fn on_disk(&self) -> bool {
+        self.file.is_some() && !self.in_memory()
+    }
+
     /// Whether new fetches of this file go to memory.
     pub(super) fn in_memory(&self) -> bool {
         self.in_memory.load(Ordering::Relaxed)

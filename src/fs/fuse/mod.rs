@@ -21,7 +21,7 @@
 //! methods of a few lines each, including the operations refused on
 //! purpose (so that fuser never logs "not implemented").
 
-use crate::fs::core::Fs;
+use crate::fs::core::{Fs, Inval};
 use crate::fs::counters::FuseOp;
 use passthrough::{open_flags, Passthrough};
 use reply::{file_attr, file_type, reply_data, reply_empty, reply_entry, Tally};
@@ -307,6 +307,11 @@ impl Filesystem for FuseFs {
         reply: ReplyData,
     ) {
         let t = self.count(FuseOp::Read, ino);
+        if let Some((off, len)) = self.passthrough.behind(fh.0, offset) {
+            if self.fs.fetches_to_disk(fh.0) {
+                self.fs.invalidate_all(&[Inval::Pages(ino.0, off, len)]);
+            }
+        }
         // Bytes that are here are copied out on this FUSE thread; a read
         // ahead of the download waits on the runtime, and its copy and
         // reply then run on a blocking thread, never on an async worker.
@@ -327,8 +332,8 @@ impl Filesystem for FuseFs {
             rt.spawn_blocking(move || {
                 let r = match fs.read_now(fh.0, offset, size) {
                     Some(r) => r,
-                    // Cannot happen (bytes never go away once here), but if
-                    // it did, wait again rather than answer wrongly.
+                    // Memory-path bytes dropped since the wait ended:
+                    // wait again rather than answer wrongly.
                     None => Handle::current().block_on(fs.read(fh.0, offset, size)),
                 };
                 reply_data(&t, reply, r)
@@ -383,7 +388,12 @@ impl Filesystem for FuseFs {
         reply: ReplyEmpty,
     ) {
         self.count(FuseOp::Release, ino);
-        self.passthrough.release(fh.0);
+        // A complete file will be passed through at its next open: drop
+        // the pages its reader left now, off that open's path.
+        let left = self.passthrough.release(fh.0);
+        if let Some(from) = left.filter(|_| self.fs.backing_file(fh.0).is_some()) {
+            self.fs.invalidate_all(&[Inval::Pages(ino.0, from, 0)]);
+        }
         let fs = self.fs.clone();
         reply.ok();
         self.spawn(async move { fs.release_async(fh.0).await });
