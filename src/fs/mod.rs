@@ -25,6 +25,7 @@ pub mod inputs;
 pub mod names;
 pub mod nfs;
 pub mod objects;
+pub mod opened;
 pub mod outage;
 pub mod poll;
 pub mod runs;
