@@ -96,6 +96,27 @@ fn peek_cost(emu: &Emu, m: &Mounted, path: &str, what: &str) -> Vec<(u64, u64)> 
     asked
 }
 
+/// Read `seeks` (offset, length) of `file` in the mount with Python's
+/// seek and read, each checked against the emulator's bytes of `api`.
+fn check_seeks(emu: &Emu, m: &Mounted, file: &str, api: &str, seeks: &[(u64, u64)]) {
+    let args: Vec<String> = seeks.iter().map(|(o, l)| format!("{o}:{l}")).collect();
+    let out = m.sh_ok(&format!(
+        "python3 -c '
+import hashlib, sys
+with open(sys.argv[1], \"rb\") as f:
+    for a in sys.argv[2:]:
+        o, n = map(int, a.split(\":\"))
+        f.seek(o)
+        print(hashlib.sha256(f.read(n)).hexdigest())
+' {file} {}",
+        args.join(" ")
+    ));
+    assert_eq!(out.lines().count(), seeks.len());
+    for ((o, l), line) in seeks.iter().zip(out.lines()) {
+        assert_eq!(line, sha256_bytes(&emu_range(emu, api, *o, *l)), "{o}:{l}");
+    }
+}
+
 /// Wait (10 s at most) until the mount has no download running: what it
 /// fetched is then all it will fetch.
 fn wait_idle(m: &Mounted) {
@@ -324,27 +345,7 @@ fn a_full_disk_is_read_through_memory_not_enospc() {
             (off, 1 + (i * 7919 * 131) % MIB)
         })
         .collect();
-    let args: Vec<String> = seeks.iter().map(|(o, l)| format!("{o}:{l}")).collect();
-    let out = m.sh_ok(&format!(
-        "python3 -c '
-import hashlib, sys
-with open(sys.argv[1], \"rb\") as f:
-    for a in sys.argv[2:]:
-        o, n = map(int, a.split(\":\"))
-        f.seek(o)
-        print(hashlib.sha256(f.read(n)).hexdigest())
-' {} {}",
-        file(2),
-        args.join(" ")
-    ));
-    for ((o, l), line) in seeks.iter().zip(out.lines()) {
-        assert_eq!(
-            line,
-            sha256_bytes(&emu_range(&emu, &api(2), *o, *l)),
-            "{o}:{l}"
-        );
-    }
-    assert_eq!(out.lines().count(), seeks.len());
+    check_seeks(&emu, &m, &file(2), &api(2), &seeks);
     m.unmount();
     let warnings = m.log_text().matches("the cache's disk is full").count();
     assert_eq!(warnings, 1, "one warning while the disk stays full");
@@ -473,19 +474,8 @@ fn the_memory_path_gives_exact_bytes_through_faults_or_eio() {
         .iter()
         .map(|id| emu.get_bytes(&format!("/crawlruns/{id}/csv")))
         .collect();
-    emu.set_faults(serde_json::json!({
-        "operation": "getCrawlrunFile",
-        "truncate_rate": 0.3,
-        "error_rate": 0.1
-    }));
-    for (id, truth) in runs[..3].iter().zip(&truths) {
-        let got = std::fs::read(m.path(&format!("crawlruns/{id}/data.csv"))).unwrap();
-        assert!(
-            got == *truth,
-            "run {id}: {} bytes, not the truth",
-            got.len()
-        );
-    }
+    cut_and_fail_downloads(&emu);
+    assert_reads_true(&m, &runs[..3], &truths);
     assert!(m.stat("data_memory_files") >= 3);
     // A server that fails every range: EIO, never short or wrong bytes.
     let m2 = Mounted::new(&emu.url, &["--cache-size", "1M", "--api-deadline", "2s"]);
@@ -511,11 +501,7 @@ fn a_file_read_cold_through_faults_reads_again_exact() {
     let api = format!("/crawlruns/{id}/csv");
     let f = format!("crawlruns/{id}/data.csv");
     let want = emu_sha(&emu, &api);
-    emu.set_faults(serde_json::json!({
-        "operation": "getCrawlrunFile",
-        "truncate_rate": 0.3,
-        "error_rate": 0.1
-    }));
+    cut_and_fail_downloads(&emu);
     let cold = m.sh_ok(&format!("sha256sum < {f}"));
     emu.clear_faults();
     assert!(cold.starts_with(&want), "cold");
@@ -526,24 +512,5 @@ fn a_file_read_cold_through_faults_reads_again_exact() {
     let seeks: Vec<(u64, u64)> = (1..20u64)
         .map(|i| ((i * 5_242_883) % (size - MIB), 4096 + i * 1000))
         .collect();
-    let args: Vec<String> = seeks.iter().map(|(o, l)| format!("{o}:{l}")).collect();
-    let out = m.sh_ok(&format!(
-        "python3 -c '
-import hashlib, sys
-with open(sys.argv[1], \"rb\") as f:
-    for a in sys.argv[2:]:
-        o, n = map(int, a.split(\":\"))
-        f.seek(o)
-        print(hashlib.sha256(f.read(n)).hexdigest())
-' {f} {}",
-        args.join(" ")
-    ));
-    assert_eq!(out.lines().count(), seeks.len());
-    for ((o, l), line) in seeks.iter().zip(out.lines()) {
-        assert_eq!(
-            line,
-            sha256_bytes(&emu_range(&emu, &api, *o, *l)),
-            "{o}:{l}"
-        );
-    }
+    check_seeks(&emu, &m, &f, &api, &seeks);
 }

@@ -264,19 +264,8 @@ fn cut_ranges_and_server_errors_mid_way_are_retried_to_exact_bytes() {
         .map(|id| emu.get_bytes(&format!("/crawlruns/{id}/csv")))
         .collect();
     emu.clear_requests();
-    emu.set_faults(json!({
-        "operation": "getCrawlrunFile",
-        "truncate_rate": 0.3,
-        "error_rate": 0.1
-    }));
-    for (id, truth) in runs[..3].iter().zip(&truths) {
-        let got = std::fs::read(m.path(&format!("crawlruns/{id}/data.csv"))).unwrap();
-        assert!(
-            got == *truth,
-            "run {id}: {} bytes, not the truth",
-            got.len()
-        );
-    }
+    cut_and_fail_downloads(&emu);
+    assert_reads_true(&m, &runs[..3], &truths);
     emu.clear_faults();
     // Each is kept for later mounts with the checksum of its true bytes,
     // made while its cut and retried ranges were written, out of order.

@@ -690,6 +690,28 @@ pub fn plain_extractor_list(emu: &Emu) -> Vec<Value> {
         .collect()
 }
 
+/// Make the emulator cut 30% of its result-file answers short and fail
+/// 10% with a 500 (the faults a ranged download must get through).
+pub fn cut_and_fail_downloads(emu: &Emu) {
+    emu.set_faults(serde_json::json!({
+        "operation": "getCrawlrunFile",
+        "truncate_rate": 0.3,
+        "error_rate": 0.1
+    }));
+}
+
+/// Each of `runs`' data.csv, read whole through the mount, is its truth.
+pub fn assert_reads_true(m: &Mounted, runs: &[String], truths: &[Vec<u8>]) {
+    for (id, truth) in runs.iter().zip(truths) {
+        let got = std::fs::read(m.path(&format!("crawlruns/{id}/data.csv"))).unwrap();
+        assert!(
+            got == *truth,
+            "run {id}: {} bytes, not the truth",
+            got.len()
+        );
+    }
+}
+
 /// Unmounts a background mount (not our child) on drop, on every path:
 /// `fusermount3 -u` for up to 5 s, then a lazy unmount.
 pub struct Unmount(pub PathBuf);
