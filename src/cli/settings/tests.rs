@@ -185,3 +185,16 @@ fn settings_survive_their_flags() {
     let flags = SettingsFlags::from_arg_matches(&cmd.get_matches_from(argv)).unwrap();
     assert_eq!(resolve(&flags).unwrap().settings(), want);
 }
+
+#[test]
+fn max_memory_is_an_option_and_a_config_key() {
+    let (l, _) = opts("max_memory=64M").unwrap();
+    assert_eq!(l.max_memory.unwrap().value, 64 << 20);
+    assert!(opts("max_memory=lots").is_err());
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.toml");
+    std::fs::write(&path, "max_memory = \"1G\"\n").unwrap();
+    assert_eq!(load_file(&path).unwrap().max_memory.unwrap().value, 1 << 30);
+    std::fs::write(&path, "max_memory = \"1Q\"\n").unwrap();
+    assert!(load_file(&path).is_err(), "not a size");
+}
