@@ -139,10 +139,7 @@ impl DataCache {
         let Some(cf) = weak.upgrade() else {
             return false;
         };
-        let current = inner
-            .files
-            .peek(&cf.fref)
-            .is_some_and(|(c, _)| Arc::ptr_eq(c, &cf));
+        let current = inner.holds(&cf);
         if current {
             *lock(&cf.path) = data.to_path_buf();
             cf.kept.store(true, Ordering::Relaxed);

@@ -143,6 +143,13 @@ impl Inner {
         }
     }
 
+    /// Whether `cf` is the entry of its file (not one replaced since).
+    fn holds(&self, cf: &Arc<CachedFile>) -> bool {
+        self.files
+            .peek(&cf.fref)
+            .is_some_and(|(c, _)| Arc::ptr_eq(c, cf))
+    }
+
     /// The bytes counted for files someone has open (or a task fetches):
     /// eviction cannot free them.
     fn pinned(&self) -> u64 {

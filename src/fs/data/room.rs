@@ -35,11 +35,18 @@ impl DataCache {
         let Some(cf) = weak.upgrade() else {
             return;
         };
+        if !inner.holds(&cf) {
+            return;
+        }
         if let Some(entry) = inner.files.peek_mut(&cf.fref) {
-            if Arc::ptr_eq(&entry.0, &cf) {
-                let reserved = std::mem::replace(&mut entry.1, on_disk);
-                inner.total = inner.total.saturating_sub(reserved) + on_disk;
-            }
+            let reserved = std::mem::replace(&mut entry.1, on_disk);
+            inner.total = inner.total.saturating_sub(reserved) + on_disk;
+        }
+        // A file read through memory only holds nothing once stopped: its
+        // entry goes too, unless someone opened it meanwhile (the cache's
+        // lock, held here, is the one opens take).
+        if cf.file().is_none() && Arc::strong_count(&cf) == 2 {
+            inner.forget(&cf.fref);
         }
         drop(cf);
         self.evict(&mut inner, self.max_bytes);
@@ -54,11 +61,7 @@ impl DataCache {
             return false;
         }
         let mut inner = lock(&self.inner);
-        let ours = inner
-            .files
-            .peek(&cf.fref)
-            .is_some_and(|(c, _)| Arc::ptr_eq(c, cf));
-        if !ours || n > self.max_bytes {
+        if !inner.holds(cf) || n > self.max_bytes {
             return false;
         }
         self.evict(&mut inner, self.max_bytes - n);
