@@ -2,7 +2,8 @@
 //! short-lived mapping of the cache file (see [`Mapped`]), or bytes held
 //! by the memory path.
 
-/// Bytes read from a file of the mount: owned, or a mapping of the cache file.
+/// Bytes read from a file of the mount: owned, a mapping of the cache file,
+/// or a slice of a memory-path segment.
 pub struct FileBytes(Bytes);
 
 enum Bytes {
