@@ -109,7 +109,6 @@ pub fn unmount(args: UnmountArgs) -> Result<()> {
     let mp = platform::mount_path(&args.mountpoint)
         .with_context(|| format!("cannot resolve {}", args.mountpoint.display()))?;
     require_importfs(&mp)?;
-    end_event_readers(&mp);
     let nfs = mount_at(&mp)?.is_some_and(|m| m.is_nfs());
     let done = if nfs {
         // An NFS mount of the NFS backend: umount(8), through sudo where
@@ -140,30 +139,6 @@ pub fn unmount(args: UnmountArgs) -> Result<()> {
         std::thread::sleep(Duration::from_millis(50));
     }
     Ok(())
-}
-
-/// Readers of `.importfs/events` wait for the next event with the file open,
-/// which keeps the mount busy: ask the mount's process (its `pid` in
-/// `.importfs/stats`) to end them with EOF (SIGUSR1), and wait up to 3 s for
-/// them to let go. A mount that does not answer is left to the unmount.
-fn end_event_readers(mp: &Path) {
-    let stat = |name: &str| -> Option<i32> {
-        let text = std::fs::read_to_string(mp.join(".importfs").join("stats")).ok()?;
-        text.lines()
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
-    };
-    let (Some(readers), Some(pid)) = (stat("event_readers"), stat("pid")) else {
-        return;
-    };
-    if readers == 0 || pid <= 0 {
-        return;
-    }
-    // SAFETY: kill(2) with a pid the mount reported as its own.
-    unsafe { libc::kill(pid, libc::SIGUSR1) };
-    let deadline = Instant::now() + Duration::from_secs(3);
-    while stat("event_readers").unwrap_or(0) > 0 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// `importfs status`: the mount's `.importfs/stats`, as is.
