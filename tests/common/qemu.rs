@@ -256,6 +256,10 @@ impl GuestRun<'_> {
             std::fs::hard_link(&bin, root.join("bin/importfs"))
                 .or_else(|_| std::fs::copy(&bin, root.join("bin/importfs")).map(|_| ()))
                 .unwrap();
+            for lib in shared_libraries(&bin) {
+                let bytes = std::fs::read(&lib).expect("shared library");
+                put(lib.to_str().unwrap().trim_start_matches('/'), &bytes, 0o755);
+            }
         }
         let mut base = std::fs::read(&self.guest.initrd).expect("base initramfs");
         base.resize(base.len().div_ceil(512) * 512, 0);
@@ -270,6 +274,21 @@ impl GuestRun<'_> {
             .expect("busybox cpio");
         assert!(st.success(), "cpio of the run's files failed");
     }
+}
+
+/// The shared libraries `bin` loads, the dynamic loader included, as
+/// ldd(1) lists them: the guest has none of its own.
+fn shared_libraries(bin: &Path) -> Vec<PathBuf> {
+    let out = Command::new("ldd").arg(bin).output().expect("ldd");
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .filter_map(|l| {
+            let l = l.trim();
+            let path = l.split("=> ").nth(1).unwrap_or(l);
+            let path = path.split(" (").next()?.trim();
+            path.starts_with('/').then(|| PathBuf::from(path))
+        })
+        .collect()
 }
 
 /// KVM only when asked (`IMPORTFS_GUEST_KVM=1`): TCG works anywhere, and
