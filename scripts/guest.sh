@@ -128,6 +128,9 @@ build_initramfs() {
 prepare() {
     local cache="$1"
     [ -x "$BUSYBOX" ] || die "$BUSYBOX is missing (apt-get install busybox-static)"
+    if ldd "$BUSYBOX" >/dev/null 2>&1; then
+        die "$BUSYBOX is not static (apt-get install busybox-static)"
+    fi
     mkdir -p "$cache"
     cache=$(cd "$cache" && pwd)
     exec 9>"$cache/.lock"
@@ -139,7 +142,10 @@ prepare() {
     # Rebuilt when this script changes.
     stamp=$(sha256sum "${BASH_SOURCE[0]}" | cut -c1-12)
     local initrd="$cache/initramfs-$pkg-$stamp.cpio.gz"
-    [ -e "$initrd" ] || build_initramfs "$kdir" "$initrd"
+    if [ ! -e "$initrd" ]; then
+        rm -f "$cache"/initramfs-*.cpio.gz
+        build_initramfs "$kdir" "$initrd"
+    fi
     echo "KERNEL=$(ls "$kdir"/boot/vmlinuz-*)"
     echo "INITRD=$initrd"
 }

@@ -311,6 +311,12 @@ fn stripped_importfs(cache: &Path) -> PathBuf {
             .map_or(0, |d| d.as_nanos());
         let out = cache.join(format!("importfs-{}-{mtime}", meta.len()));
         if !out.exists() {
+            // Copies of earlier builds go.
+            for old in std::fs::read_dir(cache).into_iter().flatten().flatten() {
+                if old.file_name().to_string_lossy().starts_with("importfs-") {
+                    let _ = std::fs::remove_file(old.path());
+                }
+            }
             let tmp = out.with_extension(format!("tmp{}", std::process::id()));
             let st = Command::new("strip")
                 .arg("--strip-debug")
