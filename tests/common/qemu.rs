@@ -64,7 +64,12 @@ impl GuestOutput {
     /// Panics with the output and the console's tail unless the script
     /// exited 0.
     pub fn ok(self) -> GuestOutput {
-        assert_eq!(self.code, Some(0), "the guest script failed:\n{}", self.explain());
+        assert_eq!(
+            self.code,
+            Some(0),
+            "the guest script failed:\n{}",
+            self.explain()
+        );
         self
     }
 
@@ -82,8 +87,98 @@ impl GuestOutput {
     /// The value of a line `NAME=value` the script printed.
     pub fn value(&self, name: &str) -> Option<&str> {
         let prefix = format!("{name}=");
-        self.out.lines().rev().find_map(|l| l.strip_prefix(prefix.as_str()))
+        self.out
+            .lines()
+            .rev()
+            .find_map(|l| l.strip_prefix(prefix.as_str()))
     }
+}
+
+/// Where the guest's `importfs mount --backend nfs` gets its account.
+pub enum GuestApi<'a> {
+    /// An `importfs emulator` (demo account, key `k`) started inside the
+    /// guest on 127.0.0.1:8080: everything runs in the guest.
+    InGuest,
+    /// An emulator on the host, at its `http://127.0.0.1:PORT` URL, with
+    /// its key: the host can watch the API calls the mount makes. The
+    /// guest reaches it through a relay (busybox `nc`) on its own
+    /// 127.0.0.1:8080.
+    Host { url: &'a str, key: &'a str },
+}
+
+/// Shell lines that mount the account on `/mnt/i` inside the guest with
+/// `importfs mount --backend nfs` (as root, as a user would: the server,
+/// reserved ports, the uid rule, mount(2) with `platform/nfs.rs`'s
+/// options, the watcher), with `--metadata-ttl 2s --poll-interval 2s` and
+/// `flags`; they print `MOUNT_SECS=start-end` (guest uptime), or the log
+/// and exit 1. Run a suite after them; `unmount_script` ends it.
+pub fn mount_script(api: GuestApi, flags: &str) -> String {
+    let relay: String;
+    let (url, key, start) = match api {
+        GuestApi::InGuest => (
+            "http://127.0.0.1:8080".to_owned(),
+            "k".to_owned(),
+            "importfs emulator --listen 127.0.0.1:8080 --api-key k >/tmp/emu.log 2>&1 &\n",
+        ),
+        // importfs sends a key over http:// only to this machine, so a
+        // relay on the guest's loopback carries it to the host's.
+        GuestApi::Host { url, key } => {
+            let port = url.rsplit(':').next().unwrap().trim_end_matches('/');
+            relay = format!("nc -ll -p 8080 -e nc 10.0.2.2 {port} &\n");
+            (
+                "http://127.0.0.1:8080".to_owned(),
+                key.to_owned(),
+                relay.as_str(),
+            )
+        }
+    };
+    format!(
+        r#"set -e
+export IMPORTIO_API_KEY='{key}' API='{url}'
+{start}i=0
+until wget -q -O /dev/null "$API/extractors?_apikey=$IMPORTIO_API_KEY" 2>/dev/null; do
+    i=$((i+1)); [ $i -lt 100 ] || {{ echo API_DOWN; cat /tmp/emu.log; exit 1; }}
+    sleep 0.2
+done
+mkdir -p /mnt/i
+t0=$(cut -d' ' -f1 /proc/uptime)
+if ! importfs mount --backend nfs --api-url "$API" --no-config \
+    --cache-dir /tmp/cache --log-file /tmp/mount.log --metadata-ttl 2s \
+    --poll-interval 2s {flags} /mnt/i; then
+    echo MOUNT_FAILED; cat /tmp/mount.log; exit 1
+fi
+echo MOUNT_SECS=$t0-$(cut -d' ' -f1 /proc/uptime)
+"#
+    )
+}
+
+/// Shell lines that `importfs unmount /mnt/i` and check that nothing is
+/// left: they print `UNMOUNT_SECS=start-end`, `STILL_MOUNTED` or
+/// `STILL_RUNNING` if something is, and `DONE`.
+pub const UNMOUNT_SCRIPT: &str = r#"
+t0=$(cut -d' ' -f1 /proc/uptime)
+importfs unmount /mnt/i || echo UNMOUNT_FAILED
+echo UNMOUNT_SECS=$t0-$(cut -d' ' -f1 /proc/uptime)
+if grep -q ' /mnt/i ' /proc/mounts; then echo STILL_MOUNTED; fi
+# The mount's process ends once it sees the mount gone (it looks every 0.5 s).
+i=0
+while ps -o args | grep -v grep | grep -q 'importfs mount'; do
+    i=$((i+1)); [ $i -lt 100 ] || { echo STILL_RUNNING; ps -o pid,args; break; }
+    sleep 0.1
+done
+echo DONE
+"#;
+
+/// Boot a guest with this build's `importfs`, mount the account on
+/// `/mnt/i` with `importfs mount --backend nfs` ([`mount_script`]), run
+/// `suite` there (sh, `set -e`, in `/mnt/i`), and unmount
+/// ([`UNMOUNT_SCRIPT`]). The guest is returned running: wait for it.
+pub fn nfs_suite(g: &Guest, api: GuestApi, flags: &str, suite: &str) -> Running {
+    let script = format!(
+        "{}cd /mnt/i\n{suite}\ncd /\n{UNMOUNT_SCRIPT}",
+        mount_script(api, flags)
+    );
+    g.script(&script).importfs().spawn()
 }
 
 fn ci() -> bool {
@@ -143,7 +238,10 @@ impl Guest {
             .output()
             .expect("bash scripts/guest.sh");
         let text = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success(), "scripts/guest.sh prepare failed: {text}");
+        assert!(
+            out.status.success(),
+            "scripts/guest.sh prepare failed: {text}"
+        );
         let get = |k: &str| {
             let p = text
                 .lines()
@@ -180,7 +278,8 @@ impl GuestRun<'_> {
 
     /// Put `bytes` at `path` in the guest.
     pub fn file(mut self, path: &str, bytes: &[u8]) -> Self {
-        self.files.push((path.trim_start_matches('/').to_owned(), bytes.to_vec()));
+        self.files
+            .push((path.trim_start_matches('/').to_owned(), bytes.to_vec()));
         self
     }
 

@@ -75,9 +75,8 @@ async fn mount(m: &NfsMount, mountpoint: &Path, sudo: bool) -> Result<()> {
     #[cfg(target_os = "linux")]
     if !sudo {
         let (m, mp) = (*m, mountpoint.to_owned());
-        let call = tokio::task::spawn_blocking(move || {
-            platform::nfs::mount_syscall(&m, EXPORT, &mp)
-        });
+        let call =
+            tokio::task::spawn_blocking(move || platform::nfs::mount_syscall(&m, EXPORT, &mp));
         return match tokio::time::timeout(MOUNT_TIMEOUT, call).await {
             Err(_) => bail!("the NFS mount did not finish within 60 s"),
             Ok(Err(e)) => bail!("the NFS mount stopped: {e}"),
