@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::nfs::{libnfs_or_skip, root_or_skip, Client, NfsServer};
+use common::nfs::{auth_none_calls, libnfs_or_skip, root_or_skip, Client, NfsServer};
 use common::*;
 use nfs3_client::nfs3_types::nfs3::{ftype3, nfsstat3, stable_how};
 use serde_json::{json, Value};
@@ -391,6 +391,23 @@ fn unprivileged_ports_and_foreign_uids_are_refused() {
     assert!(c.read_all(&fh).starts_with(b"{"));
     refused(Some(4242), false, s.port);
     refused(None, false, s.port);
+}
+
+/// A Linux kernel's first call is NULL under AUTH_NONE: NULL is answered
+/// whatever the credentials, and nothing else is.
+#[test]
+fn null_is_answered_without_credentials_and_nothing_else_is() {
+    if !root_or_skip() {
+        return;
+    }
+    let emu = Emu::demo();
+    let s = NfsServer::start(&emu.url, &[]);
+    let root = s.client().root();
+    let [null, mnt_null, getattr] = auth_none_calls(s.port, &root);
+    null.unwrap_or_else(|e| panic!("NFS NULL under AUTH_NONE: {e}\n{}", s.log_tail()));
+    mnt_null.unwrap_or_else(|e| panic!("MOUNT NULL under AUTH_NONE: {e}\n{}", s.log_tail()));
+    let e = getattr.expect_err("GETATTR under AUTH_NONE was answered");
+    assert!(e.contains("AUTH_TOOWEAK"), "GETATTR under AUTH_NONE: {e}");
 }
 
 #[test]
