@@ -1,0 +1,100 @@
+//! What a kernel NFS client relies on, checked with user-space clients
+//! (`nfs3_client`, libnfs's tools) until the kernel harness re-checks it:
+//! a new run moves the mtime/ctime of the directories and `latest` links
+//! that show it (the only way a kernel client learns of it); a slow writer
+//! of `inputs` never leaves the service with an empty list; an UNCHECKED
+//! CREATE of an existing file is an open.
+
+mod common;
+
+use common::nfs::{libnfs_or_skip, root_or_skip, Client, NfsServer};
+use common::*;
+use importfs::emulator::Config;
+use nfs3_client::nfs3_types::nfs3::{fattr3, nfs_fh3, nfstime3, stable_how};
+use std::time::{Duration, Instant};
+
+fn stamp(a: &fattr3) -> (nfstime3, nfstime3) {
+    (a.mtime, a.ctime)
+}
+
+/// GETATTR of `fh` until its mtime and ctime differ from `before`, for at
+/// most `within`; the attributes then.
+fn until_changed(c: &mut Client, fh: &nfs_fh3, before: &fattr3, within: Duration) -> fattr3 {
+    let end = Instant::now() + within;
+    loop {
+        let a = c.getattr(fh).expect("GETATTR");
+        if (a.mtime != before.mtime && a.ctime != before.ctime) || Instant::now() > end {
+            return a;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn a_new_run_moves_the_mtime_of_its_listings_and_of_latest() {
+    if !root_or_skip() {
+        return;
+    }
+    let emu = Emu::start(Config {
+        run_seconds: 1.0,
+        ..Config::default()
+    });
+    let s = NfsServer::start(&emu.url, &["--poll-interval", "1s"]);
+    let mut c = s.client();
+    let g = plain_extractor_list(&emu)[0]["guid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let runs_dir = c.fh(&format!("extractors/{g}/crawlruns"));
+    let top = c.fh("crawlruns");
+    let latest = c.fh(&format!("extractors/{g}/latest"));
+    let listed = |c: &mut Client| -> Vec<String> {
+        let l = c.readdir(&runs_dir).expect("READDIRPLUS");
+        l.into_iter()
+            .map(|(n, _)| String::from_utf8(n).unwrap())
+            .collect()
+    };
+    let before = listed(&mut c);
+    let link_before = c.readlink(&latest).expect("READLINK");
+    // The poll's first round only learns what exists: wait for it, so that
+    // the run below is news to the second.
+    let end = Instant::now() + Duration::from_secs(30);
+    while c.stat("polls") < 2 {
+        assert!(Instant::now() < end, "no poll round: {}", s.log_tail());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (dir_a, top_a, link_a) = (
+        c.getattr(&runs_dir).unwrap(),
+        c.getattr(&top).unwrap(),
+        c.getattr(&latest).unwrap(),
+    );
+    // Stable while nothing changes: a client's caches stay valid.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(stamp(&c.getattr(&runs_dir).unwrap()), stamp(&dir_a));
+    assert_eq!(stamp(&c.getattr(&latest).unwrap()), stamp(&link_a));
+
+    // `touch start`, as a kernel client sends it.
+    let start = c.fh(&format!("extractors/{g}/start"));
+    c.touch(&start).expect("SETATTR of start");
+    let wait = Duration::from_secs(20);
+    let dir_b = until_changed(&mut c, &runs_dir, &dir_a, wait);
+    let link_b = until_changed(&mut c, &latest, &link_a, wait);
+    let top_b = until_changed(&mut c, &top, &top_a, wait);
+    for (what, a, b) in [
+        ("crawlruns/ of the extractor", &dir_a, &dir_b),
+        ("latest", &link_a, &link_b),
+        ("the top crawlruns/", &top_a, &top_b),
+    ] {
+        assert!(
+            b.mtime != a.mtime && b.ctime != a.ctime,
+            "{what}: mtime/ctime did not move: {a:?} → {b:?}\n{}",
+            s.log_tail()
+        );
+    }
+    let after = listed(&mut c);
+    let new: Vec<&String> = after.iter().filter(|n| !before.contains(n)).collect();
+    assert_eq!(new.len(), 1, "one new run listed: {before:?} → {after:?}");
+    let link_after = c.readlink(&latest).expect("READLINK");
+    assert_ne!(link_after, link_before);
+    assert!(link_after.ends_with(new[0].as_str()), "{link_after}");
+}
