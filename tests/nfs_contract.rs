@@ -98,3 +98,54 @@ fn a_new_run_moves_the_mtime_of_its_listings_and_of_latest() {
     assert_ne!(link_after, link_before);
     assert!(link_after.ends_with(new[0].as_str()), "{link_after}");
 }
+
+/// More than the 3 s after which a truncation alone used to be sent, and
+/// the server's reaper (every 1 s).
+const PAST_OLD_IDLE: Duration = Duration::from_millis(4500);
+
+#[test]
+fn a_slow_writer_is_one_put_and_the_list_is_never_empty_meanwhile() {
+    if !root_or_skip() {
+        return;
+    }
+    let emu = Emu::demo();
+    let s = NfsServer::start(&emu.url, &[]);
+    let mut c = s.client();
+    let g = plain_extractor_list(&emu)[1]["guid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let fh = c.fh(&format!("extractors/{g}/inputs"));
+    let old = api_urls(&emu, &g);
+    assert!(!old.is_empty(), "the demo extractor has inputs");
+    emu.clear_requests();
+    // `(sleep 6; echo URL) > inputs`: the truncation comes at open, the
+    // WRITE and the COMMIT at close, seconds later.
+    c.truncate(&fh).expect("SETATTR size 0");
+    let end = Instant::now() + PAST_OLD_IDLE;
+    while Instant::now() < end {
+        assert_eq!(
+            api_urls(&emu, &g),
+            old,
+            "the API's list while the writer works"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert_eq!(puts(&emu, &g), 0, "nothing sent yet: {:?}", mutating(&emu));
+    let new = "https://slow.example/1\n";
+    c.write(&fh, 0, new.as_bytes(), stable_how::UNSTABLE)
+        .expect("WRITE");
+    assert_eq!(api_urls(&emu, &g), old);
+    c.commit(&fh).expect("COMMIT");
+    assert_eq!(puts(&emu, &g), 1, "one PUT: {:?}", mutating(&emu));
+    assert_eq!(api_urls(&emu, &g), ["https://slow.example/1"]);
+    std::thread::sleep(PAST_OLD_IDLE);
+    assert_eq!(
+        mutating(&emu).len(),
+        1,
+        "nothing more: {:?}",
+        mutating(&emu)
+    );
+    // One PUT, and what the API holds after it is the final content.
+    assert_eq!(api_urls(&emu, &g), ["https://slow.example/1"]);
+}

@@ -167,9 +167,15 @@ impl Shared {
             Some(sess) => sess.fh,
             None => self.fs.open(ino, libc::O_WRONLY).await?.fh,
         };
+        let idle = if self.fs.is_trigger(ino) {
+            sessions::TRIGGER_IDLE
+        } else {
+            sessions::WRITE_IDLE
+        };
         *s = Some(Session {
             fh,
             last: Instant::now(),
+            idle,
         });
         Ok((s, fh))
     }
@@ -277,7 +283,7 @@ impl Shared {
     /// Release what has been idle: read handles, listings, write sessions
     /// (whose pending changes are then sent, as a close sends them).
     pub(crate) async fn reap(&self, all: bool) {
-        use self::sessions::{READ_IDLE, WRITE_IDLE};
+        use self::sessions::READ_IDLE;
         let (writes, reads, dirs) = if all {
             (
                 self.writes.take_all(),
@@ -286,7 +292,7 @@ impl Shared {
             )
         } else {
             (
-                self.writes.take_idle(WRITE_IDLE),
+                self.writes.take_idle(false),
                 self.reads.take_idle(READ_IDLE),
                 self.dirs.take_idle(READ_IDLE),
             )
