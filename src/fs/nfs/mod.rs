@@ -416,11 +416,14 @@ impl NfsFileSystem for NfsFs {
             .map_err(|e| status("write", ino(id), On::Handle, e))
     }
 
-    /// CREATE. A name that exists is an UNCHECKED create (the server
-    /// refuses a GUARDED one before asking, which is why libnfs's `nfs-cp`
-    /// cannot write over a file): as open(O_CREAT) of an existing file, it
-    /// sets the attributes asked for (a size of 0 truncates `inputs`, in
-    /// its write session), as the Linux client does for `> inputs`.
+    /// CREATE. A name that exists here is an UNCHECKED create (the server
+    /// answers a GUARDED one NFS3ERR_EXIST before asking, as RFC 1813
+    /// 3.3.8 says; libnfs 4's `nfs-cp` asks GUARDED, as it opens with
+    /// O_EXCL). An UNCHECKED create of an existing file is an open, as
+    /// Linux's nfsd treats it: of the attributes only a size of 0 is kept
+    /// (it truncates `inputs` in its write session, or is the POST of a
+    /// control file); a mode or an owner is not a chmod. Of an existing
+    /// directory or link it is NFS3ERR_EXIST.
     async fn create(
         &self,
         dir: &FileHandleU64,
@@ -430,9 +433,21 @@ impl NfsFileSystem for NfsFs {
         let (shared, d) = (&self.shared, ino(dir));
         if let Ok(e) = shared.fs.lookup(d, name(filename)).await {
             let ino = e.attr.ino;
-            let a = (shared.setattr(ino, &attr).await)
-                .map_err(|e| status("create", ino, On::Handle, e))?;
-            return Ok((ino.into(), a));
+            if e.attr.kind != Kind::File {
+                return Err(nfsstat3::NFS3ERR_EXIST);
+            }
+            let a = if matches!(attr.size, Nfs3Option::Some(0)) {
+                let truncate = sattr3 {
+                    size: Nfs3Option::Some(0),
+                    ..Default::default()
+                };
+                shared.setattr(ino, &truncate).await
+            } else {
+                shared.attr(ino).await
+            };
+            return a
+                .map(|a| (ino.into(), a))
+                .map_err(|e| status("create", ino, On::Handle, e));
         }
         let mode = match attr.mode {
             Nfs3Option::Some(m) => m,
