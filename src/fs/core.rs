@@ -187,6 +187,8 @@ pub struct Fs {
     pub(super) mounted_at: SystemTime,
     pub(super) scratch: Mutex<ScratchStore>,
     pub(super) writers: Mutex<HashMap<Ino, usize>>,
+    /// When listings and links were last seen to change (their mtime).
+    pub(super) changes: crate::fs::changes::Changes,
     /// The run events the poll sees (`.importfs/events`).
     pub events: crate::fs::events::EventLog,
     /// What the adapter does with kernel invalidations (FUSE's notifier).
@@ -233,6 +235,7 @@ impl Fs {
             mounted_at: SystemTime::now(),
             scratch: Mutex::new(Default::default()),
             writers: Mutex::new(HashMap::new()),
+            changes: Default::default(),
             events: crate::fs::events::EventLog::from_env(),
             invalidator: Mutex::new(None),
         })

@@ -58,6 +58,21 @@ pub fn unmount(path: &Path, lazy: bool) -> Result<(), String> {
     Err(errors.join("; "))
 }
 
+/// Detach `path` now, forcibly (umount2(2): `MNT_FORCE` aborts the NFS
+/// calls in flight, `MNT_DETACH` takes it out of the tree at once); root
+/// only. The kernel finds the mountpoint without revalidating it, so a dead
+/// NFS server does not make this wait.
+pub fn force_detach(path: &Path) -> Result<(), String> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(|e| e.to_string())?;
+    // SAFETY: a valid NUL-terminated path.
+    if unsafe { libc::umount2(c.as_ptr(), libc::MNT_FORCE | libc::MNT_DETACH) } == 0 {
+        Ok(())
+    } else {
+        Err(format!("umount2: {}", std::io::Error::last_os_error()))
+    }
+}
+
 /// Can FUSE be used here? Each failure says how to fix it.
 pub fn check_fuse() -> Result<(), String> {
     if !Path::new("/dev/fuse").exists() {

@@ -89,6 +89,13 @@ pub fn unmount(path: &Path, lazy: bool) -> Result<(), String> {
     }
 }
 
+/// Detach `path` now, forcibly: macOS has no lazy unmount, so this is
+/// unmount(2) with `MNT_FORCE` (or `diskutil unmount force`), as
+/// [`unmount`] does when asked to be lazy.
+pub fn force_detach(path: &Path) -> Result<(), String> {
+    unmount(path, true)
+}
+
 /// Can FUSE be used here? On macOS FUSE is macFUSE, a kernel extension,
 /// and only a build with the `macfuse` feature speaks to it.
 pub fn check_fuse() -> Result<(), String> {
