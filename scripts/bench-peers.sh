@@ -3,6 +3,8 @@
 # the same server, so that anyone can check how it compares:
 #   - curl of the file from nginx (the network-side ceiling: 1.00x)
 #   - cat of a local copy in the page cache (what a warm read should approach)
+#   - a download then a read, `curl -o FILE URL && cat FILE` (FILE on the
+#     disk of the mounts' caches): what a user does without a mount
 #   - importfs, httpfs2, rclone mount with --vfs-cache-mode off, and rclone
 #     mount with --vfs-cache-mode full: each cold (a fresh mount, an empty
 #     cache, the file's size already known from one stat) and warm (a second
@@ -17,7 +19,9 @@
 # cmp against the file nginx serves (a cold and a warm read each).
 # Prints the min and median of BENCH_RUNS runs (default 5) of each reader,
 # in seconds and MB/s (10^6 bytes), with ratios to curl (by median), and
-# importfs' ratio to each peer (median against median), cold and warm.
+# importfs' ratio to each peer (median against median), cold and warm, and
+# importfs cold against download-then-cat, with the CPU seconds per GiB of
+# each side (the mount's process and its reader; curl and cat).
 # Only loopback is used; everything started is stopped by its PID on exit.
 # Installing nginx on a machine whose init starts services also starts the
 # distribution's own nginx (port 80): this script neither uses nor stops it.
@@ -66,6 +70,21 @@ timeit() {
     local t0 t1
     t0=$(now); "$@" >/dev/null || fail "failed: $*"; t1=$(now)
     python3 -c "print($t1-$t0)"
+}
+
+# timecpu CMD...: "WALL CPU" of CMD, CPU being its own and its children's
+# user + system seconds.
+timecpu() {
+    python3 -c 'import os, subprocess, sys, time
+t = time.time()
+subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL)
+c = os.times()
+print(time.time() - t, c.children_user + c.children_system)' "$@" || fail "failed: $*"
+}
+
+# cpu_of PID: the user + system seconds process PID has used so far.
+cpu_of() {
+    awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' "/proc/$1/stat"
 }
 
 unmount_cur() {
@@ -221,10 +240,22 @@ for i in $(seq "$RUNS"); do
     sync
     timeit curl -sf -o /dev/null "$FILE_URL" >>"$WORK/t.curl"
     timeit cat "$LOCAL" >>"$WORK/t.local"
+    rm -f "$WORK/dl"; sync
+    timecpu sh -c 'curl -sf -o "$1" "$2" && cat "$1"' sh "$WORK/dl" "$FILE_URL" >"$WORK/tc"
+    cut -d' ' -f1 "$WORK/tc" >>"$WORK/t.download"; cut -d' ' -f2 "$WORK/tc" >>"$WORK/c.download"
+    rm -f "$WORK/dl"
     for r in $READERS; do
         mount_fresh "$r"
         sync
-        timeit cat "$FILE" >>"$WORK/t.$r.cold"
+        if [ "$r" = importfs ]; then
+            c0=$(cpu_of "$CUR_PID")
+            timecpu cat "$FILE" >"$WORK/tc"
+            c1=$(cpu_of "$CUR_PID")
+            cut -d' ' -f1 "$WORK/tc" >>"$WORK/t.$r.cold"
+            python3 -c "print($c1 - $c0 + $(cut -d' ' -f2 "$WORK/tc"))" >>"$WORK/c.importfs.cold"
+        else
+            timeit cat "$FILE" >>"$WORK/t.$r.cold"
+        fi
         timeit cat "$FILE" >>"$WORK/t.$r.warm"
         if [ "$r" = importfs ]; then
             PT=$(awk '$1 == "passthrough_opens" {print $2}' "$CUR_MNT/.importfs/stats" || true)
@@ -250,7 +281,8 @@ def times(name):
     with open(f"{work}/t.{name}") as f:
         t = [float(x) for x in f if x.strip()]
     return min(t), statistics.median(t)
-rows = [("curl (the ceiling)", "curl"), ("cat, local page cache", "local")]
+rows = [("curl (the ceiling)", "curl"), ("cat, local page cache", "local"),
+        ("curl -o FILE && cat FILE", "download")]
 names = {"importfs": "importfs", "httpfs2": "httpfs2",
          "rclone-off": "rclone, vfs off", "rclone-full": "rclone, vfs full"}
 for r, label in names.items():
@@ -272,6 +304,15 @@ for r in ("httpfs2", "rclone-off", "rclone-full"):
     cold = t[f"{r}.cold"][1] / t["importfs.cold"][1]
     warm = t[f"{r}.warm"][1] / t["importfs.warm"][1]
     print(f"{names[r]:34} {cold:7.2f} {warm:7.2f}")
+print()
+def cpu_per_gib(name):
+    with open(f"{work}/c.{name}") as f:
+        return statistics.median(float(x) for x in f if x.strip()) / (size / 2**30)
+dl, cold = t["download"][1], t["importfs.cold"][1]
+print("importfs cold against a download then a read (curl -o FILE && cat FILE):")
+print(f"  {dl / cold:.2f}x (download-then-cat's median time over importfs cold's; aim >= 1.30)")
+print(f"  CPU s/GiB, median: importfs (mount + cat) {cpu_per_gib('importfs.cold'):.2f}, "
+      f"curl + cat {cpu_per_gib('download'):.2f}")
 print()
 w, local = t["importfs.warm"][1], t["local"][1]
 how = "FUSE passthrough" if pt > 0 else "read() with the page cache kept"
