@@ -1,0 +1,35 @@
+//! The OS's secret store, where `importfs login` keeps the API key: the
+//! Secret Service on Linux (GNOME Keyring, KWallet; over the session
+//! D-Bus), the login Keychain on macOS. Both are keyring 4's stores, behind
+//! `keyring-core`'s one API, so the caller (`cli/settings/stored`) is
+//! written once.
+//!
+//! Subtle: opening the Linux store already talks to the bus (it opens an
+//! encrypted session with the service), so it fails when there is no
+//! session bus or no Secret Service on it: [`open`] failing means "no
+//! store here", not "the store refused". The macOS Keychain opens without a
+//! call; a refused or timed-out Keychain prompt shows later, on the item
+//! (the store follows Apple's SecItem API: `SecItemAdd`, `SecItemCopyMatching`,
+//! `SecItemDelete`, through the `security-framework` crate).
+
+use keyring_core::{CredentialStore, Result};
+use std::sync::Arc;
+
+/// The store's name, for messages.
+#[cfg(target_os = "linux")]
+pub const SECRET_STORE: &str = "the Secret Service";
+/// The store's name, for messages.
+#[cfg(target_os = "macos")]
+pub const SECRET_STORE: &str = "the macOS Keychain";
+
+/// Open the store (Linux: connect to the Secret Service on the session bus).
+#[cfg(target_os = "linux")]
+pub fn open() -> Result<Arc<CredentialStore>> {
+    Ok(zbus_secret_service_keyring_store::Store::new()?)
+}
+
+/// Open the store (macOS: the user's default keychain, no call made yet).
+#[cfg(target_os = "macos")]
+pub fn open() -> Result<Arc<CredentialStore>> {
+    Ok(apple_native_keyring_store::keychain::Store::new()?)
+}
