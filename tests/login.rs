@@ -16,7 +16,7 @@ mod common;
 use common::*;
 use importfs::emulator::Config;
 use std::io::Write;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -182,7 +182,6 @@ fn without_a_session_bus_the_key_is_kept_in_a_private_file() {
     assert!(!said.contains(&a.key), "the key was printed: {said}");
     assert_eq!(mode(&file), 0o600);
     assert_eq!(mode(file.parent().unwrap()), 0o700);
-    let first_inode = std::fs::metadata(&file).unwrap().ino();
 
     // Another URL, another key, the same file; then a second login to the first.
     assert!(login(&b.url, &b.key).status.success());
@@ -191,11 +190,11 @@ fn without_a_session_bus_the_key_is_kept_in_a_private_file() {
     let body = std::fs::read_to_string(&file).expect("key file");
     assert_eq!(body.matches(&a.key).count(), 1, "{body}");
     assert_eq!(body.matches(&b.key).count(), 1, "{body}");
-    assert_ne!(
-        std::fs::metadata(&file).unwrap().ino(),
-        first_inode,
-        "replaced whole"
-    );
+    let names: Vec<_> = std::fs::read_dir(file.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["key"], "no temporary file left behind");
     assert_eq!(mode(&file), 0o600);
 
     // Every command finds it, last: config and login --status say where.
@@ -250,6 +249,59 @@ fn without_a_session_bus_the_key_is_kept_in_a_private_file() {
         .expect("status");
     assert!(!out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("api_key = not set"), "{}", text(&out));
+}
+
+/// At a terminal (a pty, through util-linux `script`), the key is asked for
+/// and not echoed: it is typed only once the prompt shows (echo is off by
+/// then), and the terminal's output never holds it.
+#[test]
+fn a_key_typed_at_a_terminal_is_not_echoed() {
+    if !have("script") {
+        return;
+    }
+    let emu = Emu::demo();
+    let home = tempfile::tempdir().expect("tempdir");
+    let mut c = Command::new("script");
+    clean(&mut c, home.path());
+    let cmd = format!("{} login --api-url {}", importfs_bin(), emu.url);
+    let mut child = c
+        .args(["-qec", &cmd, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("script");
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut stdout = child.stdout.take().expect("stdout");
+    let reader = {
+        let seen = seen.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = std::io::Read::read(&mut stdout, &mut buf) {
+                if n == 0 {
+                    break;
+                }
+                seen.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        })
+    };
+    let shown = || String::from_utf8_lossy(&seen.lock().unwrap()).into_owned();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !shown().contains("(not shown): ") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(shown().contains("(not shown): "), "no prompt: {}", shown());
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin
+        .write_all(format!("{}\n", emu.key).as_bytes())
+        .expect("type");
+    let status = child.wait().expect("script ends");
+    drop(stdin);
+    reader.join().expect("reader");
+    let all = shown();
+    assert!(status.success(), "{all}");
+    assert!(all.contains("Logged in to"), "{all}");
+    assert!(!all.contains(&emu.key), "the key was echoed: {all}");
 }
 
 /// A key the API refuses is stored nowhere, and the message says why.

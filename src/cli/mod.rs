@@ -57,8 +57,17 @@ pub enum Command {
     /// Follow a mount's run events: print each one, or run a command for each.
     Watch(watch::WatchArgs),
     /// Check an API key once and keep it in the OS's secret store (else a 0600 file).
+    ///
+    /// The key is read without echo from the terminal, or from standard input
+    /// when that is not a terminal (`importfs login <FILE`), checked with one
+    /// GET /users/current, and stored for the API URL in the macOS Keychain
+    /// or the Secret Service (GNOME Keyring, KWallet); where there is no
+    /// secret store, in $XDG_CONFIG_HOME/importfs/key (~/.config/importfs/key,
+    /// mode 0600). A refused key stores nothing. Every command looks for the
+    /// key in --api-key-file, IMPORTIO_API_KEY, the config file's
+    /// api_key_file, and last in what login stored.
     Login(login::LoginArgs),
-    /// Remove the key `importfs login` stored for the API URL.
+    /// Remove the key `importfs login` stored for the API URL, wherever it is.
     Logout(login::LogoutArgs),
     /// Print the effective configuration and where each value comes from (the key redacted).
     Config(ConfigArgs),
