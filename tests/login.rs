@@ -112,6 +112,15 @@ fn processes_holding(key: &str) -> Vec<String> {
     found
 }
 
+/// A key no other process on the machine can hold.
+fn unique_key() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    format!("login-test-{}-{nanos}", std::process::id())
+}
+
 /// Kills a child we started (and waits for it) on every path.
 struct Kill(Child);
 
@@ -401,7 +410,9 @@ fn the_secret_service_keeps_the_key_for_a_mount() {
     {
         return;
     }
-    let emu = Emu::demo();
+    // A key of this run only: /proc is scanned whole, and other tests on the
+    // machine use the common test key.
+    let emu = Emu::start_with_key(Config::default(), &unique_key());
     let home = tempfile::tempdir().expect("tempdir");
     let dir = home.path();
     let mnt = dir.join("mnt");

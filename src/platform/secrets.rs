@@ -8,9 +8,14 @@
 //! encrypted session with the service), so it fails when there is no
 //! session bus or no Secret Service on it: [`open`] failing means "no
 //! store here", not "the store refused". The macOS Keychain opens without a
-//! call; a refused or timed-out Keychain prompt shows later, on the item
-//! (the store follows Apple's SecItem API: `SecItemAdd`, `SecItemCopyMatching`,
-//! `SecItemDelete`, through the `security-framework` crate).
+//! call; a refused or timed-out Keychain prompt shows later, on the item.
+//! On macOS the store is the keychain module of `apple-native-keyring-store`
+//! (its "legacy keychain": generic passwords in the user's login keychain,
+//! `SecKeychainAddGenericPassword` / `SecKeychainFindGenericPassword` through
+//! `security-framework`, what `security add-generic-password -s importfs -a
+//! URL` makes), which needs no app signing or provisioning profile, unlike
+//! its data-protection module; `security find-generic-password -s importfs`
+//! shows the item.
 
 use keyring_core::{CredentialStore, Result};
 use std::sync::Arc;
