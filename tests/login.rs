@@ -2,9 +2,10 @@
 //! real processes: the real Secret Service (Debian's gnome-keyring in a
 //! `dbus-run-session`, checked with `secret-tool`, a client no one here
 //! wrote) and a FUSE mount that finds the stored key; the 0600 file when
-//! there is no session bus; a refused key that stores nothing; a D-Bus
-//! peer that never answers, which must end in one clear line, not a hang;
-//! and the key in no argv, no environment and no log along the way.
+//! there is no session bus; a refused key that stores nothing; a locked
+//! keyring and a D-Bus peer that never answers, which must end in one clear
+//! line, not a hang; a key typed at a terminal (a pty) is not echoed; and
+//! the key in no argv, no environment and no log along the way.
 //!
 //! Every importfs child runs with HOME and XDG_CONFIG_HOME in a temp dir,
 //! the importfs variables cleared, and a D-Bus address chosen by the test
@@ -420,24 +421,7 @@ fn the_secret_service_keeps_the_key_for_a_mount() {
     let _unmount = Unmount(mnt.clone());
     std::fs::write(dir.join("keyfile"), format!("{}\n", emu.key)).expect("keyfile");
     std::fs::write(dir.join("badkey"), "refused-key-424242\n").expect("badkey");
-    std::fs::write(dir.join("session.sh"), SESSION_SCRIPT).expect("script");
-    let mut cmd = Command::new("dbus-run-session");
-    clean(&mut cmd, dir); // the script sets its own runtime dir
-    let child = cmd
-        .args(["--", "bash"])
-        .arg(dir.join("session.sh"))
-        .env("IMPORTFS", importfs_bin())
-        .env("URL", &emu.url)
-        .env("DIR", dir)
-        .env("MNT", &mnt)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("dbus-run-session");
-    let mut session = Session {
-        child: Some(child),
-        checked: dir.join("checked"),
-    };
+    let mut session = start_session(dir, SESSION_SCRIPT, &emu.url);
 
     // While the mount is up: no process shows the key.
     let ready = dir.join("mounted");
@@ -488,6 +472,85 @@ fn the_secret_service_keeps_the_key_for_a_mount() {
     ] {
         assert!(!log(name).contains(&emu.key), "the key is in {name}");
     }
+}
+
+/// `script` run by bash inside a `dbus-run-session` of its own, with
+/// `$IMPORTFS`, `$URL`, `$DIR` (= `dir`) and `$MNT` (`dir/mnt`) set.
+fn start_session(dir: &Path, script: &str, url: &str) -> Session {
+    std::fs::write(dir.join("session.sh"), script).expect("script");
+    let mut cmd = Command::new("dbus-run-session");
+    clean(&mut cmd, dir); // the script sets its own runtime dir
+    let child = cmd
+        .args(["--", "bash"])
+        .arg(dir.join("session.sh"))
+        .env("IMPORTFS", importfs_bin())
+        .env("URL", url)
+        .env("DIR", dir)
+        .env("MNT", dir.join("mnt"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("dbus-run-session");
+    Session {
+        child: Some(child),
+        checked: dir.join("checked"),
+    }
+}
+
+/// A locked keyring (made, with a key in it, in a first session; the
+/// daemon started without its password in a second): login stores
+/// nothing, and a command that needs the stored key fails, both in one
+/// line naming --api-key-file and neither after more than the store's
+/// timeout, whether the unlock prompt fails at once (no display) or waits.
+#[test]
+fn a_locked_keyring_ends_in_one_clear_line() {
+    if !have("gnome-keyring-daemon") || !have("dbus-run-session") {
+        return;
+    }
+    let emu = Emu::demo();
+    let home = tempfile::tempdir().expect("tempdir");
+    let dir = home.path();
+    std::fs::write(dir.join("keyfile"), format!("{}\n", emu.key)).expect("keyfile");
+    let prelude = r#"
+export XDG_RUNTIME_DIR="$DIR/run-session" XDG_DATA_HOME="$DIR/data"
+mkdir -p -m 700 "$XDG_RUNTIME_DIR"
+"#;
+    let first = format!(
+        "{prelude}echo -n test-password | gnome-keyring-daemon --unlock --components=secrets >/dev/null\n\
+         \"$IMPORTFS\" login --api-url \"$URL\" <\"$DIR/keyfile\""
+    );
+    let out = start_session(dir, &first, &emu.url).finish();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("kept in the Secret Service"),
+        "{}",
+        text(&out)
+    );
+
+    let second = format!(
+        "{prelude}gnome-keyring-daemon --start --components=secrets >/dev/null\n\
+         \"$IMPORTFS\" login --api-url \"$URL\" <\"$DIR/keyfile\" >\"$DIR/login.out\" 2>&1\n\
+         echo \"login: $?\" >>\"$DIR/login.out\"\n\
+         \"$IMPORTFS\" run anything --api-url \"$URL\" >\"$DIR/run.out\" 2>&1\n\
+         echo \"run: $?\" >>\"$DIR/run.out\""
+    );
+    let started = Instant::now();
+    let out = start_session(dir, &second, &emu.url).finish();
+    let took = started.elapsed();
+    let read = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap_or_default();
+    let said = format!("{}\n{}{}", text(&out), read("login.out"), read("run.out"));
+    assert!(read("login.out").ends_with("login: 1\n"), "{said}");
+    assert!(read("run.out").ends_with("run: 1\n"), "{said}");
+    for name in ["login.out", "run.out"] {
+        let first_line = read(name).lines().next().unwrap_or("").to_owned();
+        assert!(first_line.contains("--api-key-file"), "{name}: {said}");
+        assert!(!read(name).contains(&emu.key), "{name} shows the key");
+    }
+    assert!(took < Duration::from_secs(90), "took {took:?}");
+    assert!(
+        !dir.join("config/importfs/key").exists(),
+        "no file fallback: {said}"
+    );
 }
 
 /// Run inside `dbus-run-session` by the test above: every step's output in
