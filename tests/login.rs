@@ -450,6 +450,10 @@ fn the_secret_service_keeps_the_key_for_a_mount() {
         "{said}"
     );
     assert_eq!(log("stored").trim(), emu.key, "secret-tool finds the key");
+    assert_eq!(
+        log("label").trim(),
+        format!("label = importfs API key for {}", emu.url)
+    );
     assert!(
         log("status.out").contains("stored by importfs login in the Secret Service"),
         "{said}"
@@ -570,6 +574,7 @@ secret-tool lookup service importfs username "$URL" >"$DIR/bad.lookup"
 step login
 "$IMPORTFS" login --api-url "$URL" <"$DIR/keyfile" >"$DIR/login.out" 2>&1 || exit 1
 secret-tool lookup service importfs username "$URL" >"$DIR/stored" || exit 1
+secret-tool search service importfs username "$URL" 2>&1 | grep '^label' >"$DIR/label"
 "$IMPORTFS" login --status --api-url "$URL" >"$DIR/status.out" 2>&1 || exit 1
 step mount
 "$IMPORTFS" mount "$MNT" --api-url "$URL" -v --cache-dir "$DIR/cache" \

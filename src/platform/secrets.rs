@@ -17,7 +17,7 @@
 //! its data-protection module; `security find-generic-password -s importfs`
 //! shows the item.
 
-use keyring_core::{CredentialStore, Result};
+use keyring_core::{CredentialStore, Entry, Result};
 use std::sync::Arc;
 
 /// The store's name, for messages.
@@ -37,4 +37,21 @@ pub fn open() -> Result<Arc<CredentialStore>> {
 #[cfg(target_os = "macos")]
 pub fn open() -> Result<Arc<CredentialStore>> {
     Ok(apple_native_keyring_store::keychain::Store::new()?)
+}
+
+/// The item of `user` (an API URL) under `service`. On Linux it gets a
+/// label people can read in Seahorse or KWallet's manager (the store's own
+/// is `keyring:USER@SERVICE`); the Keychain store takes no label.
+#[cfg(target_os = "linux")]
+pub fn entry(store: &Arc<CredentialStore>, service: &str, user: &str) -> Result<Entry> {
+    let label = format!("importfs API key for {user}");
+    let modifiers = std::collections::HashMap::from([("label", label.as_str())]);
+    Entry::new_in_store_with_modifiers(store, service, user, &modifiers)
+}
+
+/// The item of `user` (an API URL) under `service`: a generic password,
+/// service `service`, account `user`.
+#[cfg(target_os = "macos")]
+pub fn entry(store: &Arc<CredentialStore>, service: &str, user: &str) -> Result<Entry> {
+    Entry::new_in_store(store, service, user)
 }

@@ -85,7 +85,7 @@ pub fn delete(url: &str) -> Result<bool, StoreError> {
 /// The store's entry for `url`: opening the store is where "no store" shows.
 fn entry(url: &str) -> Result<Entry, StoreError> {
     let store = secrets::open().map_err(|e| StoreError::Absent(absent(&e)))?;
-    Entry::new_in_store(&store, SERVICE, url).map_err(|e| failed(&e))
+    secrets::entry(&store, SERVICE, url).map_err(|e| failed(&e))
 }
 
 /// Run `call` on a thread of its own; wait for it at most [`STORE_TIMEOUT`].
