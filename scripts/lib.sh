@@ -47,6 +47,9 @@ ensure_system() {
     ensure_pkg promtool prometheus   # tests/metrics.rs: promtool check metrics
     ensure_pkg nfs-ls libnfs-utils   # tests/nfs.rs: real NFS clients (nfs-ls, nfs-cat, nfs-cp)
     ensure_pkg tinyproxy tinyproxy   # tests/https.rs: a real CONNECT proxy
+    ensure_pkg gnome-keyring-daemon gnome-keyring   # tests/login.rs: the real Secret Service
+    ensure_pkg secret-tool libsecret-tools          # tests/login.rs: a client that checks what login stored
+    ensure_pkg dbus-run-session dbus-daemon         # tests/login.rs: a private session bus
     if [ ! -e /dev/fuse ]; then
         as_root modprobe fuse 2>/dev/null || true
     fi

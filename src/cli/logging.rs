@@ -33,7 +33,7 @@ pub fn init_logging_to(
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         EnvFilter::new(format!(
-            "{level},fuser=warn,hyper=warn,reqwest=warn,h2=warn,rustls=warn"
+            "{level},fuser=warn,hyper=warn,reqwest=warn,h2=warn,rustls=warn,zbus=warn"
         ))
     });
     let builder = tracing_subscriber::fmt()

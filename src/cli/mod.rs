@@ -1,5 +1,5 @@
 //! The command line: `importfs mount | unmount | status | run | watch |
-//! config | completions | demo | emulator`, plus the form mount(8) calls a
+//! login | logout | config | completions | demo | emulator`, plus the form mount(8) calls a
 //! helper with (`importfs SOURCE MOUNTPOINT -o OPTIONS`, see [`helper_form`]).
 //!
 //! Subtle: mount(8) runs a helper with no PATH, so [`main`] sets the usual
@@ -17,6 +17,7 @@ pub mod connect;
 pub mod demo;
 pub mod emulator;
 pub mod logging;
+pub mod login;
 pub mod manage;
 pub mod mount;
 pub mod run;
@@ -30,8 +31,9 @@ pub mod watch;
     name = "importfs",
     version,
     about = "Mount an Import.io account as a filesystem",
-    after_help = "The API key comes from IMPORTIO_API_KEY or a key file (--api-key-file, or \
-                  api_key_file in ~/.config/importfs/config.toml), never from a flag.\n\
+    after_help = "The API key comes from a key file (--api-key-file), IMPORTIO_API_KEY, \
+                  api_key_file in ~/.config/importfs/config.toml, or else the key `importfs login` \
+                  stored; never from a flag.\n\
                   As a mount(8) helper: mount -t fuse.importfs none MOUNTPOINT -o api_key_file=FILE,ro"
 )]
 pub struct Cli {
@@ -54,6 +56,19 @@ pub enum Command {
     Run(run::RunArgs),
     /// Follow a mount's run events: print each one, or run a command for each.
     Watch(watch::WatchArgs),
+    /// Check an API key once and keep it in the OS's secret store (else a 0600 file).
+    ///
+    /// The key is read without echo from the terminal, or from standard input
+    /// when that is not a terminal (`importfs login <FILE`), checked with one
+    /// GET /users/current, and stored for the API URL in the macOS Keychain
+    /// or the Secret Service (GNOME Keyring, KWallet); where there is no
+    /// secret store, in $XDG_CONFIG_HOME/importfs/key (~/.config/importfs/key,
+    /// mode 0600). A refused key stores nothing. Every command looks for the
+    /// key in --api-key-file, IMPORTIO_API_KEY, the config file's
+    /// api_key_file, and last in what login stored.
+    Login(login::LoginArgs),
+    /// Remove the key `importfs login` stored for the API URL, wherever it is.
+    Logout(login::LogoutArgs),
     /// Print the effective configuration and where each value comes from (the key redacted).
     Config(ConfigArgs),
     /// Print a shell completion script: `importfs completions bash > /etc/bash_completion.d/importfs`.
@@ -208,6 +223,8 @@ pub fn main() -> ExitCode {
         Command::Cache(args) => cache::run(args),
         Command::Run(args) => run::run(args),
         Command::Watch(args) => watch::run(args),
+        Command::Login(args) => login::login(args),
+        Command::Logout(args) => login::logout(args),
         Command::Config(args) => config_command(args),
         Command::Completions(args) => completions(args),
         Command::Manpage(args) => manpage(args),

@@ -95,7 +95,7 @@ pub fn run(args: RunArgs) -> Result<()> {
 /// Explain an API error in terms of what the user can do about it.
 fn explain(e: ApiError, url: &str, what: &str) -> anyhow::Error {
     if e.is_auth() {
-        anyhow!("the API key was refused by {url} ({e}): check IMPORTIO_API_KEY or your key file")
+        anyhow!("the API key was refused by {url} ({e}): check IMPORTIO_API_KEY or your key file, or run `importfs login` again")
     } else if matches!(e, ApiError::Connect { .. }) {
         anyhow!("cannot reach the Import.io API at {url}: {e}")
     } else {

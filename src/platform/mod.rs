@@ -12,6 +12,8 @@
 //! - tuning only Linux has: 1 MiB read-ahead on the mount, `MAP_POPULATE`,
 //!   two FUSE threads (fuser allows one elsewhere);
 //! - how the OS's NFS client mounts the NFS backend ([`nfs`]);
+//! - the OS's secret store for the API key ([`secrets`]): the Secret
+//!   Service on Linux, the Keychain on macOS;
 //! - the page size, from `sysconf` (16 KiB on Apple Silicon, not 4 KiB);
 //! - where caches and logs go by default: the XDG places on Linux,
 //!   `~/Library/Caches` and `~/Library/Logs` on macOS (`$XDG_*` win on
@@ -25,6 +27,7 @@
 pub mod lock;
 mod mounts;
 pub mod nfs;
+pub mod secrets;
 
 #[cfg(target_os = "linux")]
 mod linux;

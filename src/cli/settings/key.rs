@@ -17,9 +17,10 @@ pub const KEY_ENV: &str = "IMPORTIO_API_KEY";
 
 /// How to set a key, for the "no API key" error.
 pub const NO_KEY_HELP: &str =
-    "no API key: set IMPORTIO_API_KEY=<your key>, or put the key alone in a file \
-     (chmod 600) and pass --api-key-file FILE or set `api_key_file = \"FILE\"` in \
-     ~/.config/importfs/config.toml (the key is in the Import.io dashboard under User Settings)";
+    "no API key: run `importfs login` (add --api-url URL for another API), or set \
+     IMPORTIO_API_KEY=<your key>, or put the key alone in a file (chmod 600) and pass \
+     --api-key-file FILE or set `api_key_file = \"FILE\"` in ~/.config/importfs/config.toml \
+     (the key is in the Import.io dashboard under User Settings)";
 
 /// The key the process was started with in its environment, once taken
 /// out of it by [`take_key_from_env`].

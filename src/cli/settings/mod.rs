@@ -4,7 +4,7 @@
 //! combine the sources ([`mod@resolve`]) or print the result ([`render`]).
 //!
 //! Subtle: the modules here import one another in one direction only
-//! (values, dirs and key at the bottom, resolve and render at the top), and
+//! (values, dirs, key and stored at the bottom, resolve and render at the top), and
 //! this file only re-exports them, so that no module of the family imports
 //! one that imports it back.
 
@@ -15,6 +15,7 @@ pub mod layer;
 pub mod options;
 pub mod render;
 pub mod resolve;
+pub mod stored;
 pub mod values;
 
 pub use dirs::{default_config_path, default_log_file};

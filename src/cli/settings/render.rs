@@ -2,7 +2,8 @@
 //! user can see what a mount would use and why, before mounting.
 //!
 //! Subtle: the API key gets a line of its own right after `api_url`, and
-//! that line only ever says `<redacted>`, `not set` or `unreadable`: this
+//! that line only ever says `<redacted>`, `not set` or `unreadable` (with
+//! where the key comes from, a stored one included): this
 //! output can be shown to anyone. The key is still read
 //! (not just looked for), so that an unreadable key file shows up here.
 
@@ -42,10 +43,20 @@ impl Effective {
         out
     }
 
-    /// The `api_key` line's value and comment.
-    fn key_line(&self) -> (String, String) {
+    /// The `api_key` line's value and comment (`importfs login --status` too).
+    pub fn key_line(&self) -> (String, String) {
         match &self.key {
-            KeySource::Missing => ("not set".into(), format!("set {KEY_ENV} or api_key_file")),
+            KeySource::Stored => match self.stored_key() {
+                Ok(Some((_, place))) => (
+                    "<redacted>".into(),
+                    format!("stored by importfs login in {place}"),
+                ),
+                Ok(None) => (
+                    "not set".into(),
+                    format!("run importfs login, or set {KEY_ENV} or api_key_file"),
+                ),
+                Err(e) => ("unreadable".into(), format!("{e:#}")),
+            },
             KeySource::Env => match self.api_key() {
                 Ok(_) => ("<redacted>".into(), format!("environment {KEY_ENV}")),
                 Err(_) => ("not set".into(), format!("{KEY_ENV} is empty")),

@@ -7,7 +7,9 @@
 //! key follows the same order with one twist: `IMPORTIO_API_KEY` beats an
 //! `api_key_file` from the config file, but an explicit `--api-key-file` (or
 //! `-o api_key_file=`) beats `IMPORTIO_API_KEY`. That way a key exported in a
-//! shell overrides a machine-wide default, and a flag overrides both.
+//! shell overrides a machine-wide default, and a flag overrides both. Last
+//! comes the key `importfs login` stored for the API URL in force
+//! ([`super::stored`]), looked up only when a command needs the key.
 //!
 //! The key itself is never a setting: only the file that holds it is, and
 //! nothing here prints or logs it (`importfs config` shows `<redacted>`).
@@ -17,6 +19,7 @@ use super::file::load_file;
 use super::key::{env_key, read_api_key, NO_KEY_HELP};
 use super::layer::{flag_name, ApiSettings, Layer, MountSettings, Setting, Settings, Source};
 use super::options::{parse_options, ParsedOptions};
+use super::stored::{self, Place};
 use crate::api::ApiKey;
 use anyhow::{bail, Context, Result};
 use clap::Args;
@@ -74,7 +77,8 @@ pub enum KeySource {
     File(PathBuf, Source),
     /// `IMPORTIO_API_KEY`.
     Env,
-    Missing,
+    /// None of those: the key `importfs login` stored for the API URL, if any.
+    Stored,
 }
 
 /// Every setting, resolved, with its source.
@@ -111,7 +115,8 @@ fn config_file(api: &ApiFlags, options: &ParsedOptions) -> ConfigFile {
     }
 }
 
-/// The key: a command-line file beats the environment, which beats the file's.
+/// The key: a command-line file beats the environment, which beats the
+/// file's, which beats the stored key.
 fn key_source(cmdline: &Layer, file: &Layer) -> KeySource {
     if let Some(s) = &cmdline.api_key_file {
         KeySource::File(s.value.clone(), s.source.clone())
@@ -120,7 +125,7 @@ fn key_source(cmdline: &Layer, file: &Layer) -> KeySource {
     } else if let Some(s) = &file.api_key_file {
         KeySource::File(s.value.clone(), s.source.clone())
     } else {
-        KeySource::Missing
+        KeySource::Stored
     }
 }
 
@@ -169,7 +174,15 @@ impl Effective {
             KeySource::File(path, source) => read_api_key(Some(path))
                 .with_context(|| format!("the API key file comes from {source}")),
             KeySource::Env => read_api_key(None),
-            KeySource::Missing => bail!("{NO_KEY_HELP}"),
+            KeySource::Stored => match self.stored_key()? {
+                Some((key, _)) => Ok(key),
+                None => bail!("{NO_KEY_HELP}"),
+            },
         }
+    }
+
+    /// The key `importfs login` stored for the API URL in force, and where.
+    pub fn stored_key(&self) -> Result<Option<(ApiKey, Place)>> {
+        stored::lookup(&self.settings().api_url)
     }
 }
