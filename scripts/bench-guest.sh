@@ -82,7 +82,7 @@ head -c $(( (512 - size % 512) % 512 )) /dev/zero >>"$WORK/initrd"
 (cd "$WORK/root" && find . | /bin/busybox cpio -o -H newc 2>/dev/null) >>"$WORK/initrd"
 timeout 1800 qemu-system-x86_64 -machine accel=tcg -m 1024 -smp 1 -display none -monitor none \
     -no-reboot -nodefaults -serial "file:$WORK/console.txt" -serial "file:$WORK/out.txt" \
-    -kernel "$KERNEL" -initrd "$WORK/initrd" -append 'console=ttyS0 panic=-1 quiet' \
+    -kernel "$KERNEL" -initrd "$WORK/initrd" -append 'console=ttyS0 panic=-1 no_timer_check quiet' \
     -nic user,model=virtio-net-pci </dev/null &
 QEMU_PID=$!
 wait "$QEMU_PID" || true
