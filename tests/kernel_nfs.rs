@@ -169,14 +169,13 @@ fn an_append_to_inputs_is_one_put() {
     assert_eq!(puts(&emu, &x), 1, "{:?}\n{}", mutating(&emu), out.explain());
 }
 
-/// Issue 28, item 2 (fixed on the nfsfix branch, not here): the kernel
+/// Issue 28, item 2: the kernel
 /// revalidates a directory or link only when its mtime, ctime or size
-/// change, and the NFS adapter never changes them, so a new run never
-/// shows. `touch start` is one POST; the run must show in
+/// change, so the NFS adapter must change them (fs/changes.rs) for a new
+/// run to show. `touch start` is one POST; the run must show in
 /// `extractors/X/crawlruns/` and `latest` within two poll intervals plus
 /// actimeo (2 + 2 + 2 s here; 20 s allowed).
 #[test]
-#[ignore = "issue 28 item 2: a new run never shows through the kernel client (nfsfix branch)"]
 fn a_new_run_shows_in_crawlruns_and_latest() {
     let Some(g) = Guest::get() else { return };
     let (emu, x) = host_account();
@@ -218,11 +217,10 @@ echo RUNS_AFTER=$(ls $d/crawlruns | wc -l)"#
     );
 }
 
-/// Issue 28, item 3 (fixed on the nfsfix branch, not here): a slow writer,
+/// Issue 28, item 3: a slow writer,
 /// `(sleep 6; echo URL) > inputs`, must be one PUT and never leave an
 /// empty list on the API (the host watches the API while it writes).
 #[test]
-#[ignore = "issue 28 item 3: a slow writer's truncate reaches the API as an empty list (nfsfix branch)"]
 fn a_slow_writer_is_one_put_and_never_an_empty_list() {
     let Some(g) = Guest::get() else { return };
     let (emu, x) = host_account();
@@ -246,6 +244,73 @@ fn a_slow_writer_is_one_put_and_never_an_empty_list() {
     assert_eq!(api_urls(&emu, &x), vec!["https://slow.example/".to_owned()]);
     assert!(!empty_seen, "the API held an empty list: {}", out.explain());
     assert_eq!(puts(&emu, &x), 1, "{:?}\n{}", mutating(&emu), out.explain());
+}
+
+/// Issue 27 over the kernel client, the whole user path in the guest: the
+/// events log grows through an NFS mount's attribute cache, so `cat` ends
+/// with the run's lines, busybox `tail -f` follows it, `importfs watch`
+/// runs its command once for the run and ends with 0 at `importfs
+/// unmount`; `grep -r` and `cp -r` of the whole mount end.
+#[test]
+fn the_events_log_reaches_readers_and_every_file_reads_to_its_end() {
+    let Some(g) = Guest::get() else { return };
+    let emu = Emu::start(importfs::emulator::Config {
+        run_seconds: 1.0,
+        ..importfs::emulator::Config::default()
+    });
+    let x = plain_extractor_list(&emu)[0]["guid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let api = GuestApi::Host {
+        url: &emu.url,
+        key: KEY,
+    };
+    let suite = format!(
+        r#"(cd / && exec importfs watch /mnt/i --event crawlrun.finished -- sh -c 'echo "RAN $IMPORTFS_ID"') > /tmp/ran 2>/tmp/watch.err &
+wpid=$!
+tail -f .importfs/events > /tmp/tailed &
+tpid=$!
+sleep 1
+touch extractors/{x}/start
+t=0
+until grep -q crawlrun.finished .importfs/events; do
+    t=$((t+1)); [ $t -lt 60 ] || {{ echo NO_EVENT; break; }}; sleep 0.5
+done
+sleep 3
+echo CAT_FINISHED=$(timeout 20 cat .importfs/events | grep -c crawlrun.finished)
+echo TAIL_FINISHED=$(grep -c crawlrun.finished /tmp/tailed)
+kill $tpid
+rc=0; timeout 120 grep -r -l crawlrun.finished . > /tmp/grep.out 2>/dev/null || rc=$?
+echo GREP_RC=$rc; echo GREP_FOUND=$(grep -c events /tmp/grep.out)
+rc=0; timeout 120 cp -r . /tmp/copy 2>/dev/null || rc=$?
+echo CP_RC=$rc; echo COPIED_FINISHED=$(grep -c crawlrun.finished /tmp/copy/.importfs/events)
+cd /
+importfs unmount /mnt/i || echo UNMOUNT_FAILED
+rc=0; timeout 20 sh -c "while kill -0 $wpid 2>/dev/null; do sleep 0.2; done" || echo WATCH_STAYED
+wait $wpid || rc=$?
+echo WATCH_RC=$rc
+echo WATCH_RAN=$(grep -c RAN /tmp/ran)
+cat /tmp/watch.err
+"#
+    );
+    let script = format!("{}cd /mnt/i\n{suite}", common::qemu::mount_script(api, ""));
+    let out = g.script(&script).importfs().spawn().wait().ok();
+    let v = |k: &str| {
+        out.value(k)
+            .unwrap_or_else(|| panic!("no {k}: {}", out.explain()))
+    };
+    assert!(!out.out.contains("NO_EVENT"), "{}", out.explain());
+    assert_eq!(v("CAT_FINISHED"), "1", "{}", out.explain());
+    assert_eq!(v("TAIL_FINISHED"), "1", "tail -f saw it: {}", out.explain());
+    assert_ne!(v("GREP_RC"), "124", "grep -r ended: {}", out.explain());
+    assert_eq!(v("GREP_FOUND"), "1", "{}", out.explain());
+    assert_ne!(v("CP_RC"), "124", "cp -r ended: {}", out.explain());
+    assert_eq!(v("COPIED_FINISHED"), "1", "{}", out.explain());
+    assert!(!out.out.contains("UNMOUNT_FAILED"), "{}", out.explain());
+    assert!(!out.out.contains("WATCH_STAYED"), "{}", out.explain());
+    assert_eq!(v("WATCH_RC"), "0", "{}", out.explain());
+    assert_eq!(v("WATCH_RAN"), "1", "once: {}", out.explain());
 }
 
 /// File-level checks of issue 28's suite through the kernel client, with
@@ -361,13 +426,11 @@ set -e"#
     );
 }
 
-/// Issue 28, item 7 (the nfsfix branch's, not here): when the mount's
-/// process and its watcher die (SIGKILL), a read gives EIO within
-/// the minute the README states (soft, timeo=150, retrans=2), and
+/// Issue 28, item 7: when the mount's process and its watcher die
+/// (SIGKILL), a read gives EIO (the README: about 90 s on Linux), and
 /// `importfs unmount`, run at once, returns within 10 s with the mount
 /// gone. Prints the figures (READ_SECS, UNMOUNT_SECS).
 #[test]
-#[ignore = "issue 28 item 7: unmounting a mount whose server died (nfsfix branch)"]
 fn a_dead_server_gives_eio_and_unmounts_within_seconds() {
     let Some(g) = Guest::get() else { return };
     let script = format!(

@@ -550,15 +550,29 @@ impl Client {
 
     /// An UNCHECKED CREATE of `name` in `dir`.
     pub fn create(&mut self, dir: &nfs_fh3, name: &str) -> Result<(), nfsstat3> {
+        self.create_how(dir, name, createhow3::UNCHECKED(sattr3::default()))
+            .map(|_| ())
+    }
+
+    /// A CREATE of `name` in `dir` as `how` asks: the handle it answers.
+    pub fn create_how(
+        &mut self,
+        dir: &nfs_fh3,
+        name: &str,
+        how: createhow3,
+    ) -> Result<Option<nfs_fh3>, nfsstat3> {
         let args = CREATE3args {
             where_: diropargs3 {
                 dir: dir.clone(),
                 name: filename3(Opaque::borrowed(name.as_bytes())),
             },
-            how: createhow3::UNCHECKED(sattr3::default()),
+            how,
         };
         let r = call(&self.rt, "CREATE", self.conn.create(&args));
-        status(r).map(|_| ())
+        status(r).map(|ok| match ok.obj {
+            Nfs3Option::Some(fh) => Some(fh),
+            Nfs3Option::None => None,
+        })
     }
 
     /// RENAME `from` to `to`, both in `dir`.
