@@ -22,6 +22,9 @@
 #   - the same file over the NFS backend (`importfs serve nfs`), read by
 #     libnfs's nfs-cat (a user-space client: the kernel may have none),
 #     cold and warm, beside the FUSE mount's cold and warm cat
+#   - a real kernel's NFS client (Debian's kernel in QEMU) reading a 256 MiB
+#     result at rsize 128 KiB and 1 MiB: the ratio and the READ calls
+#     (scripts/bench-guest.sh, which runs alone too)
 # Times are best of BENCH_RUNS (default 3). Speeds are MB/s (10^6 bytes).
 # Usage: scripts/bench.sh [SIZE_BYTES]; BENCH_CAP=bytes/s (default 200000000).
 set -euo pipefail
@@ -330,3 +333,5 @@ tgib = tls_size / 2**30
 for name, (emu, client, mnt) in zip(["curl over TLS", "cold cat over TLS"], cpu_tls):
     print(f"  {name:28} {emu/tgib:8.2f} {client/tgib:8.2f} {mnt/tgib:7.2f}")
 EOF
+echo "== the rsize choice through a real kernel client (scripts/bench-guest.sh)"
+bash scripts/bench-guest.sh "$BIN"

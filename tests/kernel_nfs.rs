@@ -312,3 +312,166 @@ cat /tmp/watch.err
     assert_eq!(v("WATCH_RC"), "0", "{}", out.explain());
     assert_eq!(v("WATCH_RAN"), "1", "once: {}", out.explain());
 }
+
+/// File-level checks of issue 28's suite through the kernel client, with
+/// the API watched from the host: `sed -i` on inputs is one PUT; `cp` of a
+/// 600 KB inputs is one PUT and exact; `rm -rf extractors` is refused and
+/// archives nothing; `grep -r` over the whole mount ends.
+#[test]
+fn sed_cp_rm_and_grep_through_the_kernel_client() {
+    let Some(g) = Guest::get() else { return };
+    let emu = Emu::demo();
+    let plain = plain_extractor_list(&emu);
+    let guid = |i: usize| plain[i]["guid"].as_str().unwrap().to_owned();
+    let (x, y) = (guid(0), guid(1));
+    let before_x = api_urls(&emu, &x);
+    let big: Vec<String> = (0..17_000)
+        .map(|i| format!("https://big.example/page/{i:08}"))
+        .collect();
+    let big_text = big.join("\n") + "\n";
+    assert!(big_text.len() > 500_000);
+    emu.clear_requests();
+    let suite = format!(
+        r#"set +e
+sed -i -e '$a https://sed.example/' extractors/{x}/inputs; echo SED=$?; echo AT_SED=$(cut -d' ' -f1 /proc/uptime)
+cp /guest/big extractors/{y}/inputs; echo CP=$?; echo AT_CP=$(cut -d' ' -f1 /proc/uptime)
+cmp /guest/big extractors/{y}/inputs; echo CP_READBACK=$?; echo AT_CP_READBACK=$(cut -d' ' -f1 /proc/uptime)
+rm -rf extractors 2>/tmp/rm.err; echo RM=$?; echo AT_RM=$(cut -d' ' -f1 /proc/uptime); head -3 /tmp/rm.err
+ls extractors | wc -l | sed 's/^/EXTRACTORS_LEFT=/'
+timeout 120 grep -r -l zzz-not-anywhere . ; echo GREP=$?; echo AT_GREP=$(cut -d' ' -f1 /proc/uptime)
+set -e"#
+    );
+    let api = GuestApi::Host {
+        url: &emu.url,
+        key: KEY,
+    };
+    let run = g.script(&format!(
+        "{}cd /mnt/i\n{suite}\ncd /\n{}",
+        common::qemu::mount_script(api, ""),
+        common::qemu::UNMOUNT_SCRIPT
+    ));
+    let out = run
+        .importfs()
+        .file("/guest/big", big_text.as_bytes())
+        .run()
+        .ok();
+    eprintln!("{}", out.out);
+    let v = |k: &str| out.value(k).map(str::to_owned);
+    assert_eq!(v("SED").as_deref(), Some("0"), "{}", out.explain());
+    assert_eq!(v("CP").as_deref(), Some("0"), "{}", out.explain());
+    assert_eq!(v("CP_READBACK").as_deref(), Some("0"), "{}", out.explain());
+    assert_ne!(
+        v("RM").as_deref(),
+        Some("0"),
+        "rm -rf extractors: {}",
+        out.explain()
+    );
+    assert_ne!(
+        v("EXTRACTORS_LEFT").as_deref(),
+        Some("0"),
+        "{}",
+        out.explain()
+    );
+    assert_eq!(
+        v("GREP").as_deref(),
+        Some("1"),
+        "grep -r: {}",
+        out.explain()
+    );
+    let mut want_x = before_x;
+    want_x.push("https://sed.example/".into());
+    assert_eq!(api_urls(&emu, &x), want_x);
+    assert_eq!(api_urls(&emu, &y), big);
+    let calls = mutating(&emu);
+    assert_eq!(puts(&emu, &x), 1, "sed -i: {calls:?}");
+    assert_eq!(puts(&emu, &y), 1, "cp: {calls:?}");
+    assert_eq!(calls.len(), 2, "only the two PUTs: {calls:?}");
+}
+
+/// A read-only mount through the kernel client refuses every write and
+/// makes no mutating API call; reading still works.
+#[test]
+fn a_read_only_mount_refuses_writes_and_calls_nothing() {
+    let Some(g) = Guest::get() else { return };
+    let (emu, x) = host_account();
+    emu.clear_requests();
+    let suite = format!(
+        r#"set +e
+echo https://ro.example/ >> extractors/{x}/inputs; echo APPEND=$?
+touch extractors/{x}/start; echo TOUCH=$?
+( : > extractors/{x}/inputs ); echo TRUNCATE=$?
+head -c 1 user.json >/dev/null; echo READ=$?
+sleep 5
+set -e"#
+    );
+    let api = GuestApi::Host {
+        url: &emu.url,
+        key: KEY,
+    };
+    let out = nfs_suite(g, api, "--read-only", &suite).wait().ok();
+    for k in ["APPEND", "TOUCH", "TRUNCATE"] {
+        assert_ne!(out.value(k), Some("0"), "{k} succeeded: {}", out.explain());
+    }
+    assert_eq!(out.value("READ"), Some("0"), "{}", out.explain());
+    assert!(
+        out.out.contains(" ro,") || out.out.contains("Read-only"),
+        "{}",
+        out.explain()
+    );
+    assert_eq!(
+        mutating(&emu),
+        Vec::<serde_json::Value>::new(),
+        "{}",
+        out.explain()
+    );
+}
+
+/// Issue 28, item 7: when the mount's process and its watcher die
+/// (SIGKILL), a read gives EIO (the README: about 90 s on Linux), and
+/// `importfs unmount`, run at once, returns within 10 s with the mount
+/// gone. Prints the figures (READ_SECS, UNMOUNT_SECS).
+#[test]
+fn a_dead_server_gives_eio_and_unmounts_within_seconds() {
+    let Some(g) = Guest::get() else { return };
+    let script = format!(
+        "{}{}",
+        common::qemu::mount_script(GuestApi::InGuest, ""),
+        r#"set +e
+up() { cut -d' ' -f1 /proc/uptime; }
+# The mount's process and its watcher, so that importfs unmount alone
+# meets the dead server.
+for pid in $(ps -o pid,args | grep -v grep | grep -e 'importfs mount' -e __watch-mount | awk '{print $1}'); do
+    kill -9 $pid
+done
+( t0=$(up); cat /mnt/i/user.json >/dev/null 2>/tmp/cat.err; rc=$?
+  echo "READ_RC=$rc"; echo "READ_SECS=$t0-$(up)"; cat /tmp/cat.err ) &
+reader=$!
+t0=$(up)
+timeout 300 importfs unmount /mnt/i; echo UNMOUNT_RC=$?
+t1=$(up)
+echo UNMOUNT_SECS=$t0-$t1
+echo UNMOUNT_TOOK=$(awk -v a=$t0 -v b=$t1 'BEGIN {print int(b - a)}')
+grep -q ' /mnt/i ' /proc/mounts && echo STILL_MOUNTED
+wait $reader
+true"#
+    );
+    let out = g
+        .script(&script)
+        .importfs()
+        .timeout(std::time::Duration::from_secs(600))
+        .run();
+    eprintln!("{}", out.out);
+    let out = out.ok();
+    assert!(
+        out.value("READ_RC").is_some_and(|r| r != "0"),
+        "{}",
+        out.explain()
+    );
+    let took: u64 = out.value("UNMOUNT_TOOK").unwrap().parse().unwrap();
+    assert!(
+        took <= 10,
+        "importfs unmount took {took} s: {}",
+        out.explain()
+    );
+    assert!(!out.out.contains("STILL_MOUNTED"), "{}", out.explain());
+}

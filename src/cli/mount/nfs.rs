@@ -1,8 +1,9 @@
 //! A mount through the NFS backend: this process serves the account over
 //! NFSv3 on a free loopback port, and the OS's own NFS client mounts it
 //! (mount(2) with text options on Linux, or `mount -t nfs` through
-//! `--sudo`; `mount_nfs` on macOS), so no kernel extension is needed. It then serves until unmounted (by `importfs unmount`,
-//! umount(8), or a signal to this process).
+//! `--sudo`; `mount_nfs` on macOS), so no kernel extension is needed. It
+//! then serves until unmounted (by `importfs unmount`, umount(8), or a
+//! signal to this process).
 //!
 //! Subtle: the server must answer before the mount command runs (the
 //! client mounts by asking it), so it is bound and served first; a mount
