@@ -23,7 +23,8 @@
 #     libnfs's nfs-cat (a user-space client: the kernel may have none),
 #     cold and warm, beside the FUSE mount's cold and warm cat
 # Times are best of BENCH_RUNS (default 3). Speeds are MB/s (10^6 bytes).
-# Usage: scripts/bench.sh [SIZE_BYTES]; BENCH_CAP=bytes/s (default 200000000).
+# Usage: scripts/bench.sh [SIZE_BYTES]; BENCH_CAP=bytes/s (default 200000000);
+# BENCH_PROFILE=profiling for a build perf can symbolise.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
@@ -34,8 +35,11 @@ SIZE="${1:-1073741824}"
 RUNS="${BENCH_RUNS:-3}"
 CAP="${BENCH_CAP:-200000000}"
 KEY="bench-$RANDOM$RANDOM"
-cargo build --release --quiet
-BIN="$ROOT/target/release/importfs"
+# BENCH_PROFILE=profiling: the same code with symbols kept, to run perf on
+# the mount while it is measured (the release build is stripped).
+PROFILE="${BENCH_PROFILE:-release}"
+cargo build --profile "$PROFILE" --quiet
+BIN="$(target_dir)/$PROFILE/importfs"
 WORK="$(mktemp -d)"
 MNT="$WORK/mnt"
 mkdir -p "$MNT"

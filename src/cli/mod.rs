@@ -28,7 +28,7 @@ pub mod watch;
 #[derive(Debug, Parser)]
 #[command(
     name = "importfs",
-    version,
+    version = env!("IMPORTFS_VERSION"),
     about = "Mount an Import.io account as a filesystem",
     after_help = "The API key comes from IMPORTIO_API_KEY or a key file (--api-key-file, or \
                   api_key_file in ~/.config/importfs/config.toml), never from a flag.\n\
