@@ -39,6 +39,6 @@ echo "== packages (scripts/test-package.sh: the .deb and the static binary, inst
 if [ "${SKIP_PACKAGE_TEST:-0}" = 1 ] && [ "${CI:-}" != true ]; then
     echo "== package test SKIPPED (SKIP_PACKAGE_TEST=1)"
 else
-    timeout --kill-after=60 "${PACKAGE_TEST_TIMEOUT:-1800}" bash scripts/test-package.sh
+    timeout --kill-after=60 "${PACKAGE_TEST_TIMEOUT:-2400}" bash scripts/test-package.sh
 fi
 echo "== all tests passed"
