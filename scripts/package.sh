@@ -14,7 +14,7 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 ensure_rust
-ensure_system
+ensure_pkg python3 python3
 ensure_package_tools
 
 OUT="$(mkdir -p "${1:-$ROOT/target/package}" && cd "${1:-$ROOT/target/package}" && pwd)"
