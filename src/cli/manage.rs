@@ -1,17 +1,39 @@
 //! `importfs unmount` and `importfs status`: the two things one does to a
 //! running mount without knowing FUSE's tools.
 //!
-//! Subtle: a mount whose process died answers every stat with ENOTCONN,
-//! and those are exactly the mounts one wants to unmount, so the path is
-//! looked up in the mount table (`platform`) without stat()ing it. These
-//! commands run no async runtime: the platform's unmount runs its tools
-//! with `std::process` and waits for them in place.
+//! Subtle: a mount whose process died answers every stat with ENOTCONN
+//! (FUSE) or makes it wait for the soft timeout, about 90 s (NFS), and
+//! those are exactly the mounts one wants to unmount, so the path is looked
+//! up in the mount table (`platform`) without stat()ing it, and the one
+//! read through the mount (`.importfs/stats`) is made in a thread of its
+//! own and given [`ANSWER_WITHIN`]: an NFS mount that does not answer in
+//! that time is detached at once, forcibly. These commands run no async
+//! runtime: the platform's unmount runs its tools with `std::process` and
+//! waits for them in place.
 
 use crate::platform::{self, MountEntry};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+
+/// How long a read through the mount may take before its server is taken
+/// for dead: a live one answers `.importfs/stats` from memory at once.
+const ANSWER_WITHIN: Duration = Duration::from_secs(2);
+
+/// The text of `path`, read in a thread of its own: None when it has not
+/// come within `within` (the thread is left to its read, which ends with
+/// the process or with the forced unmount that follows).
+fn read_within(path: PathBuf, within: Duration) -> Option<std::io::Result<String>> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("importfs-read".into())
+        .spawn(move || {
+            let _ = tx.send(std::fs::read_to_string(&path));
+        })
+        .ok()?;
+    rx.recv_timeout(within).ok()
+}
 
 #[derive(Debug, Clone, Args)]
 pub struct UnmountArgs {
@@ -72,8 +94,21 @@ pub fn watch_mount(args: WatchArgs) -> Result<()> {
             Err(_) => break,
         }
     }
-    let same_mount = importfs_mount_id(&args.mountpoint).as_deref() == Some(args.dev.as_str());
-    if same_mount && platform::unmount(&args.mountpoint, true).is_ok() {
+    let entry = mount_at(&args.mountpoint).ok().flatten();
+    let same_mount = entry
+        .as_ref()
+        .is_some_and(|m| m.is_importfs() && m.id == args.dev);
+    // The server of an NFS mount was this process that ended: detach the
+    // mount forcibly (fusermount3 knows no NFS mount).
+    let done = match entry {
+        Some(m) if same_mount && m.is_nfs() => {
+            let sudo = platform::nfs::MOUNT_NEEDS_ROOT && !platform::is_root();
+            platform::nfs::detach_dead(&args.mountpoint, sudo)
+        }
+        _ if same_mount => platform::unmount(&args.mountpoint, true),
+        _ => Err(String::new()),
+    };
+    if done.is_ok() {
         // stderr may be gone with the terminal: never fail over a message.
         use std::io::Write;
         let _ = writeln!(
@@ -109,13 +144,23 @@ pub fn unmount(args: UnmountArgs) -> Result<()> {
     let mp = platform::mount_path(&args.mountpoint)
         .with_context(|| format!("cannot resolve {}", args.mountpoint.display()))?;
     require_importfs(&mp)?;
-    end_event_readers(&mp);
+    let answers = answers(&mp);
     let nfs = mount_at(&mp)?.is_some_and(|m| m.is_nfs());
     let done = if nfs {
         // An NFS mount of the NFS backend: umount(8), through sudo where
-        // the OS keeps NFS mounts to root (and we are not).
+        // the OS keeps NFS mounts to root (and we are not). One whose
+        // server does not answer is detached at once: a plain umount could
+        // wait for the soft timeout.
         let sudo = platform::nfs::MOUNT_NEEDS_ROOT && !platform::is_root();
-        platform::nfs::unmount(&mp, args.lazy, sudo)
+        if answers {
+            platform::nfs::unmount(&mp, args.lazy, sudo)
+        } else {
+            eprintln!(
+                "importfs: the server of {} does not answer (its process died?): detaching it",
+                mp.display()
+            );
+            platform::nfs::detach_dead(&mp, sudo)
+        }
     } else {
         platform::unmount(&mp, args.lazy)
     };
@@ -142,29 +187,17 @@ pub fn unmount(args: UnmountArgs) -> Result<()> {
     Ok(())
 }
 
-/// Readers of `.importfs/events` wait for the next event with the file open,
-/// which keeps the mount busy: ask the mount's process (its `pid` in
-/// `.importfs/stats`) to end them with EOF (SIGUSR1), and wait up to 3 s for
-/// them to let go. A mount that does not answer is left to the unmount.
-fn end_event_readers(mp: &Path) {
-    let stat = |name: &str| -> Option<i32> {
-        let text = std::fs::read_to_string(mp.join(".importfs").join("stats")).ok()?;
-        text.lines()
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
-    };
-    let (Some(readers), Some(pid)) = (stat("event_readers"), stat("pid")) else {
-        return;
-    };
-    if readers == 0 || pid <= 0 {
-        return;
-    }
-    // SAFETY: kill(2) with a pid the mount reported as its own.
-    unsafe { libc::kill(pid, libc::SIGUSR1) };
-    let deadline = Instant::now() + Duration::from_secs(3);
-    while stat("event_readers").unwrap_or(0) > 0 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
+/// Whether the mount answers a read of its `.importfs/stats` within
+/// [`ANSWER_WITHIN`]: an NFS mount whose server died would not, for the
+/// whole soft timeout.
+fn answers(mp: &Path) -> bool {
+    let stats = mp.join(".importfs").join("stats");
+    matches!(read_within(stats, ANSWER_WITHIN), Some(Ok(_)))
 }
+
+/// How long `importfs status` waits for the mount: longer than
+/// [`ANSWER_WITHIN`], as it only reports.
+const STATUS_WITHIN: Duration = Duration::from_secs(10);
 
 /// `importfs status`: the mount's `.importfs/stats`, as is.
 pub fn status(args: StatusArgs) -> Result<()> {
@@ -172,7 +205,16 @@ pub fn status(args: StatusArgs) -> Result<()> {
         .with_context(|| format!("cannot resolve {}", args.mountpoint.display()))?;
     require_importfs(&mp)?;
     let stats = mp.join(".importfs").join("stats");
-    match std::fs::read_to_string(&stats) {
+    let Some(read) = read_within(stats.clone(), STATUS_WITHIN) else {
+        bail!(
+            "{} does not answer within {} s: its server process may have died; \
+             `importfs unmount {}` detaches it",
+            mp.display(),
+            STATUS_WITHIN.as_secs(),
+            mp.display()
+        );
+    };
+    match read {
         Ok(text) => {
             println!("mountpoint {}", mp.display());
             print!("{text}");
@@ -194,6 +236,31 @@ pub fn status(args: StatusArgs) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A mount whose server died makes a read wait (NFS's soft timeout):
+    /// here a FIFO with no writer stands in for it. The read is given up
+    /// in bounded time, and the mount taken for one that does not answer.
+    #[test]
+    fn a_mount_that_does_not_answer_is_given_up_in_bounded_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = dir.path().join(".importfs");
+        std::fs::create_dir(&meta).unwrap();
+        let fifo = meta.join("stats");
+        let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let t = Instant::now();
+        assert!(!answers(dir.path()), "a mount that never answers");
+        let took = t.elapsed();
+        assert!(took >= ANSWER_WITHIN, "it waited {took:?}");
+        assert!(took < ANSWER_WITHIN * 5, "bounded: {took:?}");
+        // Let the reader thread go: a writer opens and closes the FIFO.
+        drop(std::fs::OpenOptions::new().write(true).open(&fifo));
+        // A mount that answers.
+        std::fs::remove_file(&fifo).unwrap();
+        std::fs::write(&fifo, "pid 1\n").unwrap();
+        assert!(answers(dir.path()));
+    }
 
     #[test]
     fn a_plain_folder_or_another_filesystem_is_refused() {

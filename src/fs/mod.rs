@@ -12,6 +12,7 @@
 
 pub mod buffers;
 pub mod cache;
+pub mod changes;
 pub mod control;
 pub mod core;
 pub mod counters;

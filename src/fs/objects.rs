@@ -23,6 +23,7 @@ use crate::api::models::{
 use crate::api::FileRef;
 use crate::fs::cache::{lock, Expiry, FetchKey, List, TtlCache};
 use crate::fs::core::Fs;
+use crate::fs::inodes::Node;
 use crate::fs::runs::{arc, report_run_is_final};
 use crate::fs::FsError;
 use std::future::Future;
@@ -108,6 +109,37 @@ impl Fs {
         }
     }
 
+    /// A listing fetched again: when it differs from the one before, the
+    /// directories (and `latest` links) that show it have changed, and
+    /// their mtime says so (`changes.rs`).
+    fn relisted<K: Hash + Eq>(
+        &self,
+        cache: &TtlCache<K, List>,
+        key: &K,
+        new: &List,
+        shown: &[Node],
+    ) {
+        if cache.get_stale(key).is_some_and(|old| old != *new) {
+            let inos: Vec<_> = shown
+                .iter()
+                .map(|n| self.inodes.existing(n).unwrap_or(0))
+                .collect();
+            self.changes.note(&inos);
+        }
+    }
+
+    /// A top-level listing looked at again once its TTL is over, for its
+    /// directory's attributes: an NFS client relists `extractors/` only
+    /// when its mtime moves, which only a fresh listing can tell. A failed
+    /// listing is no news.
+    pub(super) async fn relist(&self, node: &Node) {
+        let _ = match node {
+            Node::Extractors => self.extractor_list().await,
+            Node::Reports => self.report_list().await,
+            _ => return,
+        };
+    }
+
     /// The answer the caches already have: the value, or that it is missing.
     fn known<K: Hash + Eq, V: Clone>(
         &self,
@@ -177,7 +209,9 @@ impl Fs {
                     self.caches.extractors.insert(id.clone(), Arc::new(e), exp);
                     ids.push(id);
                 }
-                Ok((Arc::new(ids), exp))
+                let ids = Arc::new(ids);
+                self.relisted(&self.caches.extractor_list, &(), &ids, &[Node::Extractors]);
+                Ok((ids, exp))
             },
         )
         .await
@@ -246,7 +280,9 @@ impl Fs {
             || async {
                 let runs = self.client.list_crawlruns(None).await?;
                 let exp = self.ttl();
-                Ok((Arc::new(self.cache_runs(runs, exp)), exp))
+                let ids = Arc::new(self.cache_runs(runs, exp));
+                self.relisted(&self.caches.crawlrun_list, &(), &ids, &[Node::Crawlruns]);
+                Ok((ids, exp))
             },
         )
         .await
@@ -261,7 +297,13 @@ impl Fs {
                 // Filtered to this extractor's runs by the client.
                 let runs = self.client.list_extractor_crawlruns(ext).await?;
                 let exp = self.ttl();
-                Ok((Arc::new(self.cache_runs(runs, exp)), exp))
+                let ids = Arc::new(self.cache_runs(runs, exp));
+                let shown = [
+                    Node::ExtractorRuns(ext.clone()),
+                    Node::ExtractorLatest(ext.clone()),
+                ];
+                self.relisted(&self.caches.runs_of, ext, &ids, &shown);
+                Ok((ids, exp))
             },
         )
         .await
@@ -297,7 +339,9 @@ impl Fs {
                 self.caches.reports.insert(id.clone(), Arc::new(r), exp);
                 ids.push(id);
             }
-            Ok((Arc::new(ids), exp))
+            let ids = Arc::new(ids);
+            self.relisted(&self.caches.report_list, &(), &ids, &[Node::Reports]);
+            Ok((ids, exp))
         })
         .await
     }
@@ -344,7 +388,10 @@ impl Fs {
             || async {
                 let runs = self.client.list_report_runs().await?;
                 let exp = self.ttl();
-                Ok((Arc::new(self.cache_report_runs(runs, exp)), exp))
+                let ids = Arc::new(self.cache_report_runs(runs, exp));
+                let top = [Node::ReportRunsTop];
+                self.relisted(&self.caches.reportrun_list, &(), &ids, &top);
+                Ok((ids, exp))
             },
         )
         .await
@@ -358,7 +405,13 @@ impl Fs {
             || async {
                 let runs = self.client.list_report_runs_for_report(rep).await?;
                 let exp = self.ttl();
-                Ok((Arc::new(self.cache_report_runs(runs, exp)), exp))
+                let ids = Arc::new(self.cache_report_runs(runs, exp));
+                let shown = [
+                    Node::ReportRuns(rep.clone()),
+                    Node::ReportLatest(rep.clone()),
+                ];
+                self.relisted(&self.caches.runs_of_report, rep, &ids, &shown);
+                Ok((ids, exp))
             },
         )
         .await

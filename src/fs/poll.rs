@@ -188,28 +188,25 @@ fn now_rfc3339() -> String {
 
 impl Fs {
     /// A run changed: what the caches and the kernel hold of it, of its
-    /// extractor's runs and of its `latest` is stale now.
+    /// extractor's runs and of its `latest` is stale now, and the
+    /// listings and links that show it have changed (their mtime moves).
     fn forget_crawlrun(&self, id: &str, extractor: &str) {
         let (id, ext) = (arc(id), arc(extractor));
         self.caches.crawlruns.remove(&id);
         self.caches.runs_of.remove(&ext);
         self.caches.crawlrun_list.expire_all();
+        let ino = |n: Node| self.inodes.existing(&n).unwrap_or(0);
+        let runs = ino(Node::ExtractorRuns(ext.clone()));
+        let run = ino(Node::Crawlrun(id.clone()));
+        let state = ino(Node::CrawlrunState(id));
+        let latest = ino(Node::ExtractorLatest(ext.clone()));
+        self.changes
+            .note(&[runs, run, latest, ino(Node::Crawlruns)]);
         self.invalidate_all(&[
-            Inval::Inode(
-                self.inodes
-                    .existing(&Node::ExtractorRuns(ext.clone()))
-                    .unwrap_or(0),
-            ),
-            Inval::Inode(
-                self.inodes
-                    .existing(&Node::Crawlrun(id.clone()))
-                    .unwrap_or(0),
-            ),
-            Inval::Inode(self.inodes.existing(&Node::CrawlrunState(id)).unwrap_or(0)),
-            Inval::Entry(
-                self.inodes.existing(&Node::Extractor(ext)).unwrap_or(0),
-                "latest".into(),
-            ),
+            Inval::Inode(runs),
+            Inval::Inode(run),
+            Inval::Inode(state),
+            Inval::Entry(ino(Node::Extractor(ext)), "latest".into()),
         ]);
     }
 
@@ -218,17 +215,16 @@ impl Fs {
         self.caches.reportruns.remove(&id);
         self.caches.runs_of_report.remove(&rep);
         self.caches.reportrun_list.expire_all();
+        let ino = |n: Node| self.inodes.existing(&n).unwrap_or(0);
+        let runs = ino(Node::ReportRuns(rep.clone()));
+        let run = ino(Node::ReportRun(id));
+        let latest = ino(Node::ReportLatest(rep.clone()));
+        self.changes
+            .note(&[runs, run, latest, ino(Node::ReportRunsTop)]);
         self.invalidate_all(&[
-            Inval::Inode(
-                self.inodes
-                    .existing(&Node::ReportRuns(rep.clone()))
-                    .unwrap_or(0),
-            ),
-            Inval::Inode(self.inodes.existing(&Node::ReportRun(id)).unwrap_or(0)),
-            Inval::Entry(
-                self.inodes.existing(&Node::Report(rep)).unwrap_or(0),
-                "latest".into(),
-            ),
+            Inval::Inode(runs),
+            Inval::Inode(run),
+            Inval::Entry(ino(Node::Report(rep)), "latest".into()),
         ]);
     }
 

@@ -374,13 +374,12 @@ impl Fs {
         let ino = self.inodes.ino(node);
         let mut mtime = self.mounted_at;
         let (size, exp) = match node {
-            Node::Root
-            | Node::Extractors
-            | Node::Crawlruns
-            | Node::Reports
-            | Node::ReportRunsTop
-            | Node::Meta => (0, Expiry::Never),
-            Node::Events => (0, Expiry::At(std::time::Instant::now())),
+            Node::Root | Node::Crawlruns | Node::ReportRunsTop | Node::Meta => (0, Expiry::Never),
+            Node::Extractors | Node::Reports => {
+                self.relist(node).await;
+                (0, Expiry::Never)
+            }
+            Node::Events => self.events_attr(&mut mtime),
             Node::Extractor(g) | Node::ExtractorRuns(g) => {
                 let (x, e) = self.extractor(g).await?;
                 mtime = x.meta.modified().unwrap_or(mtime);
@@ -441,7 +440,7 @@ impl Fs {
                 kind: node.kind(),
                 size,
                 perm: node.perm(),
-                mtime,
+                mtime: self.changes.mtime(ino, mtime),
                 uid: self.cfg.uid,
                 gid: self.cfg.gid,
             },

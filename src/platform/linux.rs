@@ -58,6 +58,21 @@ pub fn unmount(path: &Path, lazy: bool) -> Result<(), String> {
     Err(errors.join("; "))
 }
 
+/// Detach `path` now, forcibly (umount2(2): `MNT_FORCE` aborts the NFS
+/// calls in flight, `MNT_DETACH` takes it out of the tree at once); root
+/// only. The kernel finds the mountpoint without revalidating it, so a dead
+/// NFS server does not make this wait.
+pub fn force_detach(path: &Path) -> Result<(), String> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(|e| e.to_string())?;
+    // SAFETY: a valid NUL-terminated path.
+    if unsafe { libc::umount2(c.as_ptr(), libc::MNT_FORCE | libc::MNT_DETACH) } == 0 {
+        Ok(())
+    } else {
+        Err(format!("umount2: {}", std::io::Error::last_os_error()))
+    }
+}
+
 /// Can FUSE be used here? Each failure says how to fix it.
 pub fn check_fuse() -> Result<(), String> {
     if !Path::new("/dev/fuse").exists() {
@@ -163,22 +178,3 @@ pub const STATE_HOME: &str = ".local/state";
 
 /// Linux mounts with FUSE unless told otherwise.
 pub const NFS_BY_DEFAULT: bool = false;
-
-/// Has thread `tid` a signal pending that it does not block? A FUSE read
-/// that waits for a stream (`.importfs/events`) is ended with EINTR when
-/// its reader gets one: fuser answers the kernel's FUSE_INTERRUPT with
-/// ENOSYS, after which the kernel waits for the reply unkillably but for
-/// SIGKILL, so Ctrl-C would otherwise wait for the next event.
-pub fn signal_pending(tid: u32) -> bool {
-    let Ok(status) = std::fs::read_to_string(format!("/proc/{tid}/status")) else {
-        return false;
-    };
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-            .unwrap_or(0)
-    };
-    (field("SigPnd:") | field("ShdPnd:")) & !field("SigBlk:") != 0
-}

@@ -89,6 +89,13 @@ pub fn unmount(path: &Path, lazy: bool) -> Result<(), String> {
     }
 }
 
+/// Detach `path` now, forcibly: macOS has no lazy unmount, so this is
+/// unmount(2) with `MNT_FORCE` (or `diskutil unmount force`), as
+/// [`unmount`] does when asked to be lazy.
+pub fn force_detach(path: &Path) -> Result<(), String> {
+    unmount(path, true)
+}
+
 /// Can FUSE be used here? On macOS FUSE is macFUSE, a kernel extension,
 /// and only a build with the `macfuse` feature speaks to it.
 pub fn check_fuse() -> Result<(), String> {
@@ -158,9 +165,3 @@ pub const STATE_HOME: &str = "Library/Logs";
 /// is a kernel extension that an Apple Silicon Mac loads only after a
 /// reboot into recovery mode.
 pub const NFS_BY_DEFAULT: bool = true;
-
-/// macOS has no `/proc` to see a reader's pending signals; macFUSE passes
-/// interrupts on its own.
-pub fn signal_pending(_tid: u32) -> bool {
-    false
-}

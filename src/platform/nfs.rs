@@ -4,11 +4,17 @@
 //! and tested as text.
 //!
 //! The choices, the same on both: NFSv3 over TCP; MOUNT on the server's own
-//! port (it has no portmapper); no locks (it has no lock manager); a
-//! reserved source port (the server refuses others by default); attribute
-//! caching for as long as the mount's `--metadata-ttl`, at least 1 s; and a
-//! soft mount with a timeout above the API deadline, so a dead server gives
-//! EIO in under a minute instead of a shell that hangs.
+//! port (it has no portmapper); locks kept in the client's kernel, as the
+//! server has no lock manager (`nolock` on Linux, `locallocks` on macOS:
+//! see [`macos_options`]); a reserved source port (the server refuses
+//! others by default); 1 MiB reads and writes (what the server's FSINFO
+//! offers); attribute caching for as long as the mount's
+//! `--metadata-ttl`, at least 1 s; and a soft mount whose timeout is well
+//! above the API's call deadline (30 s), so that a slow API call is never
+//! an EIO, while a dead server gives EIO in about 90 s (Linux: nfs(5),
+//! "linear backoff", 15 + 30 + 45 s for `timeo=150,retrans=2`) instead of
+//! a shell that hangs. `importfs unmount` does not wait for that: it
+//! detaches a mount whose server is gone at once (`cli/manage.rs`).
 
 use std::path::Path;
 use std::process::Command;
@@ -48,14 +54,34 @@ pub fn linux_options(m: &NfsMount) -> String {
     o
 }
 
-/// `mount_nfs -o OPTIONS` on macOS (mount_nfs(8)). The Mac's client takes
-/// at most 128 KiB reads and writes (xet-core's nfsserve uses the same);
-/// `resvport` makes it use a reserved port, which it does in the kernel.
+/// `mount_nfs -o OPTIONS` on macOS (Apple's mount_nfs(8), NFS-339 in
+/// apple-oss-distributions/NFS). Each choice and its source:
+/// - `locallocks`, not `nolocks`: mount_nfs(8) says `nolocks` makes "any
+///   attempt to perform file locking operations" return ENOTSUP, which
+///   breaks every program that takes a `flock`/`fcntl` lock (Python's
+///   `filelock`, sqlite); `locallocks` keeps locks in the client's kernel,
+///   the only place they can be, as the server has no NLM. hf-mount made
+///   the same switch (huggingface/hf-mount eee917b, "use locallocks on
+///   macOS so flock/fcntl work", `src/nfs.rs`).
+/// - `resvport`: a reserved source port, taken by the kernel (the server
+///   refuses others by default; mount_nfs(8) says it needs root, yet a
+///   user's mount on a folder they own gets it from the kernel).
+/// - 1 MiB `rsize`/`wsize`: xnu's `bsd/nfs/nfsproto.h` allows up to
+///   `NFS_MAXDATA` = 8 * 64 * PAGE_SIZE (2 MiB on Intel, 8 MiB on Apple
+///   Silicon); the 128 KiB of xet-core's nfsserve examples is an older
+///   limit. hf-mount mounts with `rsize=1048576` (and `wsize`) on macOS.
+///   A long sequential read then costs an eighth of the READs it costs at
+///   128 KiB (the kernel-client harness of issue 28 is to measure what that is worth).
+/// - `soft,intr`: soft makes calls fail "after retrans round trip timeout
+///   intervals" (mount_nfs(8)); `intr` lets Ctrl-C end a call that waits
+///   on an unresponsive server (EINTR) rather than leave it unkillable.
+///   rclone's `nfsmount` passes only `port`, `mountport` and `tcp`
+///   (cmd/nfsmount/nfsmount.go) and unmounts with `diskutil umount force`.
 pub fn macos_options(m: &NfsMount) -> String {
     let p = m.port;
     let mut o = format!(
-        "vers=3,tcp,port={p},mountport={p},nolocks,resvport,\
-         rsize=131072,wsize=131072,actimeo={},soft,timeo=150,retrans=2",
+        "vers=3,tcp,port={p},mountport={p},locallocks,resvport,\
+         rsize=1048576,wsize=1048576,actimeo={},soft,intr,timeo=150,retrans=2",
         actimeo(m)
     );
     if m.read_only {
@@ -88,7 +114,9 @@ fn maybe_sudo(program: &str, args: &[&std::ffi::OsStr], sudo: bool) -> Command {
 }
 
 /// Can the OS's NFS client mount here? Each failure says what to do.
-pub fn check_client() -> Result<(), String> {
+/// On Linux mount.nfs is needed only through sudo: without it importfs
+/// calls mount(2) itself ([`mount_syscall`]).
+pub fn check_client(sudo: bool) -> Result<(), String> {
     if cfg!(target_os = "macos") {
         return if Path::new("/sbin/mount_nfs").exists() {
             Ok(())
@@ -97,7 +125,7 @@ pub fn check_client() -> Result<(), String> {
         };
     }
     let helper = ["/sbin/mount.nfs", "/usr/sbin/mount.nfs"];
-    if !helper.iter().any(|p| Path::new(p).exists()) {
+    if sudo && !helper.iter().any(|p| Path::new(p).exists()) {
         return Err("mount.nfs is missing: install the NFS client with \
                     `sudo apt-get install nfs-common` (or use --backend fuse)"
             .into());
@@ -154,6 +182,41 @@ pub fn mount_command(m: &NfsMount, export: &str, mountpoint: &Path, sudo: bool) 
     }
 }
 
+/// Linux: mount `export` of the server `m` on `mountpoint` with mount(2)
+/// itself, the options as text (nfs(5)) plus `addr=127.0.0.1`, which is
+/// what mount.nfs adds before it makes the same call; so no mount.nfs
+/// (nfs-common) is needed. Needs root (CAP_SYS_ADMIN), as mount(8) would.
+/// Blocks until the kernel's client has asked the server (MOUNT, FSINFO).
+#[cfg(target_os = "linux")]
+pub fn mount_syscall(m: &NfsMount, export: &str, mountpoint: &Path) -> Result<(), String> {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let text = |s: &[u8]| CString::new(s).map_err(|_| "a NUL byte in a mount argument".to_owned());
+    let src = text(source(export).as_bytes())?;
+    let target = text(mountpoint.as_os_str().as_bytes())?;
+    let data = text(format!("{},addr=127.0.0.1", linux_options(m)).as_bytes())?;
+    let flags = if m.read_only { libc::MS_RDONLY } else { 0 };
+    // SAFETY: every pointer is a NUL-terminated string that outlives the call.
+    let rc = unsafe {
+        libc::mount(
+            src.as_ptr(),
+            target.as_ptr(),
+            c"nfs".as_ptr(),
+            flags,
+            data.as_ptr().cast(),
+        )
+    };
+    if rc == 0 {
+        return Ok(());
+    }
+    Err(format!(
+        "mount(2) of {} on {}: {}",
+        source(export),
+        mountpoint.display(),
+        std::io::Error::last_os_error()
+    ))
+}
+
 /// Unmount an NFS mount of ours: umount(8) through sudo when asked (`-l`
 /// lazy on Linux, `-f` forced on macOS, which has no lazy unmount), else
 /// the platform's own unmount.
@@ -185,6 +248,32 @@ pub fn unmount(mountpoint: &Path, lazy: bool, sudo: bool) -> Result<(), String> 
     }
 }
 
+/// Detach an NFS mount whose server is gone, at once and forcibly: calls
+/// waiting on it fail (EIO) instead of waiting out the soft timeout, and
+/// nothing on the way stats the path or flushes to the dead server. As
+/// root, the system call itself (Linux: umount2(2) with `MNT_FORCE |
+/// MNT_DETACH`, as hf-mount's `unmount_nfs` does; macOS: unmount(2) with
+/// `MNT_FORCE`, as rclone's `diskutil umount force`); through sudo,
+/// `umount -f -l` (umount(8): force, lazy).
+pub fn detach_dead(mountpoint: &Path, sudo: bool) -> Result<(), String> {
+    if !sudo {
+        return super::os::force_detach(mountpoint);
+    }
+    let args: [&std::ffi::OsStr; 3] = ["-f".as_ref(), "-l".as_ref(), mountpoint.as_os_str()];
+    let out = maybe_sudo("umount", &args, true)
+        .stdin(std::process::Stdio::inherit())
+        .output()
+        .map_err(|e| format!("sudo: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "sudo umount -f -l: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -205,7 +294,18 @@ mod tests {
             attr_ttl: Duration::ZERO,
             ..m
         });
-        assert!(mac.contains("nolocks") && mac.contains("resvport"), "{mac}");
+        assert!(
+            mac.contains("locallocks") && !mac.contains("nolocks") && mac.contains("resvport"),
+            "{mac}"
+        );
+        assert!(
+            mac.contains("soft,intr,") && mac.contains("rsize=1048576"),
+            "{mac}"
+        );
+        assert!(
+            !l.contains("intr"),
+            "Linux ignores intr since 2.6.25 (nfs(5)): {l}"
+        );
         assert!(
             mac.contains("actimeo=1") && mac.ends_with(",rdonly"),
             "{mac}"

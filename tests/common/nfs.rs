@@ -294,6 +294,52 @@ fn status<T, E>(r: Nfs3Result<T, E>) -> Result<T, nfsstat3> {
     }
 }
 
+/// What a client that sends no credentials (AUTH_NONE, as a Linux kernel
+/// does for its first call) gets: the answer to NULL on the NFS program,
+/// to NULL on the MOUNT program, and to GETATTR of `root` (a handle of the
+/// export, got otherwise), each as `Ok` or the RPC error's text. From a
+/// reserved source port.
+pub fn auth_none_calls(port: u16, root: &nfs_fh3) -> [Result<(), String>; 3] {
+    use nfs3_client::{MountClient, Nfs3Client};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let text = |r: Result<Result<(), RpcError>, _>| match r {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(format!("{e} ({e:?})")),
+        Err(_) => Err(format!("no answer in {CALL_TIMEOUT:?}")),
+    };
+    rt.block_on(async {
+        let io = || async { TokioIo::new(reserved_port_stream(port).await) };
+        let mut nfs = Nfs3Client::new(io().await);
+        let null = text(tokio::time::timeout(CALL_TIMEOUT, nfs.null()).await);
+        let mut mnt = MountClient::new(io().await);
+        let mnt_null = text(tokio::time::timeout(CALL_TIMEOUT, mnt.null()).await);
+        let args = GETATTR3args {
+            object: root.clone(),
+        };
+        let getattr = tokio::time::timeout(CALL_TIMEOUT, nfs.getattr(&args)).await;
+        let getattr = text(getattr.map(|r| r.map(|_| ())));
+        [null, mnt_null, getattr]
+    })
+}
+
+/// A TCP connection to `127.0.0.1:port` from a free reserved port.
+async fn reserved_port_stream(port: u16) -> tokio::net::TcpStream {
+    for local in (600..1024).rev() {
+        let sock = tokio::net::TcpSocket::new_v4().expect("socket");
+        if sock.bind(([0, 0, 0, 0], local).into()).is_err() {
+            continue;
+        }
+        match sock.connect(([127, 0, 0, 1], port).into()).await {
+            Ok(s) => return s,
+            Err(_) => continue,
+        }
+    }
+    panic!("no free reserved port to connect from");
+}
+
 impl Client {
     /// MOUNT `/importfs` on `port` with AUTH_SYS `uid` (`None`: AUTH_NONE),
     /// from a reserved source port or an ephemeral one. The error is the
@@ -504,15 +550,29 @@ impl Client {
 
     /// An UNCHECKED CREATE of `name` in `dir`.
     pub fn create(&mut self, dir: &nfs_fh3, name: &str) -> Result<(), nfsstat3> {
+        self.create_how(dir, name, createhow3::UNCHECKED(sattr3::default()))
+            .map(|_| ())
+    }
+
+    /// A CREATE of `name` in `dir` as `how` asks: the handle it answers.
+    pub fn create_how(
+        &mut self,
+        dir: &nfs_fh3,
+        name: &str,
+        how: createhow3,
+    ) -> Result<Option<nfs_fh3>, nfsstat3> {
         let args = CREATE3args {
             where_: diropargs3 {
                 dir: dir.clone(),
                 name: filename3(Opaque::borrowed(name.as_bytes())),
             },
-            how: createhow3::UNCHECKED(sattr3::default()),
+            how,
         };
         let r = call(&self.rt, "CREATE", self.conn.create(&args));
-        status(r).map(|_| ())
+        status(r).map(|ok| match ok.obj {
+            Nfs3Option::Some(fh) => Some(fh),
+            Nfs3Option::None => None,
+        })
     }
 
     /// RENAME `from` to `to`, both in `dir`.

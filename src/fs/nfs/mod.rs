@@ -139,9 +139,10 @@ impl Shared {
             return read_leased(fs, &lease, offset, count).await;
         }
         if fs.is_events(ino) {
-            // A READ must answer at once, and NFS has no open to start a
-            // subscription at: over NFS the events file reads empty.
-            return Ok((Vec::new(), true));
+            // A log: read at any offset, with no open, as FUSE reads it.
+            let bytes = fs.events.read(offset, count as usize);
+            let eof = offset + bytes.len() as u64 >= fs.events.size_and_mtime().0;
+            return Ok((bytes, eof));
         }
         let opened = fs.open(ino, libc::O_RDONLY).await?;
         if fs.is_data_handle(opened.fh) {
@@ -167,9 +168,15 @@ impl Shared {
             Some(sess) => sess.fh,
             None => self.fs.open(ino, libc::O_WRONLY).await?.fh,
         };
+        let idle = if self.fs.is_trigger(ino) {
+            sessions::TRIGGER_IDLE
+        } else {
+            sessions::WRITE_IDLE
+        };
         *s = Some(Session {
             fh,
             last: Instant::now(),
+            idle,
         });
         Ok((s, fh))
     }
@@ -277,7 +284,7 @@ impl Shared {
     /// Release what has been idle: read handles, listings, write sessions
     /// (whose pending changes are then sent, as a close sends them).
     pub(crate) async fn reap(&self, all: bool) {
-        use self::sessions::{READ_IDLE, WRITE_IDLE};
+        use self::sessions::READ_IDLE;
         let (writes, reads, dirs) = if all {
             (
                 self.writes.take_all(),
@@ -286,7 +293,7 @@ impl Shared {
             )
         } else {
             (
-                self.writes.take_idle(WRITE_IDLE),
+                self.writes.take_idle(false),
                 self.reads.take_idle(READ_IDLE),
                 self.dirs.take_idle(READ_IDLE),
             )
@@ -410,11 +417,14 @@ impl NfsFileSystem for NfsFs {
             .map_err(|e| status("write", ino(id), On::Handle, e))
     }
 
-    /// CREATE. A name that exists is an UNCHECKED create (the server
-    /// refuses a GUARDED one before asking, which is why libnfs's `nfs-cp`
-    /// cannot write over a file): as open(O_CREAT) of an existing file, it
-    /// sets the attributes asked for (a size of 0 truncates `inputs`, in
-    /// its write session), as the Linux client does for `> inputs`.
+    /// CREATE. A name that exists here is an UNCHECKED create (the server
+    /// answers a GUARDED one NFS3ERR_EXIST before asking, as RFC 1813
+    /// 3.3.8 says; libnfs 4's `nfs-cp` asks GUARDED, as it opens with
+    /// O_EXCL). An UNCHECKED create of an existing file is an open, as
+    /// Linux's nfsd treats it: of the attributes only a size of 0 is kept
+    /// (it truncates `inputs` in its write session, or is the POST of a
+    /// control file); a mode or an owner is not a chmod. Of an existing
+    /// directory or link it is NFS3ERR_EXIST.
     async fn create(
         &self,
         dir: &FileHandleU64,
@@ -424,9 +434,21 @@ impl NfsFileSystem for NfsFs {
         let (shared, d) = (&self.shared, ino(dir));
         if let Ok(e) = shared.fs.lookup(d, name(filename)).await {
             let ino = e.attr.ino;
-            let a = (shared.setattr(ino, &attr).await)
-                .map_err(|e| status("create", ino, On::Handle, e))?;
-            return Ok((ino.into(), a));
+            if e.attr.kind != Kind::File {
+                return Err(nfsstat3::NFS3ERR_EXIST);
+            }
+            let a = if matches!(attr.size, Nfs3Option::Some(0)) {
+                let truncate = sattr3 {
+                    size: Nfs3Option::Some(0),
+                    ..Default::default()
+                };
+                shared.setattr(ino, &truncate).await
+            } else {
+                shared.attr(ino).await
+            };
+            return a
+                .map(|a| (ino.into(), a))
+                .map_err(|e| status("create", ino, On::Handle, e));
         }
         let mode = match attr.mode {
             Nfs3Option::Some(m) => m,

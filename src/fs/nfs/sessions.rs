@@ -13,9 +13,15 @@
 //! - **write sessions** ([`WriteSessions`]), opened by the first WRITE (or a
 //!   SETATTR that truncates or touches) and ended by the COMMIT a client
 //!   sends at close and fsync, by a FILE_SYNC write, or, when neither ever
-//!   comes (`truncate` alone), after [`WRITE_IDLE`], when what is pending is
-//!   sent as a close would send it. One session's operations run one at a
-//!   time (its slot's lock), so a COMMIT waits for the WRITEs before it.
+//!   comes (`truncate` alone), after [`WRITE_IDLE`] (a control file's after
+//!   [`TRIGGER_IDLE`]), when what is pending is sent as a close would send
+//!   it. One session's operations run one at a time (its slot's lock), so a
+//!   COMMIT waits for the WRITEs before it.
+//!
+//! Subtle: `(sleep 6; echo URL) > inputs` truncates at once (a SETATTR of
+//! size 0) and writes seconds later. Ending that session early would send
+//! an empty list, and a writer killed afterwards would have lost every URL;
+//! so a session of a whole-file write waits a minute for its COMMIT.
 //!
 //! Subtle: a session's lock is held across the PUT that a COMMIT sends;
 //! that is the point (the COMMIT answers with the PUT's result), and it
@@ -33,10 +39,20 @@ use std::time::{Duration, Instant};
 /// bytes stay in the cache).
 pub(super) const READ_IDLE: Duration = Duration::from_secs(30);
 
-/// A write session with no WRITE, SETATTR or COMMIT for this long is ended
-/// as a close would end it. Clients commit at close, so this only ends
-/// sessions that get no commit (a truncate alone, a touch).
-pub(super) const WRITE_IDLE: Duration = Duration::from_secs(3);
+/// A write session of `inputs` (or a scratch file) with no WRITE, SETATTR
+/// or COMMIT for this long is ended as a close would end it. Clients commit
+/// at close, so this only ends sessions that never get a commit (a
+/// `truncate` alone, a client that died). It is long because ending a
+/// session early sends what it holds: a truncation whose writer is still
+/// at work (a slow pipeline into `> inputs`) would empty the list on the
+/// service (issue 28).
+pub(super) const WRITE_IDLE: Duration = Duration::from_secs(60);
+
+/// The same for a control file (`start`, `stop`): its POST was sent at
+/// the SETATTR or WRITE already, and the session only joins the writes
+/// that follow it (`echo > start`) into that one POST. Kept short so that
+/// a second start a few seconds later is a POST of its own.
+pub(super) const TRIGGER_IDLE: Duration = Duration::from_secs(3);
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -158,11 +174,13 @@ impl HandleCache {
     }
 }
 
-/// A write session: the core's write handle, and when it was last used.
+/// A write session: the core's write handle, when it was last used, and
+/// how long it may then stay unused ([`WRITE_IDLE`] or [`TRIGGER_IDLE`]).
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Session {
     pub fh: u64,
     pub last: Instant,
+    pub idle: Duration,
 }
 
 /// The slot of one inode's write session; its lock orders the session's
@@ -188,15 +206,16 @@ impl WriteSessions {
         s.map(|s| s.fh)
     }
 
-    /// Take out the sessions idle for `idle`, for the caller to end as a
-    /// close would; empty slots nobody holds are dropped.
-    pub fn take_idle(&self, idle: Duration) -> Vec<u64> {
+    /// Take out the sessions unused for their idle time (every one, when
+    /// `all`), for the caller to end as a close would; empty slots nobody
+    /// holds are dropped.
+    pub fn take_idle(&self, all: bool) -> Vec<u64> {
         let mut out = Vec::new();
         lock(&self.slots).retain(|_, slot| {
             let Ok(mut s) = slot.try_lock() else {
                 return true;
             };
-            if s.is_some_and(|s| s.last.elapsed() >= idle) {
+            if s.is_some_and(|s| all || s.last.elapsed() >= s.idle) {
                 out.extend(s.take().map(|s| s.fh));
             }
             s.is_some() || Arc::strong_count(slot) > 1
@@ -206,7 +225,7 @@ impl WriteSessions {
 
     /// Every open session, for ending them all when the server stops.
     pub fn take_all(&self) -> Vec<u64> {
-        self.take_idle(Duration::ZERO)
+        self.take_idle(true)
     }
 }
 
@@ -259,13 +278,21 @@ mod tests {
         *slot.lock().await = Some(Session {
             fh: 9,
             last: Instant::now(),
+            idle: Duration::from_secs(60),
         });
         let guard = slot.lock().await;
-        assert!(w.take_idle(Duration::ZERO).is_empty(), "in use");
+        assert!(w.take_idle(true).is_empty(), "in use");
         drop(guard);
-        assert!(w.take_idle(Duration::from_secs(60)).is_empty(), "not idle");
-        assert_eq!(w.take_idle(Duration::ZERO), vec![9]);
-        drop(slot);
+        assert!(w.take_idle(false).is_empty(), "not idle");
+        let other = w.slot(4);
+        *other.lock().await = Some(Session {
+            fh: 10,
+            last: Instant::now(),
+            idle: Duration::ZERO,
+        });
+        assert_eq!(w.take_idle(false), vec![10], "its own idle time is over");
+        assert_eq!(w.take_idle(true), vec![9]);
+        drop((slot, other));
         assert!(w.take_all().is_empty());
     }
 }
