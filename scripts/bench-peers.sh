@@ -25,7 +25,8 @@
 # Only loopback is used; everything started is stopped by its PID on exit.
 # Installing nginx on a machine whose init starts services also starts the
 # distribution's own nginx (port 80): this script neither uses nor stops it.
-# Usage: scripts/bench-peers.sh [SIZE_BYTES] (default 536870912, 512 MiB).
+# Usage: scripts/bench-peers.sh [SIZE_BYTES] (default 536870912, 512 MiB);
+# BENCH_PROFILE=profiling for a build perf can symbolise.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
@@ -40,8 +41,11 @@ ensure_pkg rclone rclone
 SIZE="${1:-536870912}"
 RUNS="${BENCH_RUNS:-5}"
 KEY="bench-$RANDOM$RANDOM"
-cargo build --release --quiet
-BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/importfs"
+# BENCH_PROFILE=profiling: the same code with symbols kept, to run perf on
+# the mount while it is measured (the release build is stripped).
+PROFILE="${BENCH_PROFILE:-release}"
+cargo build --profile "$PROFILE" --quiet
+BIN="$(target_dir)/$PROFILE/importfs"
 WORK="$(mktemp -d)"
 WWW="$WORK/www"
 mkdir -p "$WWW" "$WORK/nginx-tmp" "$WORK/mnt-emulator" "$WORK/mnt-importfs" \

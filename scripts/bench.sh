@@ -26,7 +26,8 @@
 #     result at rsize 128 KiB and 1 MiB: the ratio and the READ calls
 #     (scripts/bench-guest.sh, which runs alone too)
 # Times are best of BENCH_RUNS (default 3). Speeds are MB/s (10^6 bytes).
-# Usage: scripts/bench.sh [SIZE_BYTES]; BENCH_CAP=bytes/s (default 200000000).
+# Usage: scripts/bench.sh [SIZE_BYTES]; BENCH_CAP=bytes/s (default 200000000);
+# BENCH_PROFILE=profiling for a build perf can symbolise.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
@@ -37,8 +38,11 @@ SIZE="${1:-1073741824}"
 RUNS="${BENCH_RUNS:-3}"
 CAP="${BENCH_CAP:-200000000}"
 KEY="bench-$RANDOM$RANDOM"
-cargo build --release --quiet
-BIN="$ROOT/target/release/importfs"
+# BENCH_PROFILE=profiling: the same code with symbols kept, to run perf on
+# the mount while it is measured (the release build is stripped).
+PROFILE="${BENCH_PROFILE:-release}"
+cargo build --profile "$PROFILE" --quiet
+BIN="$(target_dir)/$PROFILE/importfs"
 WORK="$(mktemp -d)"
 MNT="$WORK/mnt"
 mkdir -p "$MNT"

@@ -82,3 +82,21 @@ ensure_rust() {
         return 1
     fi
 }
+
+# What scripts/package.sh needs: cargo-deb, musl-gcc and Rust's musl target.
+ensure_package_tools() {
+    ensure_pkg musl-gcc musl-tools
+    if ! cargo deb --version >/dev/null 2>&1; then
+        echo "installing cargo-deb (cargo install --locked cargo-deb)" >&2
+        nice -n 10 cargo install --locked --quiet cargo-deb
+    fi
+    if ! rustup target list --installed 2>/dev/null | grep -qx x86_64-unknown-linux-musl; then
+        rustup target add x86_64-unknown-linux-musl
+    fi
+}
+
+# Cargo's target directory (CARGO_TARGET_DIR, a config file, or ./target).
+target_dir() {
+    cargo metadata --format-version 1 --no-deps |
+        python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])'
+}

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Install what is missing, then run every test: formatting, lints (for Linux,
 # and for macOS by cross-checking), unit and integration tests (real FUSE
-# mounts over the emulator), and the schemathesis conformance run of the
-# emulator against the vendored spec.
+# mounts over the emulator), the schemathesis conformance run of the
+# emulator against the vendored spec, and the .deb and static binary built
+# and installed (scripts/test-package.sh).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
@@ -32,4 +33,13 @@ echo "== cargo test"
 cargo test --all-targets -- --test-threads=4
 echo "== conformance (schemathesis)"
 bash scripts/conformance.sh
+echo "== packages (scripts/test-package.sh: the .deb and the static binary, installed)"
+# Two release builds and a Debian root: bounded, so that a stuck mirror
+# or mount fails this step instead of eating CI's time. SKIP_PACKAGE_TEST=1
+# leaves it out outside CI.
+if [ "${SKIP_PACKAGE_TEST:-0}" = 1 ] && [ "${CI:-}" != true ]; then
+    echo "== package test SKIPPED (SKIP_PACKAGE_TEST=1)"
+else
+    timeout --kill-after=60 "${PACKAGE_TEST_TIMEOUT:-2400}" bash scripts/test-package.sh
+fi
 echo "== all tests passed"

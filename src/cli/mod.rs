@@ -29,7 +29,7 @@ pub mod watch;
 #[derive(Debug, Parser)]
 #[command(
     name = "importfs",
-    version,
+    version = env!("IMPORTFS_VERSION"),
     about = "Mount an Import.io account as a filesystem",
     after_help = "The API key comes from a key file (--api-key-file), IMPORTIO_API_KEY, \
                   api_key_file in ~/.config/importfs/config.toml, or else the key `importfs login` \
