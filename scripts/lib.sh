@@ -19,6 +19,23 @@ ensure_pkg() {
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$pkg" >/dev/null
 }
 
+# ensure_deb PACKAGE: install PACKAGE (without its recommends) when dpkg
+# does not have it.
+ensure_deb() {
+    dpkg -s "$1" >/dev/null 2>&1 && return 0
+    echo "installing $1" >&2
+    if [ "$apt_updated" = 0 ]; then as_root apt-get update -qq; apt_updated=1; fi
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$1" >/dev/null
+}
+
+# The kernel-client harness (tests/kernel_nfs.rs): QEMU, a static busybox,
+# and Debian's cloud kernel unpacked into target/guest (never installed).
+ensure_guest() {
+    ensure_deb qemu-system-x86
+    ensure_deb busybox-static
+    bash "$ROOT/scripts/guest.sh" prepare "$ROOT/target/guest" >/dev/null
+}
+
 ensure_system() {
     ensure_pkg fusermount3 fuse3
     ensure_pkg rsync rsync

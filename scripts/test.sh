@@ -9,6 +9,7 @@ cd "$ROOT"
 
 ensure_rust
 ensure_system
+ensure_guest
 ensure_venv
 
 echo "== cargo fmt --check"

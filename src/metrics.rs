@@ -272,6 +272,18 @@ impl MountCollector {
             "Rounds of change detection (--poll-interval); their API calls count by operation",
             s.polls,
         )?;
+        counter(
+            enc,
+            "events_logged",
+            "Run events written to .importfs/events",
+            s.events_logged,
+        )?;
+        gauge(
+            enc,
+            "events_kept_bytes",
+            "Bytes of .importfs/events held in memory (older lines read as blank lines)",
+            s.events_kept_bytes,
+        )?;
         Ok(())
     }
 

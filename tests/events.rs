@@ -1,8 +1,10 @@
 //! Run events over real mounts: runs started and ended through the
 //! emulator's hooks (as another user or a schedule would, no client
-//! involved) show as lines of `.importfs/events`, read with `cat`, and in
-//! listings at once; the poll costs the calls it should; an outage loses
-//! nothing; unmounting ends the readers.
+//! involved) show as lines of the `.importfs/events` log, followed with GNU
+//! `tail -f` and read whole with `cat`, and in listings at once; the poll
+//! costs the calls it should; an outage loses nothing; the log stays within
+//! its bound; tools that read every file of the mount finish; `importfs
+//! watch` follows the log and ends with the mount.
 
 mod common;
 
@@ -14,7 +16,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{channel, Receiver};
 use std::time::{Duration, Instant};
 
-/// `cat MOUNT/.importfs/events`, its lines as they come.
+/// `tail -n 0 -f MOUNT/.importfs/events` (GNU tail, which polls a FUSE
+/// file's size every second): the lines written after it started.
 struct Reader {
     child: Child,
     lines: Receiver<String>,
@@ -22,7 +25,8 @@ struct Reader {
 
 impl Reader {
     fn start(m: &Mounted) -> Reader {
-        let mut child = Command::new("cat")
+        let mut child = Command::new("tail")
+            .args(["-n", "0", "-f"])
             .arg(m.path(".importfs/events"))
             .stdout(Stdio::piped())
             .spawn()
@@ -36,7 +40,7 @@ impl Reader {
                 }
             }
         });
-        // The subscription starts at the open: give cat a moment to open.
+        // tail starts at the end it sees: give it a moment to look.
         std::thread::sleep(Duration::from_millis(300));
         Reader { child, lines }
     }
@@ -194,38 +198,191 @@ fn an_outage_invents_nothing_and_loses_nothing() {
     assert_eq!(kinds, ["crawlrun.started", "crawlrun.finished"], "{seen:?}");
 }
 
+/// Wait until `.importfs/events` holds a line for `event` of run `id`.
+fn wait_logged(m: &Mounted, event: &str, id: &str, within: Duration) {
+    let deadline = Instant::now() + within;
+    let want = format!("\"event\":\"{event}\",\"id\":\"{id}\"");
+    while !std::fs::read_to_string(m.path(".importfs/events"))
+        .unwrap()
+        .contains(&want)
+    {
+        assert!(Instant::now() < deadline, "no {event} of {id} logged");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 #[test]
-fn unmounting_ends_the_readers_with_status_0() {
+fn cat_of_the_log_ends_and_shows_what_happened_before_it() {
     if !fuse_or_skip() {
         return;
     }
-    let emu = Emu::demo();
-    // SIGTERM to the mount.
-    let mut m = Mounted::new(&emu.url, &["--poll-interval", "1s"]);
-    let mut r = Reader::start(&m);
-    let pid = m.pid().unwrap() as i32;
-    // SAFETY: kill(2) on the mount process this test started.
-    unsafe { libc::kill(pid, libc::SIGTERM) };
-    let status = wait_exit(&mut r.child, Duration::from_secs(10));
-    assert!(status.success(), "cat ended with {status}");
-    m.unmount();
-    // `importfs unmount`: it asks the mount to end its readers, and then
-    // the mount is not busy; `--lazy` detaches it, which the mount notices.
-    for how in [&["unmount"][..], &["unmount", "--lazy"][..]] {
+    let emu = demo_with_runs_of(1.0);
+    let m = Mounted::new(&emu.url, &["--poll-interval", "1s"]);
+    let g = first_extractor(&emu);
+    let id = start_run(&emu, &g);
+    wait_logged(&m, "crawlrun.finished", &id, Duration::from_secs(15));
+    // cat ends by itself (a read past the end is end of file at once).
+    let out = m.sh_ok("timeout 10 cat .importfs/events");
+    let size = std::fs::metadata(m.path(".importfs/events")).unwrap().len();
+    assert_eq!(out.len() as u64, size, "the size is the bytes there are");
+    let events: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect();
+    let mine: Vec<&str> = events
+        .iter()
+        .filter(|e| e["id"] == id.as_str())
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(mine, ["crawlrun.started", "crawlrun.finished"], "{out}");
+    // Offsets are stable: a later read of the same bytes gives the same.
+    let again = std::fs::read(m.path(".importfs/events")).unwrap();
+    assert_eq!(&again[..out.len()], out.as_bytes());
+    // Python reads it to its end as well, line by line.
+    let py = m.sh_ok(
+        "timeout 10 python3 -c 'import json,sys; \
+         print(sum(1 for l in open(\".importfs/events\") if json.loads(l)))'",
+    );
+    assert_eq!(py.trim(), events.len().to_string());
+}
+
+#[test]
+fn the_log_keeps_its_bound_and_only_whole_lines() {
+    if !fuse_or_skip() {
+        return;
+    }
+    let emu = demo_with_runs_of(1000.0);
+    let m = Mounted::with_env(
+        &emu.url,
+        &["--poll-interval", "1s"],
+        KEY,
+        &[("IMPORTFS_EVENTS_KEEP", "4")],
+    );
+    let g = first_extractor(&emu);
+    let mut ids = Vec::new();
+    for _ in 0..6 {
+        let id = start_run(&emu, &g);
+        emu.hook(
+            reqwest::Method::POST,
+            &format!("/_emulator/crawlruns/{id}/finish"),
+            None,
+        );
+        ids.push(id);
+    }
+    let last = ids.last().unwrap();
+    wait_logged(&m, "crawlrun.finished", last, Duration::from_secs(15));
+    let logged = m.stat("events_logged");
+    assert!(logged >= 6, "{logged} events");
+    let bytes = std::fs::read(m.path(".importfs/events")).unwrap();
+    let size = std::fs::metadata(m.path(".importfs/events")).unwrap().len();
+    assert_eq!(bytes.len() as u64, size);
+    let text = String::from_utf8(bytes).unwrap();
+    let kept: Vec<&str> = text.lines().filter(|l| !l.is_empty()).collect();
+    assert_eq!(kept.len(), 4, "the last 4 events only:\n{text}");
+    for l in &kept {
+        serde_json::from_str::<Value>(l).unwrap_or_else(|e| panic!("torn: {l}: {e}"));
+    }
+    let kept_bytes: u64 = kept.iter().map(|l| l.len() as u64 + 1).sum();
+    assert_eq!(
+        m.stat("events_kept_bytes"),
+        kept_bytes,
+        "memory holds only those"
+    );
+    assert!(
+        text[..text.len() - kept_bytes as usize]
+            .bytes()
+            .all(|b| b == b'\n'),
+        "what was dropped reads as blank lines"
+    );
+    assert!(kept.iter().any(|l| l.contains(last.as_str())), "{text}");
+}
+
+#[test]
+fn tools_that_read_every_file_of_the_mount_finish() {
+    if !fuse_or_skip() {
+        return;
+    }
+    let emu = demo_with_runs_of(1.0);
+    let m = Mounted::new(&emu.url, &["--poll-interval", "1s"]);
+    let g = first_extractor(&emu);
+    let id = start_run(&emu, &g);
+    wait_logged(&m, "crawlrun.finished", &id, Duration::from_secs(15));
+    let copy = m.dir.path().join("copy");
+    // Exit 124 is timeout's: the tool did not finish. Other failures are
+    // the write-only control files, which no tool can read.
+    for (tool, script) in [
+        (
+            "grep -r",
+            "timeout 120 grep -r -l crawlrun.finished . ".to_owned(),
+        ),
+        ("cp -r", format!("timeout 120 cp -r . '{}'", copy.display())),
+        ("tar", "timeout 120 tar cf - . | wc -c".to_owned()),
+        ("du", "timeout 120 du -s .".to_owned()),
+    ] {
+        let out = m.sh(&script);
+        assert_ne!(out.status.code(), Some(124), "{tool} did not finish");
+        if tool == "grep -r" {
+            let found = String::from_utf8_lossy(&out.stdout);
+            assert!(found.contains("./.importfs/events"), "{found}");
+        }
+    }
+    let copied = std::fs::read_to_string(copy.join(".importfs/events")).unwrap();
+    assert!(copied.contains(&id), "{copied}");
+}
+
+#[test]
+fn watch_follows_the_log_and_ends_with_the_mount() {
+    if !fuse_or_skip() {
+        return;
+    }
+    let emu = demo_with_runs_of(1.0);
+    let g = first_extractor(&emu);
+    for lazy in [false, true] {
         let m = Mounted::new(&emu.url, &["--poll-interval", "1s"]);
-        let mut r = Reader::start(&m);
-        let out = Command::new(importfs_bin())
-            .args(how)
+        let before = start_run(&emu, &g);
+        wait_logged(&m, "crawlrun.finished", &before, Duration::from_secs(15));
+        let out = m.dir.path().join("ran.txt");
+        let script = format!("printf '%s\\n' \"$IMPORTFS_ID\" >> '{}'", out.display());
+        let args = ["--event", "crawlrun.finished", "--", "sh", "-c", &script];
+        let mut from_end = watch(&m, &args);
+        let mut from_start = watch(&m, &[&["--from-start"][..], &args].concat());
+        std::thread::sleep(Duration::from_millis(700));
+        let after = start_run(&emu, &g);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let count = |id: &str| {
+            let ran = std::fs::read_to_string(&out).unwrap_or_default();
+            ran.lines().filter(|l| *l == id).count()
+        };
+        while count(&after) < 2 {
+            assert!(
+                Instant::now() < deadline,
+                "the watches never ran for {after}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        std::thread::sleep(Duration::from_millis(1500));
+        assert_eq!(count(&after), 2, "once per watch");
+        assert_eq!(count(&before), 1, "only --from-start saw the earlier run");
+        // `importfs unmount` needs nothing from the watches: they hold no
+        // file of the mount open while they wait.
+        let mut how = vec!["unmount"];
+        if lazy {
+            how.push("--lazy");
+        }
+        let un = Command::new(importfs_bin())
+            .args(&how)
             .arg(&m.mnt)
             .output()
             .unwrap();
         assert!(
-            out.status.success(),
-            "{how:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
+            un.status.success(),
+            "{}",
+            String::from_utf8_lossy(&un.stderr)
         );
-        let status = wait_exit(&mut r.child, Duration::from_secs(10));
-        assert!(status.success(), "{how:?}: cat ended with {status}");
+        for w in [&mut from_end, &mut from_start] {
+            let status = wait_exit(w, Duration::from_secs(10));
+            assert!(status.success(), "{how:?}: watch ended with {status}");
+        }
     }
 }
 

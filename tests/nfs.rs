@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::nfs::{libnfs_or_skip, root_or_skip, Client, NfsServer};
+use common::nfs::{auth_none_calls, libnfs_or_skip, root_or_skip, Client, NfsServer};
 use common::*;
 use nfs3_client::nfs3_types::nfs3::{ftype3, nfsstat3, stable_how};
 use serde_json::{json, Value};
@@ -394,6 +394,23 @@ fn unprivileged_ports_and_foreign_uids_are_refused() {
     refused(None, false, s.port);
 }
 
+/// A Linux kernel's first call is NULL under AUTH_NONE: NULL is answered
+/// whatever the credentials, and nothing else is.
+#[test]
+fn null_is_answered_without_credentials_and_nothing_else_is() {
+    if !root_or_skip() {
+        return;
+    }
+    let emu = Emu::demo();
+    let s = NfsServer::start(&emu.url, &[]);
+    let root = s.client().root();
+    let [null, mnt_null, getattr] = auth_none_calls(s.port, &root);
+    null.unwrap_or_else(|e| panic!("NFS NULL under AUTH_NONE: {e}\n{}", s.log_tail()));
+    mnt_null.unwrap_or_else(|e| panic!("MOUNT NULL under AUTH_NONE: {e}\n{}", s.log_tail()));
+    let e = getattr.expect_err("GETATTR under AUTH_NONE was answered");
+    assert!(e.contains("AUTH_TOOWEAK"), "GETATTR under AUTH_NONE: {e}");
+}
+
 #[test]
 fn a_handle_of_an_earlier_server_is_stale() {
     if !root_or_skip() {
@@ -636,4 +653,59 @@ fn scratch_files_rename_onto_inputs_and_rmdir_needs_allow_delete() {
     assert_eq!(muts.len(), 1, "{muts:?}");
     assert_eq!(muts[0]["method"], "DELETE");
     assert_eq!(muts[0]["path"], format!("/extractors/{g}"));
+}
+
+#[test]
+fn the_events_log_grows_over_nfs_and_reads_to_its_end() {
+    if !libnfs_or_skip() {
+        return;
+    }
+    let emu = Emu::start(importfs::emulator::Config {
+        run_seconds: 1.0,
+        ..importfs::emulator::Config::default()
+    });
+    let s = NfsServer::start(&emu.url, &["--poll-interval", "1s"]);
+    let mut c = s.client();
+    let fh = c.fh(".importfs/events");
+    let before = c.getattr(&fh).expect("GETATTR");
+    let g = plain_extractors(&emu)[0].clone();
+    let run = emu.hook(
+        reqwest::Method::POST,
+        "/_emulator/crawlruns",
+        Some(json!({"extractorId": g, "state": "STARTED"})),
+    );
+    let id = run["guid"].as_str().unwrap().to_owned();
+    // The attributes show each event: size and mtime grow, as a kernel
+    // client's attribute cache needs to see them.
+    let finished = format!("\"event\":\"crawlrun.finished\",\"id\":\"{id}\"");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let text = loop {
+        let text = String::from_utf8(c.read_all(&fh)).unwrap();
+        if text.contains(&finished) {
+            break text;
+        }
+        assert!(Instant::now() < deadline, "no finished event: {text}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let after = c.getattr(&fh).expect("GETATTR");
+    assert_eq!(
+        after.size,
+        text.len() as u64,
+        "the size is the bytes there are"
+    );
+    assert!(after.size > before.size);
+    let t = |a: &nfs3_client::nfs3_types::nfs3::fattr3| (a.mtime.seconds, a.mtime.nseconds);
+    assert!(t(&after) > t(&before), "the mtime moved");
+    let mine: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|e| e["id"] == id.as_str())
+        .collect();
+    assert_eq!(mine.len(), 2, "started and finished: {text}");
+    // A read past the end is the end at once; libnfs's cat ends and gets
+    // the same bytes.
+    let (past, eof) = c.read(&fh, after.size, 4096).expect("READ");
+    assert!(past.is_empty() && eof);
+    let catted = s.cat(".importfs/events");
+    assert_eq!(&catted[..text.len()], text.as_bytes());
 }

@@ -53,7 +53,9 @@ pub fn run(args: DemoArgs) -> Result<()> {
     println!("  cat {m}/extractors/<name>/inputs");
     println!("  python3 -c 'import csv,sys; print(sum(1 for _ in csv.reader(open(sys.argv[1], encoding=\"utf-8-sig\"))))' {m}/crawlruns/<id>/data.csv");
     println!("  cat {m}/.importfs/stats");
-    println!("  cat {m}/.importfs/events    # then, elsewhere: touch {m}/extractors/<name>/start");
+    println!(
+        "  tail -f {m}/.importfs/events    # then, elsewhere: touch {m}/extractors/<name>/start"
+    );
     println!("  importfs watch {m} --event crawlrun.finished");
     println!();
     println!("Press Ctrl-C to unmount.");

@@ -27,15 +27,3 @@ pub async fn wait_for_signal() {
         let _ = tokio::signal::ctrl_c().await;
     }
 }
-
-/// Call `f` on every SIGUSR1: how `importfs unmount` asks a mount to end
-/// the readers of `.importfs/events`, which would keep it busy.
-pub async fn on_user1(f: impl Fn()) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let Ok(mut usr1) = signal(SignalKind::user_defined1()) else {
-        return;
-    };
-    while usr1.recv().await.is_some() {
-        f();
-    }
-}

@@ -164,8 +164,8 @@ pub(super) enum Handle {
     Writer(Arc<Writer>),
     /// A scratch file, read and written in place.
     Scratch(u64),
-    /// An open of `.importfs/events`.
-    Events(Arc<crate::fs::events::Subscription>),
+    /// An open of `.importfs/events`, read from the log at any offset.
+    Events,
 }
 
 /// The filesystem of one mount.
@@ -190,7 +190,7 @@ pub struct Fs {
     /// When listings and links were last seen to change (their mtime).
     pub(super) changes: crate::fs::changes::Changes,
     /// The run events the poll sees (`.importfs/events`).
-    pub events: crate::fs::events::EventBus,
+    pub events: crate::fs::events::EventLog,
     /// What the adapter does with kernel invalidations (FUSE's notifier).
     pub(super) invalidator: Mutex<Option<InvalidateFn>>,
 }
@@ -236,7 +236,7 @@ impl Fs {
             scratch: Mutex::new(Default::default()),
             writers: Mutex::new(HashMap::new()),
             changes: Default::default(),
-            events: Default::default(),
+            events: crate::fs::events::EventLog::from_env(),
             invalidator: Mutex::new(None),
         })
     }
@@ -322,16 +322,18 @@ impl Fs {
             .collect())
     }
 
-    /// Whether `fh` reads a stream that waits for what has not happened yet
-    /// (`.importfs/events`), rather than for bytes on their way.
-    pub fn is_stream(&self, fh: u64) -> bool {
-        matches!(lock(&self.handles).get(&fh), Some(Handle::Events(_)))
-    }
-
-    /// Whether `ino` is `.importfs/events`, a stream a blocking protocol
-    /// reads and NFS cannot (its READs must answer at once).
+    /// Whether `ino` is `.importfs/events`, which NFS reads from the log
+    /// directly, at any offset, with no open.
     pub fn is_events(&self, ino: Ino) -> bool {
         matches!(self.node(ino), Ok(Node::Events))
+    }
+
+    /// `.importfs/events`' size, and its mtime into `mtime`: the end of the
+    /// log and its last change, never to be cached (`tail -f` polls them).
+    pub(super) fn events_attr(&self, mtime: &mut SystemTime) -> (u64, Expiry) {
+        let (size, changed) = self.events.size_and_mtime();
+        *mtime = changed;
+        (size, Expiry::At(std::time::Instant::now()))
     }
 
     /// How many entries an open directory listing holds.
@@ -393,7 +395,7 @@ impl Fs {
                 });
             }
             Node::Events => {
-                let fh = self.new_handle(Handle::Events(self.events.subscribe()));
+                let fh = self.new_handle(Handle::Events);
                 return Ok(Opened {
                     fh,
                     keep_cache: false,
@@ -469,7 +471,9 @@ impl Fs {
                 return Some(Ok(lock(&self.scratch).read(*id, offset, size).into()))
             }
             Some(Handle::Writer(w)) => return Some(Ok(w.read(offset, size).into())),
-            Some(Handle::Events(sub)) => return sub.read_now(size as usize).map(|b| Ok(b.into())),
+            Some(Handle::Events) => {
+                return Some(Ok(self.events.read(offset, size as usize).into()))
+            }
             _ => return Some(Err(FsError::new(libc::EBADF))),
         };
         let r = h.read_now(offset, size)?;
@@ -484,10 +488,6 @@ impl Fs {
                 .wait_readable(offset, size)
                 .await
                 .inspect_err(|_| self.read_failed(h.file())),
-            Some(Handle::Events(sub)) => {
-                sub.wait().await;
-                Ok(())
-            }
             _ => Ok(()),
         }
     }
@@ -521,10 +521,8 @@ impl Fs {
             metadata_cache_misses: c.meta_misses.load(Ordering::Relaxed),
             stale_answers: c.stale_answers.load(Ordering::Relaxed),
             polls: c.polls.load(Ordering::Relaxed),
-            event_readers: lock(&self.handles)
-                .values()
-                .filter(|h| matches!(h, Handle::Events(_)))
-                .count() as u64,
+            events_logged: self.events.counts().0,
+            events_kept_bytes: self.events.counts().1,
             pid: u64::from(std::process::id()),
             data_cache_hits: d.hits.load(Ordering::Relaxed),
             data_cache_hits_earlier_mounts: d.earlier_hits.load(Ordering::Relaxed),

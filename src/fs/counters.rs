@@ -139,10 +139,11 @@ pub struct MountStats {
     pub stale_answers: u64,
     /// Rounds of change detection (`--poll-interval`).
     pub polls: u64,
-    /// Open readers of `.importfs/events`.
-    pub event_readers: u64,
-    /// The process serving the mount (`importfs unmount` asks it, with
-    /// SIGUSR1, to end the readers of `.importfs/events`).
+    /// Lines ever written to `.importfs/events`, and the bytes of those
+    /// still in memory (the rest read as blank lines).
+    pub events_logged: u64,
+    pub events_kept_bytes: u64,
+    /// The process serving the mount.
     pub pid: u64,
     pub data_cache_hits: u64,
     /// Result files found complete in the store, kept by an earlier mount.
@@ -186,7 +187,8 @@ impl MountStats {
             ("metadata_cache_misses", self.metadata_cache_misses),
             ("stale_answers", self.stale_answers),
             ("polls", self.polls),
-            ("event_readers", self.event_readers),
+            ("events_logged", self.events_logged),
+            ("events_kept_bytes", self.events_kept_bytes),
             ("pid", self.pid),
             ("data_cache_hits", self.data_cache_hits),
             (

@@ -1,26 +1,37 @@
-//! The run events a mount has seen (`.importfs/events`): each open of the
-//! file is a subscription, fed from the moment of the open, read as lines
-//! of JSON, one event a line.
+//! The run events a mount has seen (`.importfs/events`): a log file that
+//! grows, one line of JSON an event, the way Unix has always offered a
+//! stream of happenings. `cat` prints what happened since the mount started
+//! and ends; `tail -f` follows it by polling its size (it cannot use
+//! inotify on FUSE or NFS); `importfs watch` does the same.
 //!
 //! Subtle points:
-//! - **A slow reader never stalls anything.** Each subscription queues at
-//!   most [`MAX_QUEUED`] lines; past that the oldest are dropped and
-//!   counted, and the reader gets one `{"event":"lost","count":N}` line in
-//!   their place, before the lines that follow.
-//! - **Reads return whole lines**, so `while read` loops and Python's
-//!   `for line in f` never see half an event; a read too small for the next
-//!   line gets as much of it as fits, and the rest next time.
-//! - **Closing ends every read with EOF** (an unmount): a blocked reader is
-//!   woken, gets what is queued, then end of file.
+//! - **No read ever waits.** A read past the end is end of file at once,
+//!   so `grep -r`, `cp -r`, `tar` and backup tools over the whole mount
+//!   finish, and the file works over NFS, which has no open to start a
+//!   subscription at and whose READs must answer at once.
+//! - **Offsets are stable.** A byte once at offset N stays there for the
+//!   life of the mount: the file's size is every byte ever written.
+//! - **Memory is bounded** ([`KEEP_LINES`], [`KEEP_BYTES`]): past that the
+//!   oldest lines are dropped from memory, and their bytes read as newlines,
+//!   that is blank lines. A JSON line is never cut: a line is kept or
+//!   dropped whole, and the log itself never writes a blank line, so a
+//!   reader knows a blank line for what it is.
+//! - **Attributes show the growth**: the size is the end of the log and the
+//!   mtime the moment the last line was written (strictly increasing), so a
+//!   kernel NFS client's attribute cache sees each event within `actimeo`.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, Weak};
-use tokio::sync::Notify;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
 
-/// Lines a subscription holds before it drops the oldest.
-pub const MAX_QUEUED: usize = 4096;
+/// Events kept in memory, at most: about a day of a busy account's runs.
+pub const KEEP_LINES: usize = 10_000;
+/// Bytes of events kept in memory, at most (a line is ~250 bytes, so
+/// [`KEEP_LINES`] is what binds in practice).
+pub const KEEP_BYTES: usize = 8 << 20;
 
-/// One run event, as a subscriber reads it.
+/// One run event, one line of the log.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Event {
     /// When the mount saw it (RFC 3339, UTC).
@@ -44,139 +55,145 @@ pub struct Owner {
     pub guid: String,
 }
 
-#[derive(Default)]
-struct Queue {
-    lines: VecDeque<Vec<u8>>,
-    /// What is left of a line a read could not take whole.
-    partial: Vec<u8>,
-    lost: u64,
-    closed: bool,
+struct Log {
+    /// The lines still in memory, oldest first; the first starts at `start`.
+    lines: VecDeque<Box<[u8]>>,
+    start: u64,
+    /// Every byte ever written: the file's size.
+    end: u64,
+    /// Lines ever written.
+    count: u64,
+    /// When the last line was written (the mount's start before any).
+    changed: SystemTime,
 }
 
-/// One open of `.importfs/events`.
-#[derive(Default)]
-pub struct Subscription {
-    queue: Mutex<Queue>,
-    ready: Notify,
+/// The events log of one mount.
+pub struct EventLog {
+    log: Mutex<Log>,
+    keep_lines: usize,
+    keep_bytes: usize,
+    closed: AtomicBool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-impl Subscription {
-    fn push(&self, line: &[u8]) {
-        let mut q = lock(&self.queue);
-        if q.closed {
-            return;
-        }
-        if q.lines.len() >= MAX_QUEUED {
-            q.lines.pop_front();
-            q.lost += 1;
-        }
-        q.lines.push_back(line.to_vec());
-        drop(q);
-        self.ready.notify_one();
-    }
-
-    fn close(&self) {
-        lock(&self.queue).closed = true;
-        self.ready.notify_one();
-    }
-
-    /// Up to `max` bytes of whole lines if any are queued (a lost-count line
-    /// first), an empty answer at end of file, or None: nothing yet.
-    pub fn read_now(&self, max: usize) -> Option<Vec<u8>> {
-        let mut q = lock(&self.queue);
-        if q.lost > 0 {
-            let lost = format!("{{\"event\":\"lost\",\"count\":{}}}\n", q.lost);
-            q.lost = 0;
-            q.lines.push_front(lost.into_bytes());
-        }
-        let mut out = std::mem::take(&mut q.partial);
-        while let Some(line) = q.lines.front() {
-            if !out.is_empty() && out.len() + line.len() > max {
-                break;
-            }
-            out.extend(q.lines.pop_front().unwrap_or_default());
-        }
-        if out.len() > max {
-            q.partial = out.split_off(max);
-        }
-        match (out.is_empty(), q.closed) {
-            (false, _) => Some(out),
-            (true, true) => Some(Vec::new()),
-            (true, false) => None,
-        }
-    }
-
-    /// Wait until [`Subscription::read_now`] has an answer.
-    pub async fn wait(&self) {
-        loop {
-            let ready = self.ready.notified();
-            {
-                let q = lock(&self.queue);
-                if q.closed || q.lost > 0 || !q.lines.is_empty() || !q.partial.is_empty() {
-                    return;
-                }
-            }
-            ready.await;
-        }
+impl Default for EventLog {
+    fn default() -> Self {
+        EventLog::with_bounds(KEEP_LINES, KEEP_BYTES)
     }
 }
 
-/// Every subscription of a mount, and whether the mount is going away.
-#[derive(Default)]
-pub struct EventBus {
-    subs: Mutex<Vec<Weak<Subscription>>>,
-    closed: std::sync::atomic::AtomicBool,
-}
-
-impl EventBus {
-    /// A new subscription, fed from now on (empty at once if closed).
-    pub fn subscribe(&self) -> Arc<Subscription> {
-        let sub = Arc::new(Subscription::default());
-        if self.closed.load(std::sync::atomic::Ordering::SeqCst) {
-            sub.close();
-        } else {
-            let mut subs = lock(&self.subs);
-            subs.retain(|w| w.strong_count() > 0);
-            subs.push(Arc::downgrade(&sub));
+impl EventLog {
+    /// A log that keeps at most `lines` lines and `bytes` bytes in memory.
+    pub fn with_bounds(lines: usize, bytes: usize) -> EventLog {
+        EventLog {
+            log: Mutex::new(Log {
+                lines: VecDeque::new(),
+                start: 0,
+                end: 0,
+                count: 0,
+                changed: SystemTime::now(),
+            }),
+            keep_lines: lines.max(1),
+            keep_bytes: bytes.max(1),
+            closed: AtomicBool::new(false),
         }
-        sub
     }
 
-    /// Give every subscriber `event`.
+    /// The default bounds, or `IMPORTFS_EVENTS_KEEP` lines when that is set
+    /// to a number: a knob for tests, which cannot wait for 10,000 runs.
+    pub fn from_env() -> EventLog {
+        match std::env::var("IMPORTFS_EVENTS_KEEP")
+            .ok()
+            .and_then(|v| v.parse().ok())
+        {
+            Some(lines) => EventLog::with_bounds(lines, KEEP_BYTES),
+            None => EventLog::default(),
+        }
+    }
+
+    /// Write `event` at the end of the log.
     pub fn publish(&self, event: &Event) {
         let mut line = serde_json::to_vec(event).unwrap_or_default();
         line.push(b'\n');
         tracing::info!(event = event.event, id = %event.id, "run event");
-        for sub in lock(&self.subs).iter().filter_map(Weak::upgrade) {
-            sub.push(&line);
-        }
+        self.append(line.into_boxed_slice());
     }
 
-    /// End every read with EOF, now and for later opens (the mount is
-    /// going away).
+    fn append(&self, line: Box<[u8]>) {
+        let mut log = lock(&self.log);
+        let kept = (log.end - log.start) as usize;
+        let mut over = kept + line.len();
+        while !log.lines.is_empty()
+            && (log.lines.len() >= self.keep_lines || over > self.keep_bytes)
+        {
+            let gone = log.lines.pop_front().map_or(0, |l| l.len());
+            log.start += gone as u64;
+            over -= gone;
+        }
+        log.end += line.len() as u64;
+        log.count += 1;
+        log.lines.push_back(line);
+        // Strictly later than the last change, so that two events in one
+        // tick of the clock still change the mtime a client compares.
+        let now = SystemTime::now();
+        log.changed = if now > log.changed {
+            now
+        } else {
+            log.changed + Duration::from_micros(1)
+        };
+    }
+
+    /// Up to `max` bytes at `offset`: empty at or past the end. Bytes of
+    /// lines no longer in memory read as newlines.
+    pub fn read(&self, offset: u64, max: usize) -> Vec<u8> {
+        let log = lock(&self.log);
+        let stop = log.end.min(offset.saturating_add(max as u64));
+        if offset >= stop {
+            return Vec::new();
+        }
+        let mut out = Vec::with_capacity((stop - offset) as usize);
+        if offset < log.start {
+            out.resize((log.start.min(stop) - offset) as usize, b'\n');
+        }
+        let mut at = log.start;
+        for line in &log.lines {
+            let next = at + line.len() as u64;
+            let (from, to) = (offset.max(at), stop.min(next));
+            if from < to {
+                out.extend_from_slice(&line[(from - at) as usize..(to - at) as usize]);
+            }
+            if next >= stop {
+                break;
+            }
+            at = next;
+        }
+        out
+    }
+
+    /// The file's size and mtime: every byte written, and when the last
+    /// line was.
+    pub fn size_and_mtime(&self) -> (u64, SystemTime) {
+        let log = lock(&self.log);
+        (log.end, log.changed)
+    }
+
+    /// Lines ever written, and the bytes of those still in memory.
+    pub fn counts(&self) -> (u64, u64) {
+        let log = lock(&self.log);
+        (log.count, log.end - log.start)
+    }
+
+    /// The mount is going away: change detection stops.
     pub fn close(&self) {
-        self.closed.store(true, std::sync::atomic::Ordering::SeqCst);
-        for sub in lock(&self.subs).drain(..).filter_map(|w| w.upgrade()) {
-            sub.close();
-        }
+        self.closed.store(true, Ordering::SeqCst);
     }
 
-    /// End the reads of every subscription open now with EOF, and stay
-    /// open for later ones: what `importfs unmount` asks for (SIGUSR1), so
-    /// that readers let go of a mount that is about to go.
-    pub fn end_readers(&self) {
-        for sub in lock(&self.subs).drain(..).filter_map(|w| w.upgrade()) {
-            sub.close();
-        }
-    }
-
-    /// Whether [`EventBus::close`] was called.
+    /// Whether [`EventLog::close`] was called.
     pub fn is_closed(&self) -> bool {
-        self.closed.load(std::sync::atomic::Ordering::SeqCst)
+        self.closed.load(Ordering::SeqCst)
     }
 }
 
@@ -198,48 +215,89 @@ mod tests {
         }
     }
 
-    #[test]
-    fn each_subscriber_gets_every_event_from_its_open_on() {
-        let bus = EventBus::default();
-        let a = bus.subscribe();
-        bus.publish(&ev("1"));
-        let b = bus.subscribe();
-        bus.publish(&ev("2"));
-        let a_text = String::from_utf8(a.read_now(1 << 20).unwrap()).unwrap();
-        let b_text = String::from_utf8(b.read_now(1 << 20).unwrap()).unwrap();
-        assert_eq!(a_text.lines().count(), 2);
-        assert_eq!(b_text.lines().count(), 1, "{b_text}");
-        assert!(b_text.contains("\"id\":\"2\""));
-        assert!(a.read_now(1 << 20).is_none(), "nothing more yet");
+    fn all(log: &EventLog) -> String {
+        String::from_utf8(log.read(0, usize::MAX)).unwrap()
     }
 
     #[test]
-    fn a_slow_reader_loses_the_oldest_and_is_told_how_many() {
-        let bus = EventBus::default();
-        let s = bus.subscribe();
-        for i in 0..MAX_QUEUED + 5 {
-            bus.publish(&ev(&i.to_string()));
+    fn the_log_grows_and_a_read_past_its_end_is_empty() {
+        let log = EventLog::default();
+        assert_eq!(log.size_and_mtime().0, 0);
+        assert!(log.read(0, 100).is_empty());
+        log.publish(&ev("1"));
+        let (size, t1) = log.size_and_mtime();
+        let text = all(&log);
+        assert_eq!(text.len() as u64, size);
+        assert!(text.ends_with('\n') && text.contains("\"id\":\"1\""));
+        assert!(log.read(size, 100).is_empty());
+        assert!(log.read(size + 5, 100).is_empty());
+        log.publish(&ev("2"));
+        let (size2, t2) = log.size_and_mtime();
+        assert!(
+            size2 > size && t2 > t1,
+            "size and mtime move with each event"
+        );
+        // What was at an offset stays there.
+        assert_eq!(&all(&log)[..size as usize], text);
+        let tail = String::from_utf8(log.read(size, 1 << 20)).unwrap();
+        assert!(tail.contains("\"id\":\"2\"") && tail.lines().count() == 1);
+    }
+
+    #[test]
+    fn reads_of_any_size_and_offset_join_up_exactly() {
+        let log = EventLog::default();
+        for i in 0..20 {
+            log.publish(&ev(&i.to_string()));
         }
-        let text = String::from_utf8(s.read_now(usize::MAX).unwrap()).unwrap();
-        let first = text.lines().next().unwrap();
-        assert_eq!(first, "{\"event\":\"lost\",\"count\":5}");
-        assert!(text.lines().nth(1).unwrap().contains("\"id\":\"5\""));
+        let whole = log.read(0, usize::MAX);
+        for step in [1, 7, 100, 4096] {
+            let mut got = Vec::new();
+            loop {
+                let b = log.read(got.len() as u64, step);
+                if b.is_empty() {
+                    break;
+                }
+                assert!(b.len() <= step);
+                got.extend(b);
+            }
+            assert_eq!(got, whole, "step {step}");
+        }
     }
 
     #[test]
-    fn small_reads_take_whole_lines_then_the_rest_and_close_is_eof() {
-        let bus = EventBus::default();
-        let s = bus.subscribe();
-        bus.publish(&ev("1"));
-        bus.publish(&ev("2"));
-        let one = s.read_now(150).unwrap();
-        assert!(one.ends_with(b"\n") && one.iter().filter(|&&b| b == b'\n').count() == 1);
-        let tiny = s.read_now(10).unwrap();
-        assert_eq!(tiny.len(), 10);
-        let rest = s.read_now(1 << 20).unwrap();
-        assert!(rest.ends_with(b"\n"));
-        bus.close();
-        assert_eq!(s.read_now(100), Some(Vec::new()), "EOF");
-        assert_eq!(bus.subscribe().read_now(100), Some(Vec::new()));
+    fn old_lines_leave_memory_whole_and_read_as_blank_lines() {
+        let log = EventLog::with_bounds(5, 1 << 20);
+        for i in 0..50 {
+            log.publish(&ev(&i.to_string()));
+        }
+        let (count, kept) = log.counts();
+        assert_eq!(count, 50);
+        let text = all(&log);
+        assert_eq!(text.len() as u64, log.size_and_mtime().0);
+        let lines: Vec<&str> = text.lines().filter(|l| !l.is_empty()).collect();
+        assert_eq!(lines.len(), 5);
+        assert_eq!(
+            lines.iter().map(|l| l.len() as u64 + 1).sum::<u64>(),
+            kept,
+            "only the kept lines hold bytes"
+        );
+        for l in &lines {
+            serde_json::from_str::<serde_json::Value>(l).expect("whole JSON lines");
+        }
+        assert!(lines[0].contains("\"id\":\"45\"") && lines[4].contains("\"id\":\"49\""));
+        assert!(text[..text.len() - kept as usize]
+            .bytes()
+            .all(|b| b == b'\n'));
+        // By bytes too: the byte bound keeps whole lines only.
+        let log = EventLog::with_bounds(1000, 400);
+        for i in 0..30 {
+            log.publish(&ev(&i.to_string()));
+        }
+        assert!(log.counts().1 <= 400);
+        let text = all(&log);
+        assert!(text
+            .lines()
+            .filter(|l| !l.is_empty())
+            .all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok()));
     }
 }

@@ -379,7 +379,7 @@ impl Fs {
                 self.relist(node).await;
                 (0, Expiry::Never)
             }
-            Node::Events => (0, Expiry::At(std::time::Instant::now())),
+            Node::Events => self.events_attr(&mut mtime),
             Node::Extractor(g) | Node::ExtractorRuns(g) => {
                 let (x, e) = self.extractor(g).await?;
                 mtime = x.meta.modified().unwrap_or(mtime);

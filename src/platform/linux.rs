@@ -179,25 +179,6 @@ pub const STATE_HOME: &str = ".local/state";
 /// Linux mounts with FUSE unless told otherwise.
 pub const NFS_BY_DEFAULT: bool = false;
 
-/// Has thread `tid` a signal pending that it does not block? A FUSE read
-/// that waits for a stream (`.importfs/events`) is ended with EINTR when
-/// its reader gets one: fuser answers the kernel's FUSE_INTERRUPT with
-/// ENOSYS, after which the kernel waits for the reply unkillably but for
-/// SIGKILL, so Ctrl-C would otherwise wait for the next event.
-pub fn signal_pending(tid: u32) -> bool {
-    let Ok(status) = std::fs::read_to_string(format!("/proc/{tid}/status")) else {
-        return false;
-    };
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-            .unwrap_or(0)
-    };
-    (field("SigPnd:") | field("ShdPnd:")) & !field("SigBlk:") != 0
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -165,9 +165,3 @@ pub const STATE_HOME: &str = "Library/Logs";
 /// is a kernel extension that an Apple Silicon Mac loads only after a
 /// reboot into recovery mode.
 pub const NFS_BY_DEFAULT: bool = true;
-
-/// macOS has no `/proc` to see a reader's pending signals; macFUSE passes
-/// interrupts on its own.
-pub fn signal_pending(_tid: u32) -> bool {
-    false
-}

@@ -39,9 +39,8 @@ compile_error!("importfs runs on Linux and macOS");
 
 pub use mounts::MountEntry;
 pub use os::{
-    check_allow_other, check_fuse, fuse_flavour, raise_read_ahead, signal_pending, unmount,
-    user_allow_other, CACHE_HOME, FUSE_THREADS, MAP_POPULATE, NFS_BY_DEFAULT, STATE_HOME,
-    UNMOUNT_TOOL,
+    check_allow_other, check_fuse, fuse_flavour, raise_read_ahead, unmount, user_allow_other,
+    CACHE_HOME, FUSE_THREADS, MAP_POPULATE, NFS_BY_DEFAULT, STATE_HOME, UNMOUNT_TOOL,
 };
 
 use std::path::Path;

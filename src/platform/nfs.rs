@@ -114,7 +114,9 @@ fn maybe_sudo(program: &str, args: &[&std::ffi::OsStr], sudo: bool) -> Command {
 }
 
 /// Can the OS's NFS client mount here? Each failure says what to do.
-pub fn check_client() -> Result<(), String> {
+/// On Linux mount.nfs is needed only through sudo: without it importfs
+/// calls mount(2) itself ([`mount_syscall`]).
+pub fn check_client(sudo: bool) -> Result<(), String> {
     if cfg!(target_os = "macos") {
         return if Path::new("/sbin/mount_nfs").exists() {
             Ok(())
@@ -123,7 +125,7 @@ pub fn check_client() -> Result<(), String> {
         };
     }
     let helper = ["/sbin/mount.nfs", "/usr/sbin/mount.nfs"];
-    if !helper.iter().any(|p| Path::new(p).exists()) {
+    if sudo && !helper.iter().any(|p| Path::new(p).exists()) {
         return Err("mount.nfs is missing: install the NFS client with \
                     `sudo apt-get install nfs-common` (or use --backend fuse)"
             .into());
@@ -178,6 +180,41 @@ pub fn mount_command(m: &NfsMount, export: &str, mountpoint: &Path, sudo: bool) 
         ];
         maybe_sudo("mount", &args, sudo)
     }
+}
+
+/// Linux: mount `export` of the server `m` on `mountpoint` with mount(2)
+/// itself, the options as text (nfs(5)) plus `addr=127.0.0.1`, which is
+/// what mount.nfs adds before it makes the same call; so no mount.nfs
+/// (nfs-common) is needed. Needs root (CAP_SYS_ADMIN), as mount(8) would.
+/// Blocks until the kernel's client has asked the server (MOUNT, FSINFO).
+#[cfg(target_os = "linux")]
+pub fn mount_syscall(m: &NfsMount, export: &str, mountpoint: &Path) -> Result<(), String> {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let text = |s: &[u8]| CString::new(s).map_err(|_| "a NUL byte in a mount argument".to_owned());
+    let src = text(source(export).as_bytes())?;
+    let target = text(mountpoint.as_os_str().as_bytes())?;
+    let data = text(format!("{},addr=127.0.0.1", linux_options(m)).as_bytes())?;
+    let flags = if m.read_only { libc::MS_RDONLY } else { 0 };
+    // SAFETY: every pointer is a NUL-terminated string that outlives the call.
+    let rc = unsafe {
+        libc::mount(
+            src.as_ptr(),
+            target.as_ptr(),
+            c"nfs".as_ptr(),
+            flags,
+            data.as_ptr().cast(),
+        )
+    };
+    if rc == 0 {
+        return Ok(());
+    }
+    Err(format!(
+        "mount(2) of {} on {}: {}",
+        source(export),
+        mountpoint.display(),
+        std::io::Error::last_os_error()
+    ))
 }
 
 /// Unmount an NFS mount of ours: umount(8) through sudo when asked (`-l`

@@ -9,12 +9,15 @@
 //! directly, for `fs_core.rs` and the model test's second target.
 //! [`nfs::NfsServer`] is the account served by `importfs serve nfs`, with
 //! the user-space NFS clients `nfs.rs` drives it with.
+//! [`qemu::Guest`] boots a real Linux kernel in QEMU and runs a script in
+//! it, for the kernel NFS client tests (`kernel_nfs.rs`).
 //! [`tls::Certs`] makes a CA and server certificates at run time, for an
 //! HTTPS emulator ([`Emu::start_tls`]).
 #![allow(dead_code)]
 
 pub mod core_fs;
 pub mod nfs;
+pub mod qemu;
 pub mod tls;
 
 use importfs::emulator::{Config, Emulator};

@@ -294,6 +294,52 @@ fn status<T, E>(r: Nfs3Result<T, E>) -> Result<T, nfsstat3> {
     }
 }
 
+/// What a client that sends no credentials (AUTH_NONE, as a Linux kernel
+/// does for its first call) gets: the answer to NULL on the NFS program,
+/// to NULL on the MOUNT program, and to GETATTR of `root` (a handle of the
+/// export, got otherwise), each as `Ok` or the RPC error's text. From a
+/// reserved source port.
+pub fn auth_none_calls(port: u16, root: &nfs_fh3) -> [Result<(), String>; 3] {
+    use nfs3_client::{MountClient, Nfs3Client};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let text = |r: Result<Result<(), RpcError>, _>| match r {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(format!("{e} ({e:?})")),
+        Err(_) => Err(format!("no answer in {CALL_TIMEOUT:?}")),
+    };
+    rt.block_on(async {
+        let io = || async { TokioIo::new(reserved_port_stream(port).await) };
+        let mut nfs = Nfs3Client::new(io().await);
+        let null = text(tokio::time::timeout(CALL_TIMEOUT, nfs.null()).await);
+        let mut mnt = MountClient::new(io().await);
+        let mnt_null = text(tokio::time::timeout(CALL_TIMEOUT, mnt.null()).await);
+        let args = GETATTR3args {
+            object: root.clone(),
+        };
+        let getattr = tokio::time::timeout(CALL_TIMEOUT, nfs.getattr(&args)).await;
+        let getattr = text(getattr.map(|r| r.map(|_| ())));
+        [null, mnt_null, getattr]
+    })
+}
+
+/// A TCP connection to `127.0.0.1:port` from a free reserved port.
+async fn reserved_port_stream(port: u16) -> tokio::net::TcpStream {
+    for local in (600..1024).rev() {
+        let sock = tokio::net::TcpSocket::new_v4().expect("socket");
+        if sock.bind(([0, 0, 0, 0], local).into()).is_err() {
+            continue;
+        }
+        match sock.connect(([127, 0, 0, 1], port).into()).await {
+            Ok(s) => return s,
+            Err(_) => continue,
+        }
+    }
+    panic!("no free reserved port to connect from");
+}
+
 impl Client {
     /// MOUNT `/importfs` on `port` with AUTH_SYS `uid` (`None`: AUTH_NONE),
     /// from a reserved source port or an ephemeral one. The error is the

@@ -78,7 +78,7 @@ pub fn check_mountpoint(path: &Path) -> Result<()> {
 /// on Linux the mount needs root: run as root, or `--sudo` for the mount
 /// and umount commands only.
 pub fn check_nfs_available(sudo: bool) -> Result<()> {
-    platform::nfs::check_client().map_err(anyhow::Error::msg)?;
+    platform::nfs::check_client(sudo).map_err(anyhow::Error::msg)?;
     if platform::nfs::MOUNT_NEEDS_ROOT && !is_root() && !sudo {
         bail!(
             "an NFS mount needs root here: run `importfs mount` as root, or add --sudo to run \

@@ -35,13 +35,8 @@ pub fn serve(
     let watcher = super::watcher::spawn(&args.mountpoint);
     platform::raise_read_ahead(&args.mountpoint);
     fs.set_invalidator(notifier_thread(session.notifier()));
-    rt.spawn(close_events_when_detached(
-        fs.clone(),
-        args.mountpoint.clone(),
-    ));
     tracing::info!(mountpoint = %args.mountpoint.display(), api = %args.settings.api_url, "mounted");
     rt.spawn(unmount_on_signal(
-        fs.clone(),
         args.mountpoint.clone(),
         session.unmount_callable(),
     ));
@@ -104,16 +99,9 @@ fn fuse_config(args: &MountArgs) -> fuser::Config {
 /// loop (ENODEV). Dropping fuser's auto-unmount socket is not enough:
 /// fusermount3's watcher leaves a mount whose connection is still alive.
 /// A busy mount is then detached (forced on macOS).
-async fn unmount_on_signal(
-    fs: Arc<Fs>,
-    mountpoint: PathBuf,
-    mut unmounter: fuser::SessionUnmounter,
-) {
+async fn unmount_on_signal(mountpoint: PathBuf, mut unmounter: fuser::SessionUnmounter) {
     wait_for_signal().await;
     tracing::info!("signal received, unmounting");
-    // Readers of .importfs/events get EOF first, so they do not keep the
-    // mount busy.
-    fs.events.close();
     let unmount = |lazy: bool| {
         let mp = mountpoint.clone();
         tokio::task::spawn_blocking(move || platform::unmount(&mp, lazy))
@@ -146,27 +134,4 @@ fn notifier_thread(notifier: fuser::Notifier) -> crate::fs::core::InvalidateFn {
     Box::new(move |inval| {
         let _ = tx.send(inval);
     })
-}
-
-/// A lazy unmount (`importfs unmount --lazy`, `fusermount3 -uz`) detaches
-/// the mount while files are open, and the kernel goes on with them: when
-/// the mount has left the mount table, end the readers of
-/// .importfs/events, so that they close and the mount can end.
-async fn close_events_when_detached(fs: Arc<Fs>, mountpoint: PathBuf) {
-    let mp = platform::mount_path(&mountpoint).unwrap_or(mountpoint);
-    loop {
-        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-        if fs.events.is_closed() {
-            return;
-        }
-        let p = mp.clone();
-        let mounted = tokio::task::spawn_blocking(move || platform::is_importfs_mount(&p))
-            .await
-            .unwrap_or(true);
-        if !mounted {
-            tracing::info!("the mount was detached: ending the readers of .importfs/events");
-            fs.events.close();
-            return;
-        }
-    }
 }

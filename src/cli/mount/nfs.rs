@@ -1,7 +1,7 @@
 //! A mount through the NFS backend: this process serves the account over
 //! NFSv3 on a free loopback port, and the OS's own NFS client mounts it
-//! (`mount -t nfs` on Linux, `mount_nfs` on macOS), so no kernel extension
-//! is needed. It then serves until unmounted (by `importfs unmount`,
+//! (mount(2) with text options on Linux, or `mount -t nfs` through
+//! `--sudo`; `mount_nfs` on macOS), so no kernel extension is needed. It then serves until unmounted (by `importfs unmount`,
 //! umount(8), or a signal to this process).
 //!
 //! Subtle: the server must answer before the mount command runs (the
@@ -69,8 +69,29 @@ pub fn serve(
     Ok(())
 }
 
-/// Run the OS's mount command, and fail with what it said.
+/// Mount: on Linux without `--sudo`, mount(2) itself (no mount.nfs
+/// needed); otherwise the OS's mount command.
 async fn mount(m: &NfsMount, mountpoint: &Path, sudo: bool) -> Result<()> {
+    #[cfg(target_os = "linux")]
+    if !sudo {
+        let (m, mp) = (*m, mountpoint.to_owned());
+        let call =
+            tokio::task::spawn_blocking(move || platform::nfs::mount_syscall(&m, EXPORT, &mp));
+        return match tokio::time::timeout(MOUNT_TIMEOUT, call).await {
+            Err(_) => bail!("the NFS mount did not finish within 60 s"),
+            Ok(Err(e)) => bail!("the NFS mount stopped: {e}"),
+            Ok(Ok(Err(e))) => bail!(
+                "the kernel's NFS client could not mount {}: {e}",
+                mountpoint.display()
+            ),
+            Ok(Ok(Ok(()))) => Ok(()),
+        };
+    }
+    mount_command(m, mountpoint, sudo).await
+}
+
+/// Run the OS's mount command, and fail with what it said.
+async fn mount_command(m: &NfsMount, mountpoint: &Path, sudo: bool) -> Result<()> {
     let mut cmd =
         tokio::process::Command::from(platform::nfs::mount_command(m, EXPORT, mountpoint, sudo));
     let shown = format!("{:?}", cmd.as_std());

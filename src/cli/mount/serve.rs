@@ -23,7 +23,7 @@ pub fn mount_foreground(
 ) -> Result<()> {
     let (rt, fs) = prepare(args, key)?;
     let result = serve_kernel(args, fs.clone(), &rt, ready);
-    // Readers of .importfs/events end, whatever ended the mount.
+    // Change detection stops, whatever ended the mount.
     fs.events.close();
     rt.shutdown_timeout(Duration::from_secs(1));
     result?;
@@ -56,14 +56,6 @@ pub fn prepare(args: &MountArgs, key: ApiKey) -> Result<(tokio::runtime::Runtime
     if !s.poll_interval.is_zero() {
         rt.spawn(crate::fs::poll::run(fs.clone(), s.poll_interval));
     }
-    let events = fs.clone();
-    rt.spawn(async move {
-        crate::cli::signal::on_user1(|| {
-            tracing::info!("asked to end the readers of .importfs/events");
-            events.events.end_readers();
-        })
-        .await
-    });
     Ok((rt, fs))
 }
 

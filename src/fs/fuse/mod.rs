@@ -297,7 +297,7 @@ impl Filesystem for FuseFs {
 
     fn read(
         &self,
-        req: &Request,
+        _req: &Request,
         ino: INodeNo,
         fh: FileHandle,
         offset: u64,
@@ -320,13 +320,8 @@ impl Filesystem for FuseFs {
         }
         let fs = self.fs.clone();
         let rt = self.rt.clone();
-        let reader = fs.is_stream(fh.0).then(|| req.pid());
         self.spawn(async move {
-            let waited = tokio::select! {
-                r = fs.wait_readable(fh.0, offset, size) => r,
-                _ = until_signalled(reader) => Err(crate::fs::FsError::new(libc::EINTR)),
-            };
-            if let Err(e) = waited {
+            if let Err(e) = fs.wait_readable(fh.0, offset, size).await {
                 return reply.error(t.err(e));
             }
             rt.spawn_blocking(move || {
@@ -672,19 +667,5 @@ impl Filesystem for FuseFs {
                 Err(e) => reply.error(t.err(e)),
             }
         });
-    }
-}
-
-/// Wait until the reader `tid` of a stream has a signal pending (see
-/// `platform::signal_pending`); forever for other reads (`None`).
-async fn until_signalled(tid: Option<u32>) {
-    let Some(tid) = tid else {
-        return std::future::pending().await;
-    };
-    loop {
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-        if crate::platform::signal_pending(tid) {
-            return;
-        }
     }
 }

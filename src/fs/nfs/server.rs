@@ -15,6 +15,11 @@
 //!   it allocate gigabytes;
 //! - an accept error never stops the server.
 //!
+//! The crate is a vendored copy (`vendor/nfs3_server`, one change in
+//! `vendor/nfs3_server-null-any-auth.patch`): the NULL procedure is answered
+//! whatever the credentials, since a Linux kernel's first call is NULL under
+//! AUTH_NONE; every other call goes through [`Shared::authorize`].
+//!
 //! All connections share one context, so a handle from the MOUNT
 //! connection works on the NFS one, and its generation (the server's start
 //! time) makes a handle of an earlier server NFS3ERR_STALE.

@@ -1,37 +1,48 @@
 //! `importfs watch MOUNTPOINT [filters] [--json] [-- COMMAND...]`: follow a
-//! mount's run events (its `.importfs/events` file) and print each one, or
+//! mount's run events (its `.importfs/events` log) and print each one, or
 //! run a command for each, so that "load every finished run" needs no cron.
 //!
 //! Subtle points:
+//! - **It follows a log, as `tail -F` does.** The events file is a log that
+//!   grows and whose reads never wait; the watch starts at its end (or at
+//!   its start with `--from-start`), and every [`FOLLOW_EVERY`] opens it,
+//!   reads what is new and closes it. It holds no file of the mount open
+//!   while it waits, so it never keeps a mount busy: `importfs unmount`
+//!   needs nothing from it. Over NFS each open also revalidates the file's
+//!   attributes (close-to-open), so a new line shows at the next look.
+//! - **The mount going away ends it with 0**: the file gone (ENOENT,
+//!   ENOTCONN, ESTALE) or another filesystem at the mountpoint (its device
+//!   changed).
 //! - **No shell, ever.** Extractor and report names come from the API and
 //!   may hold `$(...)`, quotes or newlines: they reach the command only in
 //!   its environment (`IMPORTFS_EXTRACTOR`, ...), never in its arguments,
 //!   and the command is started with `std::process::Command` as given.
 //!   The child gets no `IMPORTIO_API_KEY`.
-//! - **One command at a time, in order.** The next line is read only once
-//!   the command for the last one has ended; the mount queues events
-//!   meanwhile and says how many it dropped with a `lost` line, which
-//!   always comes through (a warning on stderr, and as is with `--json`).
+//! - **One command at a time, in order.** The log keeps what happens
+//!   meanwhile; lines it no longer keeps (past 10,000 events) read as blank
+//!   lines, which the watch says it skipped.
 //! - **Ctrl-C and SIGTERM exit 0.** A signal thread sets [`STOP`] and then
 //!   waits for [`GATE`], which the main loop holds while it handles an event
 //!   (not while it waits for one), so a line is never half printed; a
 //!   running command is sent SIGTERM (then SIGKILL after [`GRACE`]) and
-//!   waited for. A read blocked in the mount cannot be cut short (the
-//!   kernel waits for the mount's answer; fuser leaves FUSE_INTERRUPT
-//!   unanswered), so a signal then takes effect at the next line or unmount.
-//! - **A bad line is skipped, never fatal**; the end of the events file
-//!   means the mount went away, which ends the watch with 0.
+//!   waited for.
+//! - **A bad line is skipped, never fatal.**
+
+mod follow;
+mod stop;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
+use follow::{Follow, Look};
 use serde::Deserialize;
 use std::ffi::OsString;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Component, Path, PathBuf};
 use std::process::{Child, Command, ExitStatus};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+use stop::catch_signals;
 
 /// The event types a mount sends (besides `lost`).
 pub const EVENT_TYPES: [&str; 6] = [
@@ -60,6 +71,9 @@ const ENV_NAMES: [&str; 8] = [
 const GRACE: Duration = Duration::from_secs(5);
 /// How often a running command is checked on (and [`STOP`] with it).
 const POLL: Duration = Duration::from_millis(20);
+/// How often the log is looked at for new lines: twice as often as
+/// `tail -f` does, and cheap (an open, a stat, a read at the end, a close).
+const FOLLOW_EVERY: Duration = Duration::from_millis(500);
 
 /// Set by the signal thread on Ctrl-C or SIGTERM.
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -89,7 +103,9 @@ It gets the event in its environment:
   IMPORTFS_EVENT_JSON    the whole event, one line of JSON
 Names come from the API: quote them (\"$IMPORTFS_EXTRACTOR\"), never paste them
 into a command string. A failing command is reported and the watch goes on,
-unless --exit-on-error. The watch ends with 0 on Ctrl-C, SIGTERM, or unmount.";
+unless --exit-on-error. The watch starts at the end of the mount's events log
+(--from-start: at its beginning) and follows it until Ctrl-C, SIGTERM or the
+unmount, each of which ends it with 0; --no-follow ends it at the log's end.";
 
 #[derive(Debug, Clone, Args)]
 #[command(after_help = SHORT_HELP, after_long_help = LONG_HELP)]
@@ -109,6 +125,15 @@ pub struct WatchArgs {
     /// Print each event as the line of JSON the mount sent.
     #[arg(long, conflicts_with = "command")]
     pub json: bool,
+    /// Start at the beginning of the log (every event the mount has seen)
+    /// instead of its end, so that a pipeline misses no run that ended
+    /// before it started.
+    #[arg(long)]
+    pub from_start: bool,
+    /// Handle the events the log holds now, then exit, instead of
+    /// following it (with --from-start: every event of the mount so far).
+    #[arg(long)]
+    pub no_follow: bool,
     /// Stop (non-zero) the first time the command fails.
     #[arg(long, requires = "command")]
     pub exit_on_error: bool,
@@ -136,29 +161,15 @@ pub struct RunEvent {
     pub path: String,
 }
 
-/// What a line says.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Line {
-    /// The mount dropped this many events for a slow reader.
-    Lost(u64),
-    Run(RunEvent),
-}
-
 /// Parse one line (without its newline); the error says what is wrong.
-pub fn parse_line(line: &str) -> Result<Line, String> {
+pub fn parse_line(line: &str) -> Result<RunEvent, String> {
     let value: serde_json::Value =
         serde_json::from_str(line).map_err(|e| format!("not JSON: {e}"))?;
-    if value["event"] == "lost" {
-        return value["count"]
-            .as_u64()
-            .map(Line::Lost)
-            .ok_or_else(|| "a lost line without a count".to_owned());
-    }
     let ev = RunEvent::deserialize(value).map_err(|e| format!("not an event: {e}"))?;
     if !is_plain_relative(&ev.path) {
         return Err(format!("its path {:?} is not inside the mount", ev.path));
     }
-    Ok(Line::Run(ev))
+    Ok(ev)
 }
 
 /// `crawlruns/ID` yes; `/etc`, `../x`, `./x` and `` no.
@@ -286,34 +297,49 @@ pub fn run(args: WatchArgs) -> Result<()> {
         events: args.event.clone(),
     };
     catch_signals();
-    let file = std::fs::File::open(&events)
-        .with_context(|| format!("cannot open {}", events.display()))?;
-    let mut reader = BufReader::new(file);
-    let mut buf = Vec::new();
-    while !STOP.load(Ordering::SeqCst) {
-        buf.clear();
-        match reader.read_until(b'\n', &mut buf) {
-            Ok(0) => {
-                eprintln!("importfs watch: the mount went away");
+    let mut log = Follow::start(&events, args.from_start)?;
+    let mut told_of_blanks = false;
+    loop {
+        let lines = match log.look()? {
+            Look::Lines(lines) => lines,
+            Look::Nothing if args.no_follow => return Ok(()),
+            Look::Nothing => {
+                sleep_unless_stopped(FOLLOW_EVERY);
+                continue;
+            }
+            Look::Gone(why) => {
+                eprintln!("importfs watch: the mount went away ({why})");
                 return Ok(());
             }
-            Ok(_) => {}
-            // What reading a FUSE file gives once its daemon is gone.
-            Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => {
-                eprintln!("importfs watch: the mount went away ({e})");
+        };
+        for line in lines {
+            let _gate = lock_gate();
+            if STOP.load(Ordering::SeqCst) {
                 return Ok(());
             }
-            Err(e) => return Err(e).with_context(|| format!("cannot read {}", events.display())),
-        }
-        let _gate = lock_gate();
-        if STOP.load(Ordering::SeqCst) {
-            return Ok(());
-        }
-        if handle_line(&args, &filter, &mount, &buf)? == Flow::End {
-            return Ok(());
+            if line == b"\n" {
+                if !told_of_blanks {
+                    eprintln!(
+                        "importfs watch: skipping blank lines: events the mount no longer \
+                         keeps (it keeps the last 10,000)"
+                    );
+                    told_of_blanks = true;
+                }
+                continue;
+            }
+            if handle_line(&args, &filter, &mount, &line)? == Flow::End {
+                return Ok(());
+            }
         }
     }
-    Ok(())
+}
+
+/// Sleep for `d`, or less when Ctrl-C or SIGTERM came.
+fn sleep_unless_stopped(d: Duration) {
+    let until = Instant::now() + d;
+    while Instant::now() < until && !STOP.load(Ordering::SeqCst) {
+        std::thread::sleep(POLL.min(until.saturating_duration_since(Instant::now())));
+    }
 }
 
 /// Print, or run the command for, one line as read (with its newline).
@@ -328,11 +354,7 @@ fn handle_line(args: &WatchArgs, filter: &Filter, mount: &Path, bytes: &[u8]) ->
         Err(_) => Err("not UTF-8".to_owned()),
     };
     let ev = match parsed {
-        Ok(Line::Run(ev)) => ev,
-        Ok(Line::Lost(n)) => {
-            eprintln!("importfs watch: {n} events were lost (the reader was too slow)");
-            return if args.json { emit(raw) } else { Ok(Flow::Go) };
-        }
+        Ok(ev) => ev,
         Err(why) => {
             let shown: String = raw.chars().take(200).collect();
             eprintln!(
@@ -439,60 +461,6 @@ fn terminate(child: &mut Child) {
     let _ = child.kill();
 }
 
-/// Start the thread that turns Ctrl-C and SIGTERM into a clean exit 0;
-/// returns once the handlers are in place. Without them (they could not
-/// be installed) a signal still ends the watch, only not with 0.
-fn catch_signals() {
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
-    let spawned = std::thread::Builder::new()
-        .name("watch-signals".into())
-        .spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            if rt.block_on(wait_for_signal(ready_tx)).is_ok() {
-                stop_and_exit();
-            }
-        });
-    if spawned.is_ok() {
-        let _ = ready_rx.recv(); // an error: the thread gave up
-    }
-}
-
-/// Both handlers are installed before `ready` is told (a signal that
-/// comes before that still ends the watch, only not with 0).
-async fn wait_for_signal(ready: std::sync::mpsc::Sender<()>) -> std::io::Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut int = signal(SignalKind::interrupt())?;
-    let mut term = signal(SignalKind::terminate())?;
-    let _ = ready.send(());
-    tokio::select! {
-        _ = int.recv() => {}
-        _ = term.recv() => {}
-    }
-    Ok(())
-}
-
-/// Let the event being handled finish (its command told to stop), then exit
-/// 0; give up waiting after a while (a stdout nobody reads).
-fn stop_and_exit() -> ! {
-    STOP.store(true, Ordering::SeqCst);
-    let deadline = Instant::now() + GRACE * 2;
-    while Instant::now() < deadline {
-        match GATE.try_lock() {
-            Ok(_) | Err(std::sync::TryLockError::Poisoned(_)) => {
-                let _ = std::io::stdout().flush();
-                break;
-            }
-            Err(std::sync::TryLockError::WouldBlock) => std::thread::sleep(POLL),
-        }
-    }
-    std::process::exit(0)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -501,10 +469,7 @@ mod tests {
     const REPORT: &str = r#"{"time":"2026-12-05T19:21:00Z","event":"reportrun.failed","id":"p1","report":{"name":"Weekly","guid":"R-GUID"},"path":"reportruns/p1"}"#;
 
     fn run_event(line: &str) -> RunEvent {
-        match parse_line(line) {
-            Ok(Line::Run(ev)) => ev,
-            other => panic!("{other:?}"),
-        }
+        parse_line(line).unwrap()
     }
 
     fn filter(extractors: &[&str], reports: &[&str], events: &[&str]) -> Filter {
@@ -523,9 +488,7 @@ mod tests {
         assert_eq!(ev.extractor.as_ref().unwrap().name, "My shop");
         assert_eq!(ev.report, None);
         assert_eq!(run_event(REPORT).report.unwrap().guid, "R-GUID");
-        let lost = r#"{"event":"lost","count":7}"#;
-        assert_eq!(parse_line(lost), Ok(Line::Lost(7)));
-        assert!(parse_line(r#"{"event":"lost"}"#).is_err());
+        assert!(parse_line(r#"{"event":"lost","count":7}"#).is_err());
         assert!(parse_line("not json").is_err());
         assert!(parse_line(r#"{"event":"crawlrun.finished","id":"x"}"#).is_err());
         for path in ["/etc", "../x", "crawlruns/../../x", ""] {
