@@ -14,8 +14,9 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-/// Longer than the server's idle write session (3 s) and its reaper (1 s):
-/// whatever an unfinished write would send has been sent after this.
+/// Longer than a control file's idle write session (3 s) and the reaper
+/// (1 s): whatever an unfinished write of `start` would send has been sent
+/// after this. (An `inputs` session waits 60 s for its COMMIT.)
 const PAST_IDLE: Duration = Duration::from_millis(4500);
 
 /// The guids of the demo's plainly named extractors, in the API's order (the

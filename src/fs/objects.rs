@@ -32,6 +32,10 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+/// The longest a GETATTR of `extractors/` or `reports/` waits for their
+/// listing to be looked at again ([`Fs::relist`]).
+const RELIST_WITHIN: Duration = Duration::from_secs(1);
+
 impl Fs {
     /// The cached value, or fetch it once (merging concurrent callers). On a
     /// transient failure a stale value is served if there is one.
@@ -130,14 +134,27 @@ impl Fs {
 
     /// A top-level listing looked at again once its TTL is over, for its
     /// directory's attributes: an NFS client relists `extractors/` only
-    /// when its mtime moves, which only a fresh listing can tell. A failed
-    /// listing is no news.
+    /// when its mtime moves, which only a fresh listing can tell. Only a
+    /// listing someone has read is looked at again, never during an outage,
+    /// and for at most [`RELIST_WITHIN`]: a GETATTR must not wait on a slow
+    /// API (a failed or late listing is no news; the next GETATTR asks
+    /// again).
     pub(super) async fn relist(&self, node: &Node) {
-        let _ = match node {
-            Node::Extractors => self.extractor_list().await,
-            Node::Reports => self.report_list().await,
-            _ => return,
+        if self.outage.ongoing() {
+            return;
+        }
+        let fetch = async {
+            match node {
+                Node::Extractors if self.caches.extractor_list.get_stale(&()).is_some() => {
+                    let _ = self.extractor_list().await;
+                }
+                Node::Reports if self.caches.report_list.get_stale(&()).is_some() => {
+                    let _ = self.report_list().await;
+                }
+                _ => {}
+            }
         };
+        let _ = tokio::time::timeout(RELIST_WITHIN, fetch).await;
     }
 
     /// The answer the caches already have: the value, or that it is missing.

@@ -312,10 +312,14 @@ impl Fs {
 
     /// The size of what an open writer holds now, which is what the file
     /// reads as through that handle (its attributes, for NFS clients that
-    /// check the size after each WRITE).
+    /// check the size after each WRITE); None once a refused write poisoned
+    /// it, as what it holds will never be sent.
     pub fn pending_len(&self, fh: u64) -> Option<u64> {
         match lock(&self.handles).get(&fh) {
-            Some(Handle::Writer(w)) => Some(lock(&w.state).buf.len() as u64),
+            Some(Handle::Writer(w)) => {
+                let st = lock(&w.state);
+                st.poisoned.is_none().then_some(st.buf.len() as u64)
+            }
             _ => None,
         }
     }

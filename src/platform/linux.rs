@@ -178,3 +178,57 @@ pub const STATE_HOME: &str = ".local/state";
 
 /// Linux mounts with FUSE unless told otherwise.
 pub const NFS_BY_DEFAULT: bool = false;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::ffi::OsStrExt;
+
+    /// The forced detach of a dead NFS mount, tried on a tmpfs (no NFS
+    /// client here): it goes at once, and the mount table says so.
+    #[test]
+    fn force_detach_takes_a_mount_out_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("m");
+        std::fs::create_dir(&target).unwrap();
+        let c = std::ffi::CString::new(target.as_os_str().as_bytes()).unwrap();
+        // SAFETY: valid NUL-terminated strings; a tmpfs takes no data.
+        let mounted = unsafe {
+            libc::mount(
+                c"none".as_ptr(),
+                c.as_ptr(),
+                c"tmpfs".as_ptr(),
+                0,
+                std::ptr::null(),
+            )
+        } == 0;
+        if !mounted {
+            let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false");
+            assert!(!ci, "CI must be able to mount a tmpfs (root)");
+            eprintln!("SKIPPED: cannot mount a tmpfs here (not root?)");
+            return;
+        }
+        // Whatever happens below, the tmpfs does not outlive the test.
+        struct Detach(std::ffi::CString);
+        impl Drop for Detach {
+            fn drop(&mut self) {
+                // SAFETY: a valid NUL-terminated path; failure is fine.
+                unsafe { libc::umount2(self.0.as_ptr(), libc::MNT_DETACH) };
+            }
+        }
+        let _guard = Detach(c.clone());
+        let on_top = || {
+            mount_table()
+                .unwrap()
+                .into_iter()
+                .rev()
+                .find(|m| m.point == target)
+        };
+        assert_eq!(on_top().map(|m| m.fstype), Some("tmpfs".to_owned()));
+        let busy = std::fs::File::create(target.join("open")).unwrap();
+        force_detach(&target).expect("detached though a file is open");
+        assert!(on_top().is_none(), "gone from the mount table");
+        drop(busy);
+        assert!(force_detach(&target).is_err(), "nothing left to detach");
+    }
+}

@@ -130,8 +130,13 @@ impl Shared {
     /// are read through a handle of their own, opened for the one read.
     async fn read(&self, ino: Ino, offset: u64, count: u32) -> Result<(Vec<u8>, bool), FsError> {
         let fs = &self.fs;
-        if let Some(fh) = self.writes.peek(ino) {
-            let len = fs.pending_len(fh).unwrap_or(0);
+        // A session's bytes, unless a refused write poisoned it: those
+        // will never be sent, so readers see what the service holds.
+        let pending = self
+            .writes
+            .peek(ino)
+            .and_then(|fh| Some((fh, fs.pending_len(fh)?)));
+        if let Some((fh, len)) = pending {
             let bytes = fs.read(fh, offset, count).await?;
             return Ok((bytes.to_vec(), offset + bytes.len() as u64 >= len));
         }
