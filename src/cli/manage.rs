@@ -146,23 +146,37 @@ pub fn unmount(args: UnmountArgs) -> Result<()> {
     require_importfs(&mp)?;
     let answers = answers(&mp);
     let nfs = mount_at(&mp)?.is_some_and(|m| m.is_nfs());
-    let done = if nfs {
-        // An NFS mount of the NFS backend: umount(8), through sudo where
-        // the OS keeps NFS mounts to root (and we are not). One whose
-        // server does not answer is detached at once: a plain umount could
-        // wait for the soft timeout.
-        let sudo = platform::nfs::MOUNT_NEEDS_ROOT && !platform::is_root();
-        if answers {
+    let sudo = platform::nfs::MOUNT_NEEDS_ROOT && !platform::is_root();
+    if nfs && !answers {
+        eprintln!(
+            "importfs: the server of {} does not answer (its process died?): detaching it",
+            mp.display()
+        );
+    }
+    let attempt = || {
+        if nfs && answers {
+            // An NFS mount of the NFS backend: umount(8), through sudo where
+            // the OS keeps NFS mounts to root (and we are not).
             platform::nfs::unmount(&mp, args.lazy, sudo)
-        } else {
-            eprintln!(
-                "importfs: the server of {} does not answer (its process died?): detaching it",
-                mp.display()
-            );
+        } else if nfs {
+            // One whose server does not answer is detached at once: a
+            // plain umount could wait for the soft timeout.
             platform::nfs::detach_dead(&mp, sudo)
+        } else {
+            platform::unmount(&mp, args.lazy)
         }
-    } else {
-        platform::unmount(&mp, args.lazy)
+    };
+    // A file held open only for a moment (`importfs watch` or `tail -F`
+    // looking at the events log, an indexer) makes the mount busy for that
+    // moment: try again for a little while before calling it busy.
+    let deadline = Instant::now() + BUSY_GRACE;
+    let done = loop {
+        match attempt() {
+            Err(text) if text.contains("busy") && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            done => break done,
+        }
     };
     if let Err(text) = done {
         if text.contains("busy") {
@@ -186,6 +200,11 @@ pub fn unmount(args: UnmountArgs) -> Result<()> {
     }
     Ok(())
 }
+
+/// How long a busy mount is tried again before `importfs unmount` says it
+/// is busy: longer than a poller's open, read and close of a file, even
+/// over a slow NFS client.
+const BUSY_GRACE: Duration = Duration::from_secs(3);
 
 /// Whether the mount answers a read of its `.importfs/stats` within
 /// [`ANSWER_WITHIN`]: an NFS mount whose server died would not, for the
