@@ -78,14 +78,6 @@ fn finished_report_run(emu: &Emu) -> String {
         .to_owned()
 }
 
-const CRAWLRUN_FILES: [(&str, &str); 6] = [
-    ("data.csv", "csv"),
-    ("data.json", "json"),
-    ("data.xlsx", "xlsx"),
-    ("sample.json", "sample"),
-    ("log.txt", "log"),
-    ("files.zip", "files"),
-];
 const REPORTRUN_FILES: [(&str, &str); 2] = [("data.csv", "csv"), ("data.xlsx", "xlsx")];
 
 /// The account suite: the tree, exact bytes of every result type, `>>`,
@@ -159,7 +151,7 @@ echo SUITE_DONE"#
     // Every result type, byte for byte the API's.
     let mut checked = 0;
     for (dir, id, files) in [
-        ("crawlruns", &run_id, &CRAWLRUN_FILES[..]),
+        ("crawlruns", &run_id, &RUN_FILES[..]),
         ("reportruns", &rr, &REPORTRUN_FILES[..]),
     ] {
         for (file, api) in files {

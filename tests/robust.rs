@@ -22,16 +22,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// A run's result files: the name in the mount and the API's fileType.
-const RUN_FILES: [(&str, &str); 6] = [
-    ("data.csv", "csv"),
-    ("data.json", "json"),
-    ("data.xlsx", "xlsx"),
-    ("sample.json", "sample"),
-    ("log.txt", "log"),
-    ("files.zip", "files"),
-];
-
 /// Every result file of these runs, straight from the emulator: mount path
 /// (relative) → bytes.
 fn truth_of(emu: &Emu, runs: &[String]) -> HashMap<String, Arc<Vec<u8>>> {

@@ -235,18 +235,27 @@ pub fn unmount(mountpoint: &Path, lazy: bool, sudo: bool) -> Result<(), String> 
         args.push(flag.as_ref());
     }
     args.push(mountpoint.as_os_str());
-    let out = maybe_sudo("umount", &args, true)
+    sudo_umount(&args)
+}
+
+/// `sudo umount ARGS`, its stderr as the error.
+fn sudo_umount(args: &[&std::ffi::OsStr]) -> Result<(), String> {
+    let out = maybe_sudo("umount", args, true)
         .stdin(std::process::Stdio::inherit())
         .output()
         .map_err(|e| format!("sudo: {e}"))?;
     if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "sudo umount: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
+        return Ok(());
     }
+    let shown: Vec<String> = args
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    Err(format!(
+        "sudo umount {}: {}",
+        shown.join(" "),
+        String::from_utf8_lossy(&out.stderr).trim()
+    ))
 }
 
 /// Detach an NFS mount whose server is gone, at once and forcibly: calls
@@ -260,19 +269,7 @@ pub fn detach_dead(mountpoint: &Path, sudo: bool) -> Result<(), String> {
     if !sudo {
         return super::os::force_detach(mountpoint);
     }
-    let args: [&std::ffi::OsStr; 3] = ["-f".as_ref(), "-l".as_ref(), mountpoint.as_os_str()];
-    let out = maybe_sudo("umount", &args, true)
-        .stdin(std::process::Stdio::inherit())
-        .output()
-        .map_err(|e| format!("sudo: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "sudo umount -f -l: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
+    sudo_umount(&["-f".as_ref(), "-l".as_ref(), mountpoint.as_os_str()])
 }
 
 #[cfg(test)]

@@ -735,3 +735,13 @@ impl Drop for Unmount {
         let _ = Command::new("fusermount3").arg("-uz").arg(&self.0).status();
     }
 }
+
+/// A run's result files: the name in the mount and the API's fileType.
+pub const RUN_FILES: [(&str, &str); 6] = [
+    ("data.csv", "csv"),
+    ("data.json", "json"),
+    ("data.xlsx", "xlsx"),
+    ("sample.json", "sample"),
+    ("log.txt", "log"),
+    ("files.zip", "files"),
+];
