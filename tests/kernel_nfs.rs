@@ -33,13 +33,18 @@ fn guest_options(port: u16) -> String {
 
 /// The fallback path: `importfs serve nfs --allow-unprivileged-ports` on
 /// the host (QEMU's user network connects from unprivileged host ports),
-/// mounted by the guest's kernel; the tree lists and result files read
-/// back byte for byte.
+/// mounted by the guest's kernel with `wsize=131072`; the tree lists,
+/// result files read back byte for byte, and a 620 KB `inputs` copied in
+/// (five WRITEs or more) is one PUT, exact.
 #[test]
 fn a_guest_kernel_mounts_a_host_server_and_reads_exact_bytes() {
     let Some(g) = Guest::get() else { return };
     let emu = Emu::demo();
     let s = NfsServer::start(&emu.url, &["--allow-unprivileged-ports"]);
+    let x = plain_extractor_list(&emu)[0]["guid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let runs = emu.finished_runs();
     let mut want = String::new();
     let mut cats = String::new();
@@ -59,10 +64,13 @@ fn a_guest_kernel_mounts_a_host_server_and_reads_exact_bytes() {
     }
     let script = format!(
         "set -e\nmkdir -p /mnt/i\nt0=$(cut -d' ' -f1 /proc/uptime)\n\
-         mount -t nfs -o {opts} 10.0.2.2:/importfs /mnt/i\n\
+         mount -t nfs -o {opts},wsize=131072 10.0.2.2:/importfs /mnt/i\n\
          echo MOUNT_SECS=$t0-$(cut -d' ' -f1 /proc/uptime)\n\
          grep ' /mnt/i ' /proc/mounts\nls -1 /mnt/i\necho EXTRACTORS=$(ls /mnt/i/extractors | wc -l)\n\
-         {cats}umount /mnt/i\necho UNMOUNTED\n",
+         {cats}seq 1 20000 | sed 's|^|https://example.com/item/|' > /tmp/big\n\
+         cp /tmp/big /mnt/i/extractors/{x}/inputs\n\
+         cmp /tmp/big /mnt/i/extractors/{x}/inputs && echo BIG_EXACT\n\
+         umount /mnt/i\necho UNMOUNTED\n",
         opts = guest_options(s.port)
     );
     let out = g.script(&script).run();
@@ -89,6 +97,11 @@ fn a_guest_kernel_mounts_a_host_server_and_reads_exact_bytes() {
             explain()
         );
     }
+    assert!(out.out.contains("BIG_EXACT"), "{}", explain());
+    let urls = api_urls(&emu, &x);
+    assert_eq!(urls.len(), 20000, "{}", explain());
+    assert_eq!(urls[19999], "https://example.com/item/20000");
+    assert_eq!(puts(&emu, &x), 1, "{:?}\n{}", mutating(&emu), explain());
     assert!(out.out.contains("UNMOUNTED"), "{}", explain());
 }
 
