@@ -211,16 +211,24 @@ fn wait_logged(m: &Mounted, event: &str, id: &str, within: Duration) {
     }
 }
 
-#[test]
-fn cat_of_the_log_ends_and_shows_what_happened_before_it() {
+/// A mount of the demo account (runs of 1 s, polled every second) that has
+/// logged one run's end, and that run; None where FUSE cannot run here.
+fn mounted_after_a_run() -> Option<(Emu, Mounted, String)> {
     if !fuse_or_skip() {
-        return;
+        return None;
     }
     let emu = demo_with_runs_of(1.0);
     let m = Mounted::new(&emu.url, &["--poll-interval", "1s"]);
-    let g = first_extractor(&emu);
-    let id = start_run(&emu, &g);
+    let id = start_run(&emu, &first_extractor(&emu));
     wait_logged(&m, "crawlrun.finished", &id, Duration::from_secs(15));
+    Some((emu, m, id))
+}
+
+#[test]
+fn cat_of_the_log_ends_and_shows_what_happened_before_it() {
+    let Some((_emu, m, id)) = mounted_after_a_run() else {
+        return;
+    };
     // cat ends by itself (a read past the end is end of file at once).
     let out = m.sh_ok("timeout 10 cat .importfs/events");
     let size = std::fs::metadata(m.path(".importfs/events")).unwrap().len();
@@ -299,14 +307,9 @@ fn the_log_keeps_its_bound_and_only_whole_lines() {
 
 #[test]
 fn tools_that_read_every_file_of_the_mount_finish() {
-    if !fuse_or_skip() {
+    let Some((_emu, m, id)) = mounted_after_a_run() else {
         return;
-    }
-    let emu = demo_with_runs_of(1.0);
-    let m = Mounted::new(&emu.url, &["--poll-interval", "1s"]);
-    let g = first_extractor(&emu);
-    let id = start_run(&emu, &g);
-    wait_logged(&m, "crawlrun.finished", &id, Duration::from_secs(15));
+    };
     let copy = m.dir.path().join("copy");
     // Exit 124 is timeout's: the tool did not finish. Other failures are
     // the write-only control files, which no tool can read.
