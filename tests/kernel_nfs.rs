@@ -5,7 +5,7 @@ mod common;
 
 use common::nfs::NfsServer;
 use common::qemu::{nfs_suite, Guest, GuestApi};
-use common::{api_urls, mutating, plain_extractor_list, puts, sha256_bytes, Emu, KEY};
+use common::{api_urls, mutating, plain_extractor_list, puts, sha256_bytes, Emu, KEY, RUN_FILES};
 
 /// The harness itself: the guest boots, has its NFS modules and network,
 /// and hands back output and exit status.
@@ -49,11 +49,8 @@ fn a_guest_kernel_mounts_a_host_server_and_reads_exact_bytes() {
     let mut want = String::new();
     let mut cats = String::new();
     for id in &runs[..2] {
-        for (api, file) in [
-            ("csv", "data.csv"),
-            ("json", "data.json"),
-            ("xlsx", "data.xlsx"),
-        ] {
+        // data.csv, data.json and data.xlsx.
+        for (file, api) in &RUN_FILES[..3] {
             let truth = emu.get_bytes(&format!("/crawlruns/{id}/{api}"));
             want.push_str(&format!(
                 "{}  /mnt/i/crawlruns/{id}/{file}\n",

@@ -128,11 +128,8 @@ fn result_files_read_with_nfs_cat_are_the_apis_bytes() {
     let runs = emu.finished_runs();
     assert!(runs.len() >= 2, "{runs:?}");
     for id in &runs[..2] {
-        for (api, file) in [
-            ("csv", "data.csv"),
-            ("json", "data.json"),
-            ("xlsx", "data.xlsx"),
-        ] {
+        // data.csv, data.json and data.xlsx.
+        for (file, api) in &RUN_FILES[..3] {
             let truth = emu.get_bytes(&format!("/crawlruns/{id}/{api}"));
             let path = format!("crawlruns/{id}/{file}");
             let got = s.cat(&path);
