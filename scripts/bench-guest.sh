@@ -39,10 +39,8 @@ trap cleanup EXIT
 IMPORTIO_API_KEY="$KEY" "$BIN" emulator --listen "127.0.0.1:$PORT" --api-key "$KEY" \
     --dataset scale --extractors 1 --crawlruns 2 --result-bytes "$SIZE" >"$WORK/emu.log" 2>&1 &
 EMU_PID=$!
-for _ in $(seq 100); do curl -sf "$URL/users/current?_apikey=$KEY" >/dev/null && break; sleep 0.1; done
-RUN=$(curl -sf "$URL/crawlruns/?_apikey=$KEY&_perpage=50" | python3 -c '
-import json,sys
-print(next(r["guid"] for r in json.load(sys.stdin) if r.get("state")=="FINISHED"))')
+wait_for_api "$URL" "$KEY" || true
+RUN=$(finished_run "$URL" "$KEY")
 
 IMPORTIO_API_KEY="$KEY" "$BIN" serve nfs --listen "127.0.0.1:$NFS_PORT" --api-url "$URL" \
     --allow-unprivileged-ports --cache-dir "$WORK/cache" --cache-size 4G \

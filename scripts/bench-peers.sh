@@ -146,12 +146,10 @@ EMU_URL="http://127.0.0.1:$(free_port)"
 "$BIN" emulator --listen "${EMU_URL#http://}" --api-key "$KEY" --dataset scale \
     --extractors 1 --crawlruns 3 --result-bytes "$SIZE" >"$WORK/emulator.log" 2>&1 &
 EMU_PID=$!
-for _ in $(seq 100); do curl -sf "$EMU_URL/users/current?_apikey=$KEY" >/dev/null && break; sleep 0.1; done
+wait_for_api "$EMU_URL" "$KEY" || true
 curl -sf -o /dev/null "$EMU_URL/users/current?_apikey=$KEY" \
     || { cat "$WORK/emulator.log" >&2; fail "the emulator did not start"; }
-RUN=$(curl -sf "$EMU_URL/crawlruns/?_apikey=$KEY&_perpage=50" | python3 -c '
-import json,sys
-print(next(r["guid"] for r in json.load(sys.stdin) if r.get("state")=="FINISHED"))')
+RUN=$(finished_run "$EMU_URL" "$KEY")
 curl -sf -X DELETE "$EMU_URL/_emulator/requests" >/dev/null
 mount_importfs "$EMU_URL" "$WORK/mnt-emulator"
 ls -l "$FILE" >/dev/null

@@ -65,11 +65,9 @@ trap cleanup EXIT
 IMPORTIO_API_KEY="$KEY" "$BIN" emulator --listen "127.0.0.1:$PORT" --api-key "$KEY" \
     --dataset scale --extractors 100 --crawlruns 10000 --result-bytes "$SIZE" >"$WORK/emu.log" 2>&1 &
 EMU_PID=$!
-for _ in $(seq 100); do curl -sf "$URL/users/current?_apikey=$KEY" >/dev/null && break; sleep 0.1; done
+wait_for_api "$URL" "$KEY" || true
 
-RUN=$(curl -sf "$URL/crawlruns/?_apikey=$KEY&_perpage=50" | python3 -c '
-import json,sys
-print(next(r["guid"] for r in json.load(sys.stdin) if r.get("state")=="FINISHED"))')
+RUN=$(finished_run "$URL" "$KEY")
 FILE="$MNT/crawlruns/$RUN/data.csv"
 FILE_URL="$URL/crawlruns/$RUN/csv?_apikey=$KEY"
 
@@ -229,10 +227,8 @@ IMPORTIO_API_KEY="$KEY" "$BIN" emulator --listen "127.0.0.1:$TPORT" --api-key "$
     --tls-cert "$WORK/tls.pem" --tls-key "$WORK/tls.key" --dataset scale --extractors 2 \
     --crawlruns 4 --result-bytes "$TLS_SIZE" >"$WORK/temu.log" 2>&1 &
 TEMU_PID=$!
-for _ in $(seq 100); do curl -sf --cacert "$WORK/ca.pem" "$TURL/users/current?_apikey=$KEY" >/dev/null && break; sleep 0.1; done
-TRUN=$(curl -sf --cacert "$WORK/ca.pem" "$TURL/crawlruns/?_apikey=$KEY" | python3 -c '
-import json,sys
-print(next(r["guid"] for r in json.load(sys.stdin) if r.get("state")=="FINISHED"))')
+wait_for_api "$TURL" "$KEY" --cacert "$WORK/ca.pem" || true
+TRUN=$(finished_run "$TURL" "$KEY" --cacert "$WORK/ca.pem")
 TFILE_URL="$TURL/crawlruns/$TRUN/csv?_apikey=$KEY"
 TMNT="$WORK/tmnt"; mkdir -p "$TMNT"
 tmount_fresh() {

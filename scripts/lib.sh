@@ -100,3 +100,23 @@ target_dir() {
     cargo metadata --format-version 1 --no-deps |
         python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])'
 }
+
+# wait_for_api URL KEY [CURL_ARGS...]: until an emulator (or API) at URL
+# answers GET /users/current with KEY, for at most 10 s.
+wait_for_api() {
+    local url=$1 key=$2; shift 2
+    for _ in $(seq 100); do
+        curl -sf "$@" "$url/users/current?_apikey=$key" >/dev/null && return 0
+        sleep 0.1
+    done
+    return 1
+}
+
+# finished_run URL KEY [CURL_ARGS...]: the guid of a FINISHED crawl run of
+# the account at URL.
+finished_run() {
+    local url=$1 key=$2; shift 2
+    curl -sf "$@" "$url/crawlruns/?_apikey=$key&_perpage=50" | python3 -c '
+import json, sys
+print(next(r["guid"] for r in json.load(sys.stdin) if r.get("state") == "FINISHED"))'
+}
