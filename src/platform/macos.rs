@@ -15,6 +15,13 @@ use std::process::Command;
 /// macOS has no `MAP_POPULATE`: pages are mapped as they are touched.
 pub const MAP_POPULATE: libc::c_int = 0;
 
+/// Nothing to do: APFS allocates as it writes, and `F_PREALLOCATE`
+/// (fcntl(2)) reserves space only at the end of a file, while downloads
+/// write chunks at any offset.
+pub fn preallocate(_file: &std::fs::File, _offset: u64, _len: u64) -> std::io::Result<()> {
+    Ok(())
+}
+
 /// fuser serves a session with one thread outside Linux.
 pub const FUSE_THREADS: usize = 1;
 

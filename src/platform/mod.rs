@@ -10,7 +10,8 @@
 //!   live process holds, never by PID;
 //! - whether FUSE can be used here, with the fix for each OS ([`check_fuse`]);
 //! - tuning only Linux has: 1 MiB read-ahead on the mount, `MAP_POPULATE`,
-//!   two FUSE threads (fuser allows one elsewhere);
+//!   two FUSE threads (fuser allows one elsewhere), blocks allocated before
+//!   a download's write ([`preallocate`]);
 //! - how the OS's NFS client mounts the NFS backend ([`nfs`]);
 //! - the OS's secret store for the API key ([`secrets`]): the Secret
 //!   Service on Linux, the Keychain on macOS;
@@ -42,8 +43,9 @@ compile_error!("importfs runs on Linux and macOS");
 
 pub use mounts::MountEntry;
 pub use os::{
-    check_allow_other, check_fuse, fuse_flavour, raise_read_ahead, unmount, user_allow_other,
-    CACHE_HOME, FUSE_THREADS, MAP_POPULATE, NFS_BY_DEFAULT, STATE_HOME, UNMOUNT_TOOL,
+    check_allow_other, check_fuse, fuse_flavour, preallocate, raise_read_ahead, unmount,
+    user_allow_other, CACHE_HOME, FUSE_THREADS, MAP_POPULATE, NFS_BY_DEFAULT, STATE_HOME,
+    UNMOUNT_TOOL,
 };
 
 use std::path::Path;
