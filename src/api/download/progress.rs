@@ -234,11 +234,13 @@ fn slices_within(data: &[Bytes], at: u64, (from, to): (u64, u64)) -> Vec<Bytes> 
 ///
 /// The batch's blocks are allocated first (`platform::preallocate`): on
 /// ext4 a buffered write into allocated blocks skips the delayed-allocation
-/// bookkeeping of each 4 KiB block. Measured on the peer bench (512 MiB
-/// from nginx, 7 runs, one run of the bench, the two alternating): a cold
-/// `cat` through the mount 0.447 s -> 0.430 s, and 0.414 s -> 0.395 s in
-/// another run. Only what is written is allocated, so a download that stops
-/// early holds no blocks beyond its bytes.
+/// bookkeeping of each 4 KiB block. Measured with and without it
+/// alternating in one bench run (512 MiB from nginx, medians of 7): a cold
+/// `cat` through the mount 0.447 -> 0.430 s and 0.421 -> 0.404 s, and
+/// 0.393 -> 0.390 s in a third run; on `scripts/bench.sh` the mount's CPU
+/// per GiB of a cold `cat` 0.83-0.90 -> 0.75. Only what is written is
+/// allocated, so a download that stops early holds no blocks beyond its
+/// bytes.
 fn write_all_vectored_at(
     file: &std::fs::File,
     mut slices: &mut [std::io::IoSlice<'_>],
