@@ -26,7 +26,11 @@
 # Installing nginx on a machine whose init starts services also starts the
 # distribution's own nginx (port 80): this script neither uses nor stops it.
 # Usage: scripts/bench-peers.sh [SIZE_BYTES] (default 536870912, 512 MiB);
-# BENCH_PROFILE=profiling for a build perf can symbolise.
+# BENCH_PROFILE=profiling for a build perf can symbolise; BENCH_BASELINE=PATH
+# adds another importfs binary (say, a build of the previous commit) as one
+# more reader, alternating with this build in every round: on a VM whose
+# figures drift 5-7% between runs, that is the fair way to tell two builds
+# apart.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
@@ -46,6 +50,8 @@ KEY="bench-$RANDOM$RANDOM"
 PROFILE="${BENCH_PROFILE:-release}"
 cargo build --profile "$PROFILE" --quiet
 BIN="$(target_dir)/$PROFILE/importfs"
+BASELINE="${BENCH_BASELINE:-}"
+[ -z "$BASELINE" ] || [ -x "$BASELINE" ] || { echo "bench-peers: BENCH_BASELINE=$BASELINE is not an executable" >&2; exit 1; }
 WORK="$(mktemp -d)"
 WWW="$WORK/www"
 mkdir -p "$WWW" "$WORK/nginx-tmp" "$WORK/mnt-emulator" "$WORK/mnt-importfs" \
@@ -109,11 +115,11 @@ wait_mount() {
     stat "$FILE" >/dev/null || { cat "$WORK/$1.log" >&2; fail "$1: no $FILE"; }
 }
 
-# mount_importfs API_URL MNT: importfs with an empty cache.
+# mount_importfs API_URL MNT [BINARY]: importfs with an empty cache.
 mount_importfs() {
     rm -rf "$WORK/cache-importfs"
     CUR_MNT="$2"; FILE="$2/crawlruns/$RUN/data.csv"
-    IMPORTIO_API_KEY="$KEY" "$BIN" mount --foreground "$CUR_MNT" --api-url "$1" \
+    IMPORTIO_API_KEY="$KEY" "${3:-$BIN}" mount --foreground "$CUR_MNT" --api-url "$1" \
         --cache-dir "$WORK/cache-importfs" --cache-size 4G --metadata-ttl 60s \
         >"$WORK/importfs.log" 2>&1 &
     CUR_PID=$!
@@ -125,6 +131,7 @@ mount_fresh() {
     unmount_cur
     case "$1" in
     importfs) mount_importfs "$NGINX_URL" "$WORK/mnt-importfs"; return ;;
+    baseline) mount_importfs "$NGINX_URL" "$WORK/mnt-importfs" "$BASELINE"; return ;;
     httpfs2)
         CUR_MNT="$WORK/mnt-httpfs2"; FILE="$CUR_MNT/csv"
         httpfs2 -f "$FILE_URL" "$CUR_MNT" >"$WORK/httpfs2.log" 2>&1 &
@@ -233,7 +240,7 @@ unmount_cur
 
 # 4. The timed runs, in rounds (each round one run of every reader) so that
 # drift of the machine falls on all of them alike.
-READERS="importfs httpfs2 rclone-off rclone-full"
+READERS="importfs ${BASELINE:+baseline }httpfs2 rclone-off rclone-full"
 echo "importfs peer bench: $SIZE bytes from nginx at $NGINX_URL, $RUNS runs each" >&2
 cat "$LOCAL" >/dev/null
 PT=0
@@ -249,12 +256,12 @@ for i in $(seq "$RUNS"); do
     for r in $READERS; do
         mount_fresh "$r"
         sync
-        if [ "$r" = importfs ]; then
+        if [ "$r" = importfs ] || [ "$r" = baseline ]; then
             c0=$(cpu_of "$CUR_PID")
             timecpu cat "$FILE" >"$WORK/tc"
             c1=$(cpu_of "$CUR_PID")
             cut -d' ' -f1 "$WORK/tc" >>"$WORK/t.$r.cold"
-            python3 -c "print($c1 - $c0 + $(cut -d' ' -f2 "$WORK/tc"))" >>"$WORK/c.importfs.cold"
+            python3 -c "print($c1 - $c0 + $(cut -d' ' -f2 "$WORK/tc"))" >>"$WORK/c.$r.cold"
         else
             timeit cat "$FILE" >>"$WORK/t.$r.cold"
         fi
@@ -276,16 +283,18 @@ for r in $READERS; do
 done
 echo "bytes: curl and every mount, cold and warm, are identical to the file (cmp)" >&2
 
-python3 - "$WORK" "$SIZE" "$RUNS" "${PT:-0}" <<'EOF'
+python3 - "$WORK" "$SIZE" "$RUNS" "${PT:-0}" "$BASELINE" <<'EOF'
 import statistics, sys
 work, size, runs, pt = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+baseline = sys.argv[5]
 def times(name):
     with open(f"{work}/t.{name}") as f:
         t = [float(x) for x in f if x.strip()]
     return min(t), statistics.median(t)
 rows = [("curl (the ceiling)", "curl"), ("cat, local page cache", "local"),
         ("curl -o FILE && cat FILE", "download")]
-names = {"importfs": "importfs", "httpfs2": "httpfs2",
+names = {"importfs": "importfs", **({"baseline": "baseline importfs"} if baseline else {}),
+         "httpfs2": "httpfs2",
          "rclone-off": "rclone, vfs off", "rclone-full": "rclone, vfs full"}
 for r, label in names.items():
     rows.append((f"{label} cold", f"{r}.cold"))
@@ -313,6 +322,10 @@ def cpu_per_gib(name):
 dl, cold = t["download"][1], t["importfs.cold"][1]
 print("importfs cold against a download then a read (curl -o FILE && cat FILE):")
 print(f"  {dl / cold:.2f}x (download-then-cat's median time over importfs cold's; aim >= 1.30)")
+if baseline:
+    print(f"  baseline ({baseline}): {dl / t['baseline.cold'][1]:.2f}x, "
+          f"CPU s/GiB {cpu_per_gib('baseline.cold'):.2f}; this build's cold is "
+          f"{t['baseline.cold'][1] / cold:.3f}x as fast as the baseline's")
 print(f"  CPU s/GiB, median: importfs (mount + cat) {cpu_per_gib('importfs.cold'):.2f}, "
       f"curl + cat {cpu_per_gib('download'):.2f}")
 print()
